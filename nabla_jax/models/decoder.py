@@ -1,0 +1,147 @@
+"""The decoder as pure functions over a params pytree.
+
+params = {
+    "embed": {"embedding": [V, d]},
+    "layers": <one DecoderLayer's params, every leaf stacked along a leading [num_layers] axis>,
+    "final_norm": {"scale": [d]},
+    "lm_head": {"kernel": [d, V]},        # causal LMs with untied embeddings only
+    "score": {"kernel": [d, num_labels]}, # sequence classifiers only
+}
+
+The layers run under ``lax.scan`` so compile time does not grow with depth. Entry points take embeddings, not
+ids, because DTO feeds soft one-hots times the embedding matrix.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nabla_jax.models.config import DecoderConfig
+from nabla_jax.models.layers import INIT, DecoderLayer, RMSNorm
+from nabla_jax.models.rope import rotary_angles
+
+
+class KVCache(NamedTuple):
+    """Keys and values of every layer, ``[num_layers, B, S, num_kv_heads, head_dim]`` each, by buffer slot."""
+
+    k: jax.Array
+    v: jax.Array
+
+
+def params_dtype(params: dict) -> jnp.dtype:
+    return params["embed"]["embedding"].dtype
+
+
+def init_params(config: DecoderConfig, key: jax.Array, dtype=jnp.float32) -> dict:
+    """Random params (normal, std 0.02; norms at 1) with the checkpoint's structure."""
+    k_embed, k_layers, k_head = jax.random.split(key, 3)
+    d = config.hidden_size
+    dummy = jnp.zeros((1, 1, d), dtype)
+    cos = sin = jnp.zeros((1, 1, config.head_dim), jnp.float32)
+    mask = jnp.ones((1, 1, 1), bool)
+    layer = DecoderLayer(config, dtype)
+    layers = jax.vmap(lambda k: layer.init(k, dummy, cos, sin, mask)["params"])(
+        jax.random.split(k_layers, config.num_layers)
+    )
+    params = {
+        "embed": {"embedding": INIT(k_embed, (config.vocab_size, d), dtype)},
+        "layers": layers,
+        "final_norm": {"scale": jnp.ones((d,), dtype)},
+    }
+    if config.is_classifier:
+        params["score"] = {"kernel": INIT(k_head, (d, config.num_labels), dtype)}
+    elif not config.tie_word_embeddings:
+        params["lm_head"] = {"kernel": INIT(k_head, (d, config.vocab_size), dtype)}
+    return params
+
+
+def param_shapes(config: DecoderConfig, dtype=jnp.float32) -> dict:
+    """The params pytree as ``jax.ShapeDtypeStruct`` leaves, without allocating anything."""
+    return jax.eval_shape(lambda key: init_params(config, key, dtype), jax.random.key(0))
+
+
+def count_params(tree) -> int:
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def init_cache(config: DecoderConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
+    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def embed(params: dict, ids: jax.Array) -> jax.Array:
+    return jnp.take(params["embed"]["embedding"], ids, axis=0)
+
+
+def embedding_matrix(params: dict) -> jax.Array:
+    return params["embed"]["embedding"]
+
+
+def attention_mask(kv_valid: jax.Array, length: int, write_index) -> jax.Array:
+    """``[B, T, S]``: query t (in buffer slot write_index + t) sees valid slots at or before its own."""
+    slots = jnp.arange(kv_valid.shape[1])
+    query_slots = write_index + jnp.arange(length)
+    causal = slots[None, :] <= query_slots[:, None]
+    return causal[None, :, :] & kv_valid[:, None, :]
+
+
+def forward(
+    config: DecoderConfig,
+    params: dict,
+    embeds: jax.Array,
+    positions: jax.Array,
+    kv_valid: jax.Array,
+    cache: KVCache | None = None,
+    write_index=0,
+) -> tuple[jax.Array, KVCache]:
+    """Run the layers and the final norm.
+
+    embeds ``[B, T, d]``; positions ``[B, T]`` (rotary positions); kv_valid ``[B, S]`` marks the buffer slots that
+    hold real tokens: without a cache S = T and it is the padding mask of this chunk; with a cache S is the buffer
+    length and it must already mark this chunk's slots ``[write_index, write_index + T)``.
+    Returns the hidden states after the final norm ``[B, T, d]`` (the "latents") and the keys/values of this
+    call (the updated cache, or this chunk's own keys/values when no cache was given).
+    """
+    dtype = params_dtype(params)
+    x = embeds.astype(dtype)
+    cos, sin = rotary_angles(config, positions)
+    mask = attention_mask(kv_valid, x.shape[1], write_index)
+    layer = DecoderLayer(config, dtype)
+
+    def run_layer(h, scanned):
+        layer_params, cache_kv = scanned
+        h, new_kv = layer.apply({"params": layer_params}, h, cos, sin, mask, cache_kv, write_index)
+        return h, new_kv
+
+    cache_kv = None if cache is None else (cache.k, cache.v)
+    x, (keys, values) = jax.lax.scan(run_layer, x, (params["layers"], cache_kv))
+    hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
+    return hidden, KVCache(keys, values)
+
+
+def output_matrix(config: DecoderConfig, params: dict) -> jax.Array:
+    """The LM head as ``[d, V]`` (the transposed embedding when tied)."""
+    if config.tie_word_embeddings:
+        return params["embed"]["embedding"].T
+    return params["lm_head"]["kernel"]
+
+
+def lm_logits(config: DecoderConfig, params: dict, hidden: jax.Array) -> jax.Array:
+    """float32 logits ``[..., V]`` from final hidden states."""
+    return jnp.dot(hidden, output_matrix(config, params), preferred_element_type=jnp.float32)
+
+
+def last_valid_index(mask: jax.Array) -> jax.Array:
+    """Index of the rightmost True in each row of ``mask [B, T]`` (0 for an all-False row)."""
+    positions = jnp.arange(mask.shape[-1])
+    return jnp.max(jnp.where(mask, positions, 0), axis=-1)
+
+
+def score(config: DecoderConfig, params: dict, hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sequence-classification scores ``[B, num_labels]`` float32 at each row's last non-padding token."""
+    last = last_valid_index(mask)
+    pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    return jnp.dot(pooled, params["score"]["kernel"], preferred_element_type=jnp.float32)

@@ -1,0 +1,97 @@
+"""Flax layers of the decoder. Each is used through ``Module.apply``, a pure function of its params.
+
+Parameter names follow the checkpoint layout (``q_proj``, ``gate_proj``, ...); dense kernels are ``[in, out]``.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nabla_jax.models.config import DecoderConfig
+from nabla_jax.models.rope import apply_rotary
+
+INIT = nn.initializers.normal(stddev=0.02)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation computed in float32, then cast back, then scaled (transformers' order of operations)."""
+
+    eps: float
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.dtype)
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale * normed.astype(x.dtype)
+
+
+def _dense(features: int, use_bias: bool, name: str, dtype) -> nn.Dense:
+    return nn.Dense(features, use_bias=use_bias, name=name, kernel_init=INIT, dtype=dtype, param_dtype=dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query attention with rotary embeddings, optional q/k RMSNorm (Qwen3) and an explicit KV cache."""
+
+    config: DecoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, cos, sin, mask, cache_kv=None, write_index=0):
+        cfg = self.config
+        batch, length, _ = x.shape
+        q = _dense(cfg.num_heads * cfg.head_dim, cfg.qkv_bias, "q_proj", self.dtype)(x)
+        k = _dense(cfg.num_kv_heads * cfg.head_dim, cfg.qkv_bias, "k_proj", self.dtype)(x)
+        v = _dense(cfg.num_kv_heads * cfg.head_dim, cfg.qkv_bias, "v_proj", self.dtype)(x)
+        q = q.reshape(batch, length, cfg.num_heads, cfg.head_dim)
+        k = k.reshape(batch, length, cfg.num_kv_heads, cfg.head_dim)
+        v = v.reshape(batch, length, cfg.num_kv_heads, cfg.head_dim)
+        if cfg.qk_norm:
+            q = RMSNorm(cfg.rms_norm_eps, self.dtype, name="q_norm")(q)
+            k = RMSNorm(cfg.rms_norm_eps, self.dtype, name="k_norm")(k)
+        q = apply_rotary(q, cos, sin)
+        k = apply_rotary(k, cos, sin)
+        if cache_kv is not None:
+            cache_k, cache_v = cache_kv
+            k = jax.lax.dynamic_update_slice_in_dim(cache_k, k.astype(cache_k.dtype), write_index, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(cache_v, v.astype(cache_v.dtype), write_index, axis=1)
+        groups = cfg.num_heads // cfg.num_kv_heads
+        q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+        scores = scores * (cfg.head_dim**-0.5)
+        scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        out = jnp.einsum("bkgts,bskd->btkgd", weights, v.astype(self.dtype))
+        out = out.reshape(batch, length, cfg.num_heads * cfg.head_dim)
+        out = _dense(cfg.hidden_size, cfg.o_bias, "o_proj", self.dtype)(out)
+        return out, (k, v)
+
+
+class MLP(nn.Module):
+    config: DecoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        gate = _dense(cfg.intermediate_size, cfg.mlp_bias, "gate_proj", self.dtype)(x)
+        up = _dense(cfg.intermediate_size, cfg.mlp_bias, "up_proj", self.dtype)(x)
+        return _dense(cfg.hidden_size, cfg.mlp_bias, "down_proj", self.dtype)(jax.nn.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    config: DecoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, cos, sin, mask, cache_kv=None, write_index=0):
+        cfg = self.config
+        attn_out, new_kv = Attention(cfg, self.dtype, name="attn")(
+            RMSNorm(cfg.rms_norm_eps, self.dtype, name="input_norm")(x), cos, sin, mask, cache_kv, write_index
+        )
+        x = x + attn_out
+        x = x + MLP(cfg, self.dtype, name="mlp")(RMSNorm(cfg.rms_norm_eps, self.dtype, name="post_attention_norm")(x))
+        return x, new_kv
