@@ -131,8 +131,14 @@ def _expected_shape(shapes: dict, slot: TensorSlot) -> tuple[int, ...]:
     return tuple(leaf.shape[1:]) if slot.layer is not None else tuple(leaf.shape)
 
 
-def save_hf_params(config: DecoderConfig, params: dict, directory: str, max_shard_bytes: int | None = None) -> None:
-    """Write ``config.json`` and safetensors (sharded with an index when ``max_shard_bytes`` is exceeded)."""
+def save_hf_params(
+    config: DecoderConfig, params: dict, directory: str, max_shard_bytes: int | None = None, tokenizer=None
+) -> None:
+    """Write ``config.json``, safetensors (sharded with an index past ``max_shard_bytes``) and the tokenizer.
+
+    Refuses to write into a non-empty directory, so nothing already there is overwritten."""
+    if os.path.isdir(directory) and os.listdir(directory):
+        raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite it")
     os.makedirs(directory, exist_ok=True)
     tensors = {}
     for slot in tensor_slots(config, params):
@@ -157,6 +163,8 @@ def save_hf_params(config: DecoderConfig, params: dict, directory: str, max_shar
     raw["torch_dtype"] = raw["dtype"] = str(next(iter(tensors.values())).dtype)
     with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as handle:
         json.dump(raw, handle, indent=2)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
 
 
 def _save(tensors: dict, file: str) -> None:

@@ -1,0 +1,1 @@
+"""Subcommands of the ``nabla-jax`` command line, one module each."""
