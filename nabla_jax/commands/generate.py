@@ -1,0 +1,59 @@
+"""``nabla-jax generate --policy P --prompt TEXT``: sample continuations of one or more prompts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate continuations of prompts with a policy",
+        description="Run each --prompt through the policy's chat template (the prompt as the only user message) "
+        "and print the sampled continuation. temperature 0 is greedy; top-k 0 and top-p 1 are off.",
+    )
+    parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
+    parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--system", default=None, help="system message (default: none, as the official code)")
+    parser.add_argument("--stop", action="append", default=None, help="stop string; repeat for several")
+    parser.add_argument("--no-chat", action="store_true", help="use the prompt text as is, without the template")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per prompt instead of text")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nabla_jax.generation import SamplingConfig, generate
+    from nabla_jax.loading import load_policy
+
+    SamplingConfig(args.temperature, args.top_k, args.top_p)  # bad settings fail before the model loads
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    policy = load_policy(args.policy)
+    results = generate(
+        policy,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=args.stop,
+        system=args.system,
+        chat=not args.no_chat,
+        batch_size=args.batch_size,
+    )
+    for i, result in enumerate(results):
+        if args.json:
+            print(json.dumps({"prompt": args.prompt[i], **dataclasses.asdict(result)}, ensure_ascii=False))
+        else:
+            if len(results) > 1:
+                print(f"=== prompt {i} ({result.finish_reason}, {len(result.token_ids)} tokens) ===")
+            print(result.text)
+    return 0

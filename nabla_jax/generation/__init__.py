@@ -1,0 +1,57 @@
+"""Generation: sampling, per-sequence rollouts (prefill + decode in one ``lax.while_loop``) and ``generate``."""
+
+from nabla_jax.generation.api import GenerationResult, encode_prompts, generate
+from nabla_jax.generation.buckets import bucket_length, check_lengths, pad_prompts
+from nabla_jax.generation.prompts import chat_prompt_ids, eos_token_ids, stop_token_sequences
+from nabla_jax.generation.rollouts import (
+    FINISH_EOS,
+    FINISH_LENGTH,
+    FINISH_NAMES,
+    FINISH_STOP,
+    Rollout,
+    RolloutSpec,
+    RolloutState,
+    rollout,
+    rollout_batch,
+    rollout_init,
+    rollout_logits,
+    rollout_step,
+    trace_count,
+)
+from nabla_jax.generation.sampling import (
+    SamplingConfig,
+    filter_logits,
+    filtered_distribution,
+    sample_token,
+    validate_sampling,
+)
+
+__all__ = [
+    "FINISH_EOS",
+    "FINISH_LENGTH",
+    "FINISH_NAMES",
+    "FINISH_STOP",
+    "GenerationResult",
+    "Rollout",
+    "RolloutSpec",
+    "RolloutState",
+    "SamplingConfig",
+    "bucket_length",
+    "chat_prompt_ids",
+    "check_lengths",
+    "encode_prompts",
+    "eos_token_ids",
+    "filter_logits",
+    "filtered_distribution",
+    "generate",
+    "pad_prompts",
+    "rollout",
+    "rollout_batch",
+    "rollout_init",
+    "rollout_logits",
+    "rollout_step",
+    "sample_token",
+    "stop_token_sequences",
+    "trace_count",
+    "validate_sampling",
+]

@@ -1,0 +1,119 @@
+"""``generate``: text (or token-id) prompts in, sampled continuations out, through :func:`rollout_batch`.
+
+Prompts are grouped by length bucket (each prompt's own), split into chunks of at most ``batch_size`` rows and
+padded up to a power-of-two row count, so a long run compiles once per (bucket, rows) pair. Prompt i is sampled
+with ``fold_in(key(seed), i)``: its output depends only on its text, its index and the settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
+from nabla_jax.generation.prompts import (
+    chat_prompt_ids,
+    eos_token_ids,
+    pad_token_id,
+    plain_prompt_ids,
+    stop_token_sequences,
+)
+from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
+from nabla_jax.generation.sampling import SamplingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    prompt_ids: list[int]
+    token_ids: list[int]  # generated ids, including the EOS / stop tokens that ended the row
+    text: str | None  # token_ids decoded with special tokens skipped (None without a tokenizer)
+    finish_reason: str  # "eos" | "stop" | "length"
+
+
+def _is_token_ids(value) -> bool:
+    return not isinstance(value, str) and all(isinstance(t, (int, np.integer)) for t in value)
+
+
+def _prompt_list(prompts) -> list:
+    if isinstance(prompts, str) or (isinstance(prompts, (np.ndarray, jax.Array)) and np.ndim(prompts) == 1):
+        return [prompts]
+    prompts = list(prompts)
+    if prompts and all(isinstance(t, (int, np.integer)) for t in prompts):
+        return [prompts]  # one prompt given as a flat list of token ids
+    return prompts
+
+
+def encode_prompts(policy, prompts, system: str | None = None, chat: bool = True) -> list[list[int]]:
+    """Token ids per prompt: strings through the chat template (or plain encoding when ``chat=False``);
+    token-id sequences are taken as they are."""
+    encoded = []
+    for prompt in _prompt_list(prompts):
+        if isinstance(prompt, str):
+            if policy.tokenizer is None:
+                raise ValueError(f"{policy.source or 'the policy'} has no tokenizer; pass token ids instead of text")
+            ids = chat_prompt_ids(policy.tokenizer, prompt, system) if chat else plain_prompt_ids(policy.tokenizer, prompt)
+        elif _is_token_ids(np.asarray(prompt).tolist() if not isinstance(prompt, list) else prompt):
+            ids = [int(t) for t in np.asarray(prompt).reshape(-1).tolist()]
+        else:
+            raise ValueError(f"a prompt must be a string or a sequence of token ids, got {type(prompt).__name__}")
+        encoded.append(ids)
+    return encoded
+
+
+def generate(
+    policy,
+    prompts: str | Sequence[str | Sequence[int]],
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop: Sequence[str | Sequence[int]] | str | None = None,
+    system: str | None = None,
+    chat: bool = True,
+    batch_size: int = 8,
+) -> list[GenerationResult]:
+    """Sample continuations of ``prompts`` (a string, or a list of strings / token-id lists) with ``policy``.
+
+    temperature 0 is greedy; top_k 0 and top_p 1.0 are off (see :mod:`nabla_jax.generation.sampling`). Rows end
+    at the policy's EOS tokens, at a ``stop`` sequence (strings or token ids, matched on tokens) or after
+    ``max_new_tokens``. Returns one :class:`GenerationResult` per prompt, in order."""
+    sampling = SamplingConfig(temperature, top_k, top_p)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if int(max_new_tokens) != max_new_tokens or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens}")
+    config, tokenizer = policy.config, policy.tokenizer
+    prompt_ids = encode_prompts(policy, prompts, system, chat)
+    for i, ids in enumerate(prompt_ids):
+        check_lengths(config, len(ids), max_new_tokens, where=f"prompt {i}")
+        if min(ids) < 0 or max(ids) >= config.vocab_size:
+            raise ValueError(f"prompt {i} has a token id outside [0, {config.vocab_size})")
+    pad = pad_token_id(config, tokenizer)
+    spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stop_token_sequences(tokenizer, stop), pad)
+
+    base_key = jax.random.key(seed)
+    longest_buffer = config.max_position_embeddings - max_new_tokens
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(prompt_ids):
+        groups.setdefault(bucket_length(len(ids), maximum=longest_buffer), []).append(i)
+
+    results: list[GenerationResult | None] = [None] * len(prompt_ids)
+    for bucket in sorted(groups):
+        members = groups[bucket]
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            rows = chunk + [chunk[0]] * (bucket_rows(len(chunk), batch_size) - len(chunk))
+            buffer, lengths = pad_prompts([prompt_ids[i] for i in rows], bucket, pad)
+            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(rows, jnp.uint32))
+            out = rollout_batch(config, policy.params, spec, jnp.asarray(buffer), jnp.asarray(lengths), keys)
+            tokens, counts, finish = jax.device_get((out.tokens, out.length, out.finish))
+            for row, i in enumerate(chunk):
+                ids = [int(t) for t in tokens[row, : counts[row]]]
+                text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None
+                results[i] = GenerationResult(prompt_ids[i], ids, text, FINISH_NAMES[int(finish[row])])
+    return results

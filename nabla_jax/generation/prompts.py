@@ -1,0 +1,67 @@
+"""Prompt and stop-token handling through the policy's tokenizer, as the official ∇-Reasoner code does it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nabla_jax.models.config import DecoderConfig
+
+
+def chat_prompt_ids(tokenizer, problem: str, system: str | None = None) -> list[int]:
+    """Token ids of ``problem`` as the only user message (after ``system`` if given), ready for the reply.
+
+    Like the official code: render the chat template to text with ``add_generation_prompt=True``, then encode it
+    with ``add_special_tokens=False`` (the template already holds any BOS). Templates that insert their own
+    default system prompt when none is given (Qwen2.5, SmolLM2) still do so."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("the tokenizer has no chat template; pass chat=False to use the raw text as the prompt")
+    messages = [{"role": "user", "content": problem}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def plain_prompt_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of raw text (no template), with the tokenizer's usual special tokens (e.g. a BOS)."""
+    return list(tokenizer.encode(text))
+
+
+def eos_token_ids(config: DecoderConfig, tokenizer=None) -> tuple[int, ...]:
+    """The model config's EOS ids plus the tokenizer's EOS id."""
+    ids = set(config.eos_token_ids)
+    eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+    if eos is not None:
+        ids.add(int(eos))
+    return tuple(sorted(ids))
+
+
+def pad_token_id(config: DecoderConfig, tokenizer=None) -> int:
+    """The id written after a row ends: the tokenizer's pad, else the config's, else 0."""
+    for value in (getattr(tokenizer, "pad_token_id", None), config.pad_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def stop_token_sequences(tokenizer, stop: Sequence[str | Sequence[int]] | str | None) -> tuple[tuple[int, ...], ...]:
+    """Stop strings or token-id lists as token-id tuples.
+
+    Strings are encoded without special tokens, as the official code does; matching is on tokens, so a string
+    stops generation only when the model produces that same tokenization of it."""
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = [stop]
+    sequences = []
+    for item in stop:
+        if isinstance(item, str):
+            if tokenizer is None:
+                raise ValueError("stop strings need a tokenizer; pass token-id sequences instead")
+            ids = tuple(tokenizer.encode(item, add_special_tokens=False))
+        else:
+            ids = tuple(int(t) for t in item)
+        if not ids:
+            raise ValueError(f"stop sequence {item!r} is empty")
+        sequences.append(ids)
+    return tuple(sequences)
