@@ -1,5 +1,7 @@
 """Sampling: official semantics (temperature -> top-k -> top-p), exactness of the sampler, edge cases, errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,14 +37,20 @@ def exact_probs(logits, temperature, keep):
     return p / p.sum()
 
 
-@jax.jit
-def _keys(n):
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1234), i))(jnp.arange(n))
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _draw(logits, n, cfg):
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1234), i))(jnp.arange(n))
+    return jax.vmap(lambda k: sample_token(logits, k, cfg))(keys)
 
 
-def draw(logits, n, cfg):
-    keys = _keys(n) if False else jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1234), i))(jnp.arange(n))
-    return np.asarray(jax.jit(jax.vmap(lambda k: sample_token(logits, k, cfg)))(keys))
+# jitted once per (shape, settings): eager calls would compile every primitive separately
+dist = jax.jit(filtered_distribution, static_argnums=(1, 2, 3))
+sample = jax.jit(sample_token, static_argnums=(2, 3, 4))
+
+
+def draw(logits, n, cfg) -> np.ndarray:
+    """n samples with keys fold_in(key(1234), i)."""
+    return np.asarray(_draw(jnp.asarray(logits), n, cfg))
 
 
 SETTINGS = [
@@ -59,7 +67,7 @@ def test_filtered_support_matches_official_rule(cfg):
     for _ in range(5):
         logits = rng.normal(0.0, 2.0, size=50).astype(np.float32)
         keep = official_kept(logits, cfg.temperature, cfg.top_k, cfg.top_p)
-        probs = np.asarray(filtered_distribution(jnp.asarray(logits), cfg))
+        probs = np.asarray(dist(jnp.asarray(logits), cfg))
         np.testing.assert_array_equal(probs > 0, keep)
         np.testing.assert_allclose(probs, exact_probs(logits, cfg.temperature, keep), atol=1e-6)
 
@@ -69,42 +77,46 @@ def test_empirical_frequencies_match_filtered_distribution(cfg):
     logits = jnp.asarray([2.0, 1.5, 1.2, 0.9, 0.5, 0.3, 0.0, -0.4, -1.0, -2.0], jnp.float32)
     n = 20000
     counts = np.bincount(draw(logits, n, cfg), minlength=logits.shape[0])
-    probs = np.asarray(filtered_distribution(logits, cfg), np.float64)
+    probs = np.asarray(dist(logits, cfg), np.float64)
     assert counts[probs == 0].sum() == 0, "sampled a filtered-out token"
     support = probs > 0
     expected = n * probs[support] / probs[support].sum()
     _, p_value = stats.chisquare(counts[support], expected)
     assert p_value > ALPHA, (counts, expected)
+    if cfg.temperature != 1.0:  # the test has power: the unscaled distribution is rejected
+        wrong = np.asarray(dist(logits, SamplingConfig(1.0, cfg.top_k, cfg.top_p)), np.float64)
+        if (wrong > 0).sum() == support.sum() and ((wrong > 0) == support).all():
+            assert stats.chisquare(counts[support], n * wrong[support] / wrong[support].sum())[1] < ALPHA
 
 
 def test_top_k_one_and_tiny_top_p_are_argmax():
     logits = jnp.asarray([0.1, 2.5, 2.4, -1.0, 0.0])
     for cfg in (SamplingConfig(1.0, 1, 1.0), SamplingConfig(1.0, 0, 1e-6), SamplingConfig(5.0, 0, 1e-6)):
         assert set(draw(logits, 200, cfg).tolist()) == {1}
-        np.testing.assert_array_equal(np.asarray(filtered_distribution(logits, cfg)), [0, 1, 0, 0, 0])
+        np.testing.assert_array_equal(np.asarray(dist(logits, cfg)), [0, 1, 0, 0, 0])
 
 
 def test_ties_are_kept_together():
     logits = jnp.asarray([1.0, 3.0, 0.0, 3.0, 2.0])
     # top-k 1 keeps every token tied with the largest; tiny top-p likewise
     for cfg in (SamplingConfig(1.0, 1, 1.0), SamplingConfig(1.0, 0, 1e-6), SamplingConfig(1.0, 2, 1.0)):
-        np.testing.assert_allclose(np.asarray(filtered_distribution(logits, cfg)), [0, 0.5, 0, 0.5, 0], atol=1e-7)
+        np.testing.assert_allclose(np.asarray(dist(logits, cfg)), [0, 0.5, 0, 0.5, 0], atol=1e-7)
         assert set(draw(logits, 400, cfg).tolist()) == {1, 3}
     # top-k 3 cuts at value 2.0: the two 3.0s and the 2.0 stay
-    assert np.count_nonzero(np.asarray(filtered_distribution(logits, SamplingConfig(1.0, 3, 1.0)))) == 3
+    assert np.count_nonzero(np.asarray(dist(logits, SamplingConfig(1.0, 3, 1.0)))) == 3
     # greedy breaks ties towards the lowest id, with or without a key
     greedy = SamplingConfig(0.0)
-    assert int(sample_token(logits, jax.random.key(0), greedy)) == 1
-    assert int(sample_token(logits, None, 0.0)) == 1
-    np.testing.assert_array_equal(np.asarray(filtered_distribution(logits, greedy)), [0, 1, 0, 0, 0])
+    assert int(sample(logits, jax.random.key(0), greedy)) == 1
+    assert int(sample(logits, None, 0.0)) == 1
+    np.testing.assert_array_equal(np.asarray(dist(logits, greedy)), [0, 1, 0, 0, 0])
 
 
 def test_off_settings_and_large_k():
     logits = jnp.asarray([0.3, -1.0, 2.0, 0.7])
     full = jax.nn.softmax(logits)
-    np.testing.assert_allclose(filtered_distribution(logits, 1.0, 0, 1.0), full, rtol=1e-6)
-    np.testing.assert_allclose(filtered_distribution(logits, 1.0, 100, 1.0), full, rtol=1e-6)
-    np.testing.assert_allclose(filtered_distribution(logits, 1.0, None, None), full, rtol=1e-6)
+    np.testing.assert_allclose(dist(logits, 1.0, 0, 1.0), full, rtol=1e-6)
+    np.testing.assert_allclose(dist(logits, 1.0, 100, 1.0), full, rtol=1e-6)
+    np.testing.assert_allclose(dist(logits, 1.0, None, None), full, rtol=1e-6)
     assert np.isneginf(np.asarray(filter_logits(logits, 1.0, 2, 1.0))).sum() == 2
 
 
@@ -112,14 +124,14 @@ def test_deterministic_and_row_wise():
     logits = jax.random.normal(jax.random.key(3), (4, 30)) * 2
     keys = jax.random.split(jax.random.key(7), 4)
     cfg = SamplingConfig(0.8, 10, 0.9)
-    rows = [int(sample_token(logits[i], keys[i], cfg)) for i in range(4)]
-    batched = jax.vmap(lambda l, k: sample_token(l, k, cfg))(logits, keys)
-    assert batched.tolist() == rows
-    assert jax.vmap(lambda l, k: sample_token(l, k, cfg))(logits, keys).tolist() == rows
+    rows = [int(sample(logits[i], keys[i], cfg)) for i in range(4)]
+    batched = jax.jit(jax.vmap(lambda l, k: sample_token(l, k, cfg)))
+    assert batched(logits, keys).tolist() == rows
+    assert batched(logits, keys).tolist() == rows  # same keys, same tokens
     # [..., V] input works without vmap, with one key for the whole array
-    assert sample_token(logits, keys[0], cfg).shape == (4,)
+    assert sample(logits, keys[0], cfg).shape == (4,)
     # the filtered distribution of a batch is the per-row one
-    np.testing.assert_allclose(filtered_distribution(logits, cfg)[2], filtered_distribution(logits[2], cfg))
+    np.testing.assert_allclose(dist(logits, cfg)[2], dist(logits[2], cfg))
 
 
 @pytest.mark.parametrize(

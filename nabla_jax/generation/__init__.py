@@ -16,6 +16,7 @@ from nabla_jax.generation.rollouts import (
     rollout_init,
     rollout_logits,
     rollout_step,
+    stop_match,
     trace_count,
 )
 from nabla_jax.generation.sampling import (
@@ -51,6 +52,7 @@ __all__ = [
     "rollout_logits",
     "rollout_step",
     "sample_token",
+    "stop_match",
     "stop_token_sequences",
     "trace_count",
     "validate_sampling",

@@ -34,10 +34,6 @@ class GenerationResult:
     finish_reason: str  # "eos" | "stop" | "length"
 
 
-def _is_token_ids(value) -> bool:
-    return not isinstance(value, str) and all(isinstance(t, (int, np.integer)) for t in value)
-
-
 def _prompt_list(prompts) -> list:
     if isinstance(prompts, str) or (isinstance(prompts, (np.ndarray, jax.Array)) and np.ndim(prompts) == 1):
         return [prompts]
@@ -51,15 +47,24 @@ def encode_prompts(policy, prompts, system: str | None = None, chat: bool = True
     """Token ids per prompt: strings through the chat template (or plain encoding when ``chat=False``);
     token-id sequences are taken as they are."""
     encoded = []
-    for prompt in _prompt_list(prompts):
+    prompts = _prompt_list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given")
+    for i, prompt in enumerate(prompts):
         if isinstance(prompt, str):
+            if not prompt:
+                raise ValueError(f"prompt {i} is an empty string")
             if policy.tokenizer is None:
                 raise ValueError(f"{policy.source or 'the policy'} has no tokenizer; pass token ids instead of text")
-            ids = chat_prompt_ids(policy.tokenizer, prompt, system) if chat else plain_prompt_ids(policy.tokenizer, prompt)
-        elif _is_token_ids(np.asarray(prompt).tolist() if not isinstance(prompt, list) else prompt):
-            ids = [int(t) for t in np.asarray(prompt).reshape(-1).tolist()]
+            if chat:
+                ids = chat_prompt_ids(policy.tokenizer, prompt, system)
+            else:
+                ids = plain_prompt_ids(policy.tokenizer, prompt)
         else:
-            raise ValueError(f"a prompt must be a string or a sequence of token ids, got {type(prompt).__name__}")
+            array = np.asarray(prompt)
+            if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+                raise ValueError(f"prompt {i} must be a string or a flat sequence of token ids")
+            ids = [int(t) for t in array]
         encoded.append(ids)
     return encoded
 
@@ -94,7 +99,8 @@ def generate(
         if min(ids) < 0 or max(ids) >= config.vocab_size:
             raise ValueError(f"prompt {i} has a token id outside [0, {config.vocab_size})")
     pad = pad_token_id(config, tokenizer)
-    spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stop_token_sequences(tokenizer, stop), pad)
+    stops = stop_token_sequences(tokenizer, stop)
+    spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stops, pad)
 
     base_key = jax.random.key(seed)
     longest_buffer = config.max_position_embeddings - max_new_tokens

@@ -85,8 +85,9 @@ class Rollout(NamedTuple):
     sequence_length: jax.Array  # int32: prompt_len + length
 
 
-def _stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
-    """Whether the tokens ending at ``slot`` equal one of the stop sequences (all within the response)."""
+def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
+    """Whether the tokens of ``sequence [S]`` ending at ``slot`` equal one of ``stop_sequences`` (static tuples),
+    with the whole match at or after slot ``response_start``."""
     matched = jnp.zeros((), bool)
     for seq in stop_sequences:
         m = len(seq)
@@ -98,6 +99,9 @@ def _stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
     return matched
 
 
+_stop_match = stop_match  # the earlier private name, still imported elsewhere
+
+
 def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState, hidden) -> RolloutState:
     """Sample token ``state.length`` from ``hidden [d]``, record it and its latent, and test for the end."""
     t = state.length
@@ -107,7 +111,7 @@ def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState,
     sequence = jax.lax.dynamic_update_index_in_dim(state.sequence, token, slot, axis=0)
     latents = jax.lax.dynamic_update_index_in_dim(state.latents, hidden.astype(state.latents.dtype), t, axis=0)
     is_eos = jnp.any(token == jnp.asarray(spec.eos_ids, jnp.int32)) if spec.eos_ids else jnp.zeros((), bool)
-    is_stop = _stop_match(sequence, slot, state.response_start, spec.stop_sequences)
+    is_stop = stop_match(sequence, slot, state.response_start, spec.stop_sequences)
     finish = jnp.where(is_eos, FINISH_EOS, jnp.where(is_stop, FINISH_STOP, FINISH_LENGTH)).astype(jnp.int32)
     return state._replace(
         sequence=sequence,
@@ -125,6 +129,7 @@ def rollout_init(
 
     ``budget`` (optional, traced) caps the new tokens below ``spec.max_new_tokens`` (0 generates none);
     ``response_start`` (default ``prompt_len``) is the first slot a stop sequence may cover."""
+    prompt = jnp.asarray(prompt, jnp.int32)
     buffer_len = prompt.shape[0]
     n = spec.max_new_tokens
     prompt_len = jnp.asarray(prompt_len, jnp.int32)
@@ -135,7 +140,7 @@ def rollout_init(
     grow = [(0, 0)] * kv.k.ndim
     grow[2] = (0, n)  # the slot axis: room for the generated tokens
     cache = decoder.KVCache(jnp.pad(kv.k, grow), jnp.pad(kv.v, grow))
-    sequence = jnp.concatenate([jnp.where(valid, prompt, spec.pad_id), jnp.full((n,), spec.pad_id)]).astype(jnp.int32)
+    sequence = jnp.concatenate([jnp.where(valid, prompt, spec.pad_id), jnp.full((n,), spec.pad_id, jnp.int32)])
     limit = jnp.int32(n) if budget is None else jnp.clip(jnp.asarray(budget, jnp.int32), 0, n)
     state = RolloutState(
         sequence=sequence,
