@@ -1,6 +1,20 @@
 """nabla-jax: the nabla-Reasoner (test-time gradient descent over token logits) in JAX."""
 
+from nabla_jax.generation import GenerationResult, SamplingConfig, generate
 from nabla_jax.loading import Policy, Reward, load_policy, load_reward
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.reasoner import NablaConfig, NablaReasoner, NablaResult
 
-__all__ = ["DecoderConfig", "Policy", "Reward", "load_policy", "load_reward"]
+__all__ = [
+    "DecoderConfig",
+    "GenerationResult",
+    "NablaConfig",
+    "NablaReasoner",
+    "NablaResult",
+    "Policy",
+    "Reward",
+    "SamplingConfig",
+    "generate",
+    "load_policy",
+    "load_reward",
+]

@@ -1,0 +1,103 @@
+"""``NablaConfig``: every setting of the ∇-Reasoner decoder, with the official code's names and the defaults of its
+MATH-500 script (paper.md §2.2): Qwen2.5-7B-Instruct, max length 1024, logits embedder, rollout temperature 0.6 /
+top-p 0.95 / top-k 20, resample temperature 0.5 / top-p 0.95 / top-k 20, confidence <= 0.97, gradient norm >= 4,
+8 generations, 20 DTO iterations at learning rate 0.01, reward_coeff 1.0 and nll_coeff 1e-3 (lambda = 1000)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from nabla_jax.dto.config import DTOConfig
+from nabla_jax.generation.sampling import SamplingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class NablaConfig:
+    """Static (hashable) settings; a ``jax.jit`` static argument.
+
+    Ablation switches: ``use_dto=False`` resamples the first ahead token from the rollout's own logits (blind
+    resampling, the paper's no-DTO rejection-rate baseline); ``grad_caching=False``; ``selection=False`` optimises
+    every token (the confidence / entropy / gradient tests are all skipped); ``update_positions`` "first" (official
+    code) or "all" (paper Alg. 2); ``rejection_sampling=False`` accepts every proposal.
+    A threshold of None switches that test off.
+    """
+
+    # DTO (names as nabla_jax.dto.DTOConfig)
+    max_iters: int = 20
+    learning_rate: float = 0.01
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    reward_coeff: float = 1.0
+    nll_coeff: float = 1e-3
+    embedder: str = "logits"
+    update_positions: str = "first"
+    grad_caching: bool = True
+    tau: float = 1.0
+    gumbel: bool = False
+    # token selection
+    confidence_threshold: float | None = 0.97
+    entropy_threshold: float | None = None
+    grad_threshold: float | None = 4.0
+    selection: bool = True
+    # rollouts and resampling
+    rollout_temperature: float = 0.6
+    rollout_top_k: int = 20
+    rollout_top_p: float = 0.95
+    resample_temperature: float = 0.5
+    resample_top_k: int = 20
+    resample_top_p: float = 0.95
+    # budgets and switches
+    max_n_generations: int = 8
+    max_new_tokens: int = 1024
+    rejection_sampling: bool = True
+    use_dto: bool = True
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def dto(self) -> DTOConfig:
+        names = [f.name for f in dataclasses.fields(DTOConfig)]
+        return DTOConfig(**{name: getattr(self, name) for name in names})
+
+    @property
+    def rollout_sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.rollout_temperature, self.rollout_top_k, self.rollout_top_p)
+
+    @property
+    def resample_sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.resample_temperature, self.resample_top_k, self.resample_top_p)
+
+    @property
+    def uses_grad_probe(self) -> bool:
+        return self.selection and self.grad_threshold is not None
+
+    def replace(self, **changes) -> "NablaConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(config, name):
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"NablaConfig.{name} must be an integer >= 1, got {value!r}")
+
+
+def validate(config: NablaConfig) -> None:
+    _positive_int(config, "max_n_generations")
+    _positive_int(config, "max_new_tokens")
+    for name in ("confidence_threshold", "entropy_threshold", "grad_threshold"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise ValueError(f"NablaConfig.{name} must be a finite number or None (off), got {value!r}")
+    if config.confidence_threshold is not None and not 0.0 <= config.confidence_threshold <= 1.0:
+        raise ValueError(f"NablaConfig.confidence_threshold must be in [0, 1], got {config.confidence_threshold}")
+    for name in ("selection", "rejection_sampling", "use_dto"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"NablaConfig.{name} must be a bool, got {getattr(config, name)!r}")
+    try:
+        config.dto  # noqa: B018  (validates the DTO fields, naming them)
+        config.rollout_sampling  # noqa: B018
+        config.resample_sampling  # noqa: B018
+    except ValueError as err:
+        raise ValueError(f"NablaConfig: {err}") from None

@@ -1,0 +1,179 @@
+"""The pieces of one ∇-Reasoner iteration, each a pure function of ONE problem (no batch axis).
+
+The batched loop (:mod:`nabla_jax.reasoner.loop`) vmaps them and decides, once per batch, whether the expensive
+ones run at all; the eager reference in the tests calls them one problem at a time.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from nabla_jax.dto.loop import dto_init
+from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.prefix_cache import build_prefix_cache
+from nabla_jax.dto.probes import selection_probes
+from nabla_jax.dto.problem import DTOProblem
+from nabla_jax.generation.rollouts import RolloutSpec, rollout, stop_match
+from nabla_jax.models import decoder
+from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
+from nabla_jax.reasoner.config import NablaConfig
+from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix, response_reward_ids
+from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
+
+# streams of the problem's key: each use is keyed by (stream, committed response length), as the official code
+# seeds by base seed + generation length, so a problem's randomness never depends on its batch
+ROLLOUT_STREAM, RESAMPLE_STREAM, DTO_STREAM = 0, 1, 2
+
+
+def stream_key(problem: NablaProblem, stream: int, position) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(problem.key, stream), position)
+
+
+def response_len(problem: NablaProblem, state: NablaState) -> jax.Array:
+    """Committed response tokens."""
+    return state.past_len - problem.prompt_len
+
+
+def run_rollout(models: DTOModels, spec: RolloutSpec, problem: NablaProblem, sequence, prefix_len, budget):
+    """A rollout after ``sequence[:prefix_len]``; returns ``(rollout, new sequence [S])``."""
+    key = stream_key(problem, ROLLOUT_STREAM, prefix_len - problem.prompt_len)
+    out = rollout(
+        models.lm_config, models.lm_params, spec, sequence, prefix_len, key, budget, response_start=problem.prompt_len
+    )
+    return out, out.sequence[: sequence.shape[0]]
+
+
+def rollout_flops(models: DTOModels, prefix_len, generated) -> jax.Array:
+    return decode_flops(models.lm_config, prefix_len, generated)
+
+
+def initial_state(models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem) -> NablaState:
+    out, sequence = run_rollout(models, spec, problem, problem.prompt_ids, problem.prompt_len, cfg.max_new_tokens)
+    stats = empty_stats()._replace(
+        rollouts=jnp.ones((), jnp.int32),
+        generated_tokens=out.length,
+        flops=rollout_flops(models, problem.prompt_len, out.length).astype(jnp.float32),
+    )
+    return NablaState(
+        sequence=sequence,
+        past_len=problem.prompt_len,
+        ahead_len=out.length,
+        latents=out.latents,
+        done=out.length == 0,
+        stats=stats,
+        events=empty_events(cfg.max_n_generations, cfg.max_new_tokens),
+    )
+
+
+def commit(state: NablaState, count) -> NablaState:
+    """Move ``count`` ahead tokens into the committed part (they keep their rollout tokens)."""
+    count = jnp.minimum(count, state.ahead_len)
+    return state._replace(
+        past_len=state.past_len + count,
+        ahead_len=state.ahead_len - count,
+        latents=jnp.roll(state.latents, -count, axis=0),
+    )
+
+
+def ahead_logits(models: DTOModels, state: NablaState) -> jax.Array:
+    """``[N, V]`` float32: the distributions the ahead tokens were sampled from."""
+    return decoder.lm_logits(models.lm_config, models.lm_params, state.latents)
+
+
+def dto_inputs(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``(DTOProblem, init variables [N, X])`` for the current prefix and ahead rollout."""
+    rm_ids, rm_len = committed_reward_prefix(problem, state.sequence, state.past_len, models.reward_index, rm_pad)
+    dto_problem = DTOProblem(
+        lm_prefix_ids=state.sequence,
+        lm_prefix_len=state.past_len,
+        ahead_len=jnp.maximum(state.ahead_len, 1),
+        rm_prefix_ids=rm_ids,
+        rm_prefix_len=rm_len,
+        rm_postfix_ids=problem.rm_postfix_ids,
+        rm_postfix_len=problem.rm_postfix_len,
+    )
+    init = state.latents.astype(jnp.float32) if cfg.embedder == "latents" else ahead_logits(models, state)
+    return dto_problem, init
+
+
+def gradient_norms(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """The official gradient selector: ``||dL/dy_i||`` at every ahead position, one forward/backward."""
+    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
+    cache = build_prefix_cache(models, dto_problem, init.shape[0])
+    return selection_probes(models, cfg.dto, dto_problem, cache, init).grad_norm
+
+
+def dto_start(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``(DTOProblem, PrefixCache, DTOState)`` ready for ``dto_run``."""
+    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
+    cache = build_prefix_cache(models, dto_problem, init.shape[0])
+    key = stream_key(problem, DTO_STREAM, response_len(problem, state))
+    return dto_problem, cache, dto_init(models, cfg.dto, dto_problem, init, key)
+
+
+def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | None, ahead_len) -> jax.Array:
+    """Index of the first ahead position that passes every enabled test (``ahead_len`` when none does)."""
+    real = jnp.arange(logits.shape[0]) < ahead_len
+    selected = real
+    if cfg.selection:
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        probs = jnp.exp(logp)
+        if cfg.confidence_threshold is not None:
+            selected &= jnp.max(probs, axis=-1) <= cfg.confidence_threshold
+        if cfg.entropy_threshold is not None:
+            selected &= -jnp.sum(probs * logp, axis=-1) >= cfg.entropy_threshold
+        if cfg.grad_threshold is not None:
+            selected &= grad_norm >= cfg.grad_threshold
+    return jnp.where(jnp.any(selected), jnp.argmax(selected), ahead_len).astype(jnp.int32)
+
+
+def proposal_budget(cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem, state: NablaState, token, sequence):
+    """New tokens a proposal's rollout may generate: none after an EOS or a completed stop sequence."""
+    slot = state.past_len
+    ends = jnp.zeros((), bool)
+    if spec.eos_ids:
+        ends |= jnp.any(token == jnp.asarray(spec.eos_ids, jnp.int32))
+    ends |= stop_match(sequence, slot, problem.prompt_len, spec.stop_sequences)
+    room = cfg.max_new_tokens - (slot + 1 - problem.prompt_len)
+    return jnp.where(ends, 0, room)
+
+
+def response_reward(models: DTOModels, problem: NablaProblem, sequence, length, rm_pad: int) -> jax.Array:
+    """The reward model's raw score of the response ``sequence[prompt_len : prompt_len + length]`` under the
+    reward template (the same template for the current and the proposed sequence)."""
+    ids, total = response_reward_ids(problem, sequence, length, models.reward_index, rm_pad)
+    valid = jnp.arange(ids.shape[0]) < total
+    hidden, _ = decoder.forward(
+        models.rm_config, models.rm_params, decoder.embed(models.rm_params, ids[None]),
+        jnp.arange(ids.shape[0])[None], valid[None],
+    )
+    return decoder.score(models.rm_config, models.rm_params, hidden, valid[None])[0, 0]
+
+
+def reward_length(problem: NablaProblem, length) -> jax.Array:
+    return problem.rm_prefix_len + length + problem.rm_postfix_len
+
+
+def probe_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:
+    """One forward/backward of both models over the ahead tokens after their cached prefixes."""
+    rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
+    lm = forward_flops(models.lm_config, state.ahead_len, state.past_len) + backward_flops(
+        models.lm_config, state.ahead_len, state.past_len
+    )
+    rm_new = state.ahead_len + problem.rm_postfix_len
+    rm = forward_flops(models.rm_config, rm_new, rm_prefix) + backward_flops(models.rm_config, rm_new, rm_prefix)
+    return (lm + rm).astype(jnp.float32)
+
+
+def prefix_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:
+    """The two frozen-prefix passes of a DTO call (or a selector pass)."""
+    rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
+    return (
+        forward_flops(models.lm_config, state.past_len, 0, with_head=False)
+        + forward_flops(models.rm_config, rm_prefix, 0, with_head=False)
+    ).astype(jnp.float32)
+
+
+def score_flops(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
+    return forward_flops(models.rm_config, reward_length(problem, length), 0).astype(jnp.float32)

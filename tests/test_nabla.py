@@ -1,0 +1,178 @@
+"""The jitted, batched ∇-Reasoner against the eager reference, and each mechanism in isolation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nabla_jax
+from nabla_jax.reasoner import NablaConfig, NablaReasoner
+from nabla_jax.reasoner.phases import commit, first_selected
+from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
+from tests.nabla_reference import reference_decode
+
+PROMPTS = ["12+7=?", "what is 3*4", "Compute 5-2 step by step", "x"]
+SMALL = dict(
+    max_new_tokens=8, max_n_generations=4, max_iters=3, rollout_top_k=0, resample_top_k=0,
+    confidence_threshold=0.95, grad_threshold=2.0,
+)
+COMPARED = ["rollouts", "proposals", "rejections", "acceptance_tests", "generated_tokens", "dto_runs",
+            "dto_full_steps", "dto_cached_steps", "selector_passes", "skipped_tokens", "budget_tokens", "iterations"]
+
+
+@pytest.fixture(scope="module")
+def models(hf_checkpoint):
+    policy_dir, _ = hf_checkpoint("llama")
+    reward_dir, _ = hf_checkpoint("llama_cls")
+    return nabla_jax.load_policy(policy_dir), nabla_jax.load_reward(reward_dir)
+
+
+@pytest.fixture(scope="module")
+def reasoner(models):
+    return NablaReasoner(*models, NablaConfig(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def batched(reasoner):
+    return reasoner.generate(PROMPTS, seed=3, batch_size=4)
+
+
+def test_batched_decoder_matches_eager_reference(reasoner, batched):
+    base = jax.random.key(3)
+    for i, prompt in enumerate(PROMPTS):
+        tokens, stats = reference_decode(reasoner, prompt, jax.random.fold_in(base, i))
+        assert batched[i].token_ids == tokens, f"problem {i}"
+        assert {k: batched[i].stats[k] for k in COMPARED} == stats, f"problem {i}"
+    # the run exercised every mechanism at least once
+    total = {k: sum(r.stats[k] for r in batched) for k in COMPARED}
+    assert total["proposals"] > 0 and total["rejections"] > 0 and total["skipped_tokens"] > 0
+    assert total["dto_cached_steps"] > 0 and total["selector_passes"] > 0
+    assert total["proposals"] > total["rejections"]  # some revisions were accepted
+
+
+def test_batch_of_one_equals_batch_of_four(reasoner, batched):
+    for i in (1, 3):
+        alone = reasoner.generate([PROMPTS[i]], seed=3, batch_size=1, problem_ids=[i])[0]
+        assert alone.token_ids == batched[i].token_ids
+        assert {k: alone.stats[k] for k in COMPARED} == {k: batched[i].stats[k] for k in COMPARED}
+
+
+def test_statistics_are_consistent(batched):
+    for r in batched:
+        s = r.stats
+        assert s["rollouts"] == 1 + s["proposals"] <= SMALL["max_n_generations"]
+        assert s["dto_runs"] <= s["iterations"]
+        assert s["dto_full_steps"] + s["dto_cached_steps"] == SMALL["max_iters"] * s["dto_runs"]
+        assert s["model_calls_official"] == s["generated_tokens"] + 4 * s["dto_full_steps"] + 2 * s["acceptance_tests"]
+        assert s["model_calls_full"] > s["model_calls_official"]
+        assert s["flops"] > 0
+        assert len(r.token_ids) <= SMALL["max_new_tokens"]
+        assert len(r.revisions) == s["proposals"]
+        assert sum(not v.accepted for v in r.revisions) == s["rejections"]
+
+
+def _state(ahead_len, n=6, d=3):
+    latents = jnp.arange(n * d, dtype=jnp.float32).reshape(n, d)
+    return NablaState(jnp.arange(20), jnp.int32(5), jnp.int32(ahead_len), latents, jnp.bool_(False),
+                      empty_stats(), empty_events(2, n))
+
+
+def test_selection_commits_exactly_the_skipped_prefix():
+    cfg = NablaConfig(confidence_threshold=0.9, grad_threshold=None)
+    confident = jnp.array([10.0, 0.0, 0.0])  # top probability ~1
+    unsure = jnp.array([0.1, 0.0, 0.0])
+    logits = jnp.stack([confident, confident, unsure, confident, unsure, unsure])
+    assert int(first_selected(cfg, logits, None, 5)) == 2
+    assert int(first_selected(cfg, logits, None, 2)) == 2  # nothing selected within the rollout: commit it all
+    assert int(first_selected(cfg.replace(selection=False), logits, None, 5)) == 0
+    grad_cfg = NablaConfig(confidence_threshold=None, grad_threshold=1.0)
+    assert int(first_selected(grad_cfg, logits, jnp.array([0.5, 2.0, 0.1, 3.0, 0.0, 0.0]), 5)) == 1
+    state = commit(_state(5), 2)
+    assert (int(state.past_len), int(state.ahead_len)) == (7, 3)
+    np.testing.assert_array_equal(np.asarray(state.latents[:3]), np.asarray(_state(5).latents[2:5]))
+
+
+def test_one_revision_then_budget(models):
+    """max_n_generations=2 allows exactly one proposal; afterwards the rest of the rollout is committed. A rejected
+    proposal leaves the old rollout with its first token committed; an accepted one replaces it."""
+    cfg = NablaConfig(**{**SMALL, "max_n_generations": 2, "confidence_threshold": None, "grad_threshold": None})
+    results = NablaReasoner(*models, cfg).generate(PROMPTS * 2, seed=0, batch_size=8)
+    seen = set()
+    for r in results:
+        assert r.stats["rollouts"] <= 2
+        if not r.revisions:
+            continue
+        (rev,) = r.revisions
+        prefix = r.token_ids[: rev.position]
+        if rev.accepted:
+            assert r.token_ids == prefix + rev.proposed and rev.reward_proposed > rev.reward_current
+        else:
+            assert r.token_ids == prefix + rev.current and rev.reward_proposed <= rev.reward_current
+            assert r.stats["budget_tokens"] == len(rev.current) - 1
+        seen.add(rev.accepted)
+    assert seen == {True, False}, "both outcomes should occur over these eight problems"
+
+
+def test_rejection_sampling_off_accepts_every_change(models):
+    cfg = NablaConfig(**{**SMALL, "rejection_sampling": False})
+    results = NablaReasoner(*models, cfg).generate(PROMPTS, seed=3, batch_size=4)
+    assert sum(r.stats["proposals"] for r in results) > 0
+    for r in results:
+        assert r.stats["rejections"] == 0 and r.stats["acceptance_tests"] == 0
+        assert all(v.accepted for v in r.revisions)
+
+
+def preferring_reward(reward, token_id: int, strength: float = 40.0):
+    """A reward whose score grows with the share of ``token_id`` in the sequence: layer 0's attention averages the
+    embeddings' first coordinate over the sequence (zero queries: uniform weights), every other contribution is
+    zeroed, only ``token_id`` has a nonzero first coordinate, and the score head reads that coordinate."""
+    p = jax.tree.map(lambda x: x, reward.params)
+    layers = p["layers"]
+    zero = lambda a: jnp.zeros_like(a)
+    attn, mlp = dict(layers["attn"]), dict(layers["mlp"])
+    attn["q_proj"] = {"kernel": zero(attn["q_proj"]["kernel"])}
+    v = zero(attn["v_proj"]["kernel"]).at[0, 0, 0].set(1.0)
+    o = zero(attn["o_proj"]["kernel"]).at[0, 0, 0].set(1.0)
+    attn["v_proj"], attn["o_proj"] = {"kernel": v}, {"kernel": o}
+    mlp["down_proj"] = {"kernel": zero(mlp["down_proj"]["kernel"])}
+    p["layers"] = {**layers, "attn": attn, "mlp": mlp}
+    embed = p["embed"]["embedding"]
+    embed = embed.at[:, 0].set(0.0).at[token_id, 0].set(3.0)
+    p["embed"] = {"embedding": embed}
+    p["score"] = {"kernel": zero(p["score"]["kernel"]).at[0, 0].set(strength)}
+    return type(reward)(reward.config, p, reward.tokenizer, "preferring")
+
+
+def test_reward_that_prefers_a_token_moves_the_output(models):
+    policy, reward = models
+    target = policy.tokenizer.convert_tokens_to_ids("7")
+    prefer = preferring_reward(reward, target)
+    ids = lambda text: policy.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False)
+    with_seven = np.asarray(ids("7777") + [target] * 4)
+    without = np.asarray(ids("7777") + [5] * 4)
+    assert float(prefer.score(with_seven)[0]) > float(prefer.score(without)[0])
+    greedy = nabla_jax.generate(policy, PROMPTS, max_new_tokens=8, temperature=0.0)
+    cfg = NablaConfig(**{**SMALL, "learning_rate": 1.0, "confidence_threshold": None, "grad_threshold": None,
+                         "max_n_generations": 6, "resample_temperature": 0.0})
+    guided = NablaReasoner(policy, prefer, cfg).generate(PROMPTS, seed=0, batch_size=4)
+    greedy_count = sum(r.token_ids.count(target) for r in greedy)
+    guided_count = sum(r.token_ids.count(target) for r in guided)
+    assert greedy_count == 0
+    assert guided_count >= len(PROMPTS)  # on average at least one preferred token per problem
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"max_n_generations": 0}, "max_n_generations"),
+        ({"confidence_threshold": 1.5}, "confidence_threshold"),
+        ({"embedder": "hidden"}, "embedder"),
+        ({"update_positions": "some"}, "update_positions"),
+        ({"rollout_top_p": 0.0}, "top_p"),
+        ({"resample_temperature": -1.0}, "temperature"),
+        ({"use_dto": "yes"}, "use_dto"),
+    ],
+)
+def test_invalid_settings_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        NablaConfig(**change)
