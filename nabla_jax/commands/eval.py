@@ -1,0 +1,92 @@
+"""``nabla-jax eval``: run decoding methods on a benchmark, one resumable JSONL record per (method, problem, seed)."""
+
+from __future__ import annotations
+
+INSTRUCTIONS = {
+    "none": None,
+    "boxed": "Please reason step by step, and put your final answer within \\boxed{}.",
+}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"expected comma-separated integers, got {text!r}")
+    return values
+
+
+def register(subparsers) -> None:
+    from nabla_jax.evaluation.datasets import BENCHMARKS
+    from nabla_jax.evaluation.methods import METHODS
+
+    methods = ", ".join(f"{name} ({spec.description})" for name, spec in METHODS.items())
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate decoding methods on a benchmark (resumable JSONL records)",
+        description="Evaluate methods on a benchmark. Each problem is the only user message of the policy's chat "
+        "template. Records are appended to OUT/records.jsonl as they finish; rerunning the same command resumes, and "
+        "a changed configuration is refused. Methods: " + methods + ". A method takes budgets from --n or as "
+        "name@N (e.g. bon@4).",
+    )
+    parser.add_argument("--benchmark", required=True, help=f"{', '.join(BENCHMARKS)} or a path to a .jsonl file")
+    parser.add_argument("--method", required=True, help="comma-separated, e.g. greedy,sc,bon,wbon or bon@16")
+    parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
+    parser.add_argument("--reward", default=None, help="reward model (needed by bon, wbon and the ∇-Reasoner)")
+    parser.add_argument("--out", required=True, help="results directory")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--n", default="8", help="comma-separated candidate counts / budgets (default 8)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT problems of the file")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--system", default=None, help="system message (default: none, as the paper)")
+    parser.add_argument("--instruction", default="none",
+                        help="text appended to each problem after a blank line, or a preset: "
+                        + ", ".join(INSTRUCTIONS) + " (default none, as the paper)")
+    parser.add_argument("--wbon-temperature", type=float, default=1.0,
+                        help="weighted best-of-N weights softmax(reward / T) (default 1)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the stored dtype")
+    parser.add_argument("--batch-size", type=int, default=8, help="problems per batch (default 8)")
+    parser.add_argument("--max-rows", type=int, default=64, help="most sequences per jitted call (default 64)")
+    parser.add_argument("--keep-texts", action="store_true",
+                        help="store every candidate's text and token ids (default: only the chosen text)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nabla_jax.evaluation.context import DecodeSettings
+    from nabla_jax.evaluation.runner import run_eval
+
+    instruction = INSTRUCTIONS.get(args.instruction, args.instruction)
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.wbon_temperature <= 0:
+        raise ValueError(f"--wbon-temperature must be > 0, got {args.wbon_temperature}")
+    settings = DecodeSettings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.system, instruction)
+    ns = _ints(args.n)
+    if min(ns) < 1:
+        raise ValueError(f"--n values must be >= 1, got {args.n}")
+    written = run_eval(
+        args.benchmark,
+        args.method,
+        args.policy,
+        args.reward,
+        out=args.out,
+        seeds=_ints(args.seeds),
+        ns=ns,
+        limit=args.limit,
+        settings=settings,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_rows=args.max_rows,
+        options={"wbon_temperature": args.wbon_temperature},
+        progress=not args.no_progress,
+        keep_texts=args.keep_texts,
+    )
+    print(f"wrote {written} records to {args.out}; summarise with: nabla-jax report {args.out}")
+    return 0

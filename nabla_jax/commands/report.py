@@ -1,0 +1,34 @@
+"""``nabla-jax report DIR [DIR...]``: results table, summary JSON and accuracy-against-compute plots."""
+
+from __future__ import annotations
+
+
+def _budget(text: str) -> tuple[str, float]:
+    kind, _, value = text.partition("=")
+    measures = {"calls": "official_calls", "full_calls": "full_calls", "flops": "flops"}
+    if kind not in measures or not value:
+        raise ValueError(f"--budget expects calls=X, full_calls=X or flops=X, got {text!r}")
+    return measures[kind], float(value)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="summarise eval results directories (table, summary.json, plots)",
+        description="Read the records of one or several `nabla-jax eval` directories and write summary.json, "
+        "results.md, accuracy_vs_calls.png and accuracy_vs_flops.png into --out (default: the first directory). "
+        "Prints the table.",
+    )
+    parser.add_argument("directories", nargs="+")
+    parser.add_argument("--out", default=None, help="where to write the report (default: the first directory)")
+    parser.add_argument("--budget", action="append", default=[],
+                        help="matched-compute table: calls=X, full_calls=X or flops=X per problem; repeatable")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nabla_jax.evaluation.report import build_report
+
+    markdown, _ = build_report(args.directories, args.out, [_budget(b) for b in args.budget])
+    print(markdown, end="")
+    return 0

@@ -1,0 +1,239 @@
+"""Everything methods share: models, prompts, keys, jitted batch rollouts and batch reward scoring.
+
+Keys: candidate j of problem i under seed s uses ``fold_in(fold_in(key(s), i), j)`` with i the problem's index in
+its benchmark file, so a candidate does not depend on the batch, on ``--limit`` or on N (the first k candidates of
+an N-candidate run are those of a k-candidate run). Batches of rows are padded to length and row buckets, so a
+long evaluation compiles a handful of shapes; with several devices the rows are sharded over a ``data`` mesh axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nabla_jax.evaluation.accounting import Cost, reward_cost, rollout_cost
+from nabla_jax.evaluation.datasets import Benchmark, Problem, user_message
+from nabla_jax.generation import (
+    FINISH_NAMES,
+    RolloutSpec,
+    SamplingConfig,
+    chat_prompt_ids,
+    eos_token_ids,
+    rollout_batch,
+)
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
+from nabla_jax.generation.prompts import pad_token_id
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """Settings every method shares (part of the run's fingerprint)."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.6
+    top_k: int = 20
+    top_p: float = 0.95
+    system: str | None = None
+    instruction: str | None = None
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, self.top_k, self.top_p)
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One sampled response."""
+
+    token_ids: list[int]  # generated ids, EOS included
+    text: str
+    answer: str | None
+    finish: str
+    cost: Cost  # the rollout's
+    reward: float | None = None  # raw reward-model score, once scored
+    reward_cost: Cost | None = None  # the scoring pass's
+
+    def summary(self) -> dict:
+        return {"answer": self.answer, "reward": self.reward, "tokens": len(self.token_ids), "finish": self.finish}
+
+
+def problem_key(seed: int, index: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), index)
+
+
+def make_mesh():
+    """A 1-D ``data`` mesh over all devices, or None on one device."""
+    if jax.device_count() < 2:
+        return None
+    return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+
+
+class EvalContext:
+    """Models, benchmark, settings and the batch helpers the methods call."""
+
+    def __init__(
+        self, policy, reward, benchmark: Benchmark, settings: DecodeSettings, max_rows: int = 64, options=None
+    ):
+        if policy.tokenizer is None:
+            raise ValueError(f"{policy.source}: the policy has no tokenizer; evaluation needs one")
+        self.policy, self.reward, self.benchmark, self.settings = policy, reward, benchmark, settings
+        self.grader = benchmark.grader
+        self.options = dict(options or {})  # method-specific settings, e.g. {"wbon_temperature": 1.0}
+        self.mesh = make_mesh()
+        self.max_rows = max(int(max_rows), 1)
+        if self.mesh is not None:
+            devices = self.mesh.devices.size
+            self.max_rows = -(-self.max_rows // devices) * devices
+            replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            self.policy_params = jax.device_put(policy.params, replicated)
+            if reward is not None:
+                reward = dataclasses.replace(reward, params=jax.device_put(reward.params, replicated))
+                self.reward = reward
+        else:
+            self.policy_params = policy.params
+        self.pad_id = pad_token_id(policy.config, policy.tokenizer)
+        self.eos_ids = eos_token_ids(policy.config, policy.tokenizer)
+        self._prompts: dict[int, list[int]] = {}
+        self._templates: dict[int, tuple[list[int], list[int]]] = {}
+        self._same_vocab = None
+        self._memo: dict = {}  # per batch (see clear_memo)
+        self.cache: dict = {}  # per run: anything a method builds once (e.g. a decoder object)
+
+    # ---- prompts -------------------------------------------------------------------------------------------
+    def message(self, problem: Problem) -> str:
+        return user_message(problem, self.settings.instruction)
+
+    def prompt_ids(self, problem: Problem) -> list[int]:
+        if problem.index not in self._prompts:
+            ids = chat_prompt_ids(self.policy.tokenizer, self.message(problem), self.settings.system)
+            check_lengths(self.policy.config, len(ids), self.settings.max_new_tokens, where=f"problem {problem.id!r}")
+            self._prompts[problem.index] = ids
+        return self._prompts[problem.index]
+
+    def reward_template(self, problem: Problem) -> tuple[list[int], list[int]]:
+        from nabla_jax.dto.templates import reward_template_ids
+
+        if problem.index not in self._templates:
+            self._templates[problem.index] = reward_template_ids(
+                self.reward.tokenizer, self.message(problem), self.settings.system
+            )
+        return self._templates[problem.index]
+
+    def bucket(self, problem: Problem) -> int:
+        longest = self.policy.config.max_position_embeddings - self.settings.max_new_tokens
+        return bucket_length(len(self.prompt_ids(problem)), maximum=longest)
+
+    # ---- sharding ------------------------------------------------------------------------------------------
+    def place(self, *arrays):
+        if self.mesh is None:
+            return tuple(jnp.asarray(a) for a in arrays)
+        rows = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
+        return tuple(jax.device_put(a, rows) for a in arrays)
+
+    def _row_count(self, n: int) -> int:
+        rows = bucket_rows(n, self.max_rows)
+        if self.mesh is not None:
+            devices = self.mesh.devices.size
+            rows = -(-rows // devices) * devices
+        return rows
+
+    # ---- rollouts ------------------------------------------------------------------------------------------
+    def rollouts(self, rows: Sequence[tuple[Problem, int]], seed: int, sampling: SamplingConfig) -> list[Candidate]:
+        """One candidate per ``(problem, sample_index)`` row, sampled with its own key, in row order."""
+        spec = RolloutSpec(self.settings.max_new_tokens, sampling, self.eos_ids, (), self.pad_id)
+        groups: dict[int, list[int]] = {}
+        for r, (problem, _) in enumerate(rows):
+            groups.setdefault(self.bucket(problem), []).append(r)
+        out: list[Candidate | None] = [None] * len(rows)
+        tokenizer = self.policy.tokenizer
+        for length in sorted(groups):
+            members = groups[length]
+            for start in range(0, len(members), self.max_rows):
+                chunk = members[start : start + self.max_rows]
+                padded = chunk + [chunk[0]] * (self._row_count(len(chunk)) - len(chunk))
+                prompts, lens = pad_prompts([self.prompt_ids(rows[r][0]) for r in padded], length, self.pad_id)
+                index = np.asarray([rows[r][0].index for r in padded], np.uint32)
+                sample = np.asarray([rows[r][1] for r in padded], np.uint32)
+                keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), j))(
+                    jnp.asarray(index), jnp.asarray(sample)
+                )
+                prompts, lens, keys = self.place(prompts, lens, keys)
+                result = rollout_batch(self.policy.config, self.policy_params, spec, prompts, lens, keys)
+                tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
+                for row, r in enumerate(chunk):
+                    ids = [int(t) for t in tokens[row, : counts[row]]]
+                    text = tokenizer.decode(ids, skip_special_tokens=True)
+                    cost = rollout_cost(self.policy.config, len(self.prompt_ids(rows[r][0])), len(ids))
+                    out[r] = Candidate(ids, text, self.grader.extract(text), FINISH_NAMES[int(finish[row])], cost)
+        return out
+
+    def sample(self, problems: Sequence[Problem], seed: int, n: int) -> tuple[list[list[Candidate]], float]:
+        """``n`` sampled candidates per problem and the seconds it took; memoised per (problems, seed), and a
+        request for fewer candidates than already drawn returns the first ones (identical by the key rule)."""
+        memo_key = (tuple(p.index for p in problems), seed, "sample")
+        cached = self._memo.get(memo_key)
+        if cached is None or len(cached[0][0]) < n:
+            start = time.perf_counter()
+            rows = [(p, j) for p in problems for j in range(n)]
+            flat = self.rollouts(rows, seed, self.settings.sampling)
+            cached = ([flat[i * n : (i + 1) * n] for i in range(len(problems))], time.perf_counter() - start)
+            self._memo[memo_key] = cached
+        return [c[:n] for c in cached[0]], cached[1]
+
+    def score(self, problems: Sequence[Problem], seed: int, candidates: Sequence[Sequence[Candidate]]) -> float:
+        """Fill ``candidate.reward`` and ``candidate.reward_cost`` where missing. Returns the seconds scoring
+        these problems' candidates has taken so far (memoised like :meth:`sample`, so every method sharing the
+        candidates is charged the same time)."""
+        if self.reward is None:
+            raise ValueError("this method needs a reward model (--reward)")
+        memo_key = (tuple(p.index for p in problems), seed, "score")
+        start = time.perf_counter()
+        todo = [(p, c) for p, cands in zip(problems, candidates) for c in cands if c.reward is None]
+        sequences = [self._reward_ids(p, c) for p, c in todo]
+        limit = self.reward.config.max_position_embeddings
+        groups: dict[int, list[int]] = {}
+        for r, ids in enumerate(sequences):
+            if len(ids) > limit:
+                raise ValueError(
+                    f"problem {todo[r][0].id!r}: the reward input has {len(ids)} tokens, more than the reward "
+                    f"model's context of {limit}"
+                )
+            groups.setdefault(bucket_length(len(ids), maximum=limit), []).append(r)
+        pad = pad_token_id(self.reward.config, self.reward.tokenizer)
+        for length in sorted(groups):
+            members = groups[length]
+            for begin in range(0, len(members), self.max_rows):
+                chunk = members[begin : begin + self.max_rows]
+                padded = chunk + [chunk[0]] * (self._row_count(len(chunk)) - len(chunk))
+                ids, lens = pad_prompts([sequences[r] for r in padded], length, pad)
+                mask = np.arange(length)[None, :] < lens[:, None]
+                ids, mask = self.place(ids, mask)
+                scores = np.asarray(jax.device_get(self.reward.score(ids, mask)))
+                for row, r in enumerate(chunk):
+                    todo[r][1].reward = float(scores[row])
+                    todo[r][1].reward_cost = reward_cost(self.reward.config, len(sequences[r]))
+        self._memo[memo_key] = self._memo.get(memo_key, 0.0) + time.perf_counter() - start
+        return self._memo[memo_key]
+
+    def _reward_ids(self, problem: Problem, candidate: Candidate) -> list[int]:
+        """Reward input: template prefix + response + postfix. The response is the policy's ids without the final
+        EOS (the postfix closes the turn) when both tokenizers share a vocabulary, as the ∇-Reasoner scores them;
+        otherwise the response text re-encoded by the reward tokenizer."""
+        prefix, postfix = self.reward_template(problem)
+        ids = candidate.token_ids
+        if candidate.finish == "eos" and ids:
+            ids = ids[:-1]
+        if self._same_vocab is None:
+            self._same_vocab = self.policy.tokenizer.get_vocab() == self.reward.tokenizer.get_vocab()
+        if not self._same_vocab:
+            text = self.policy.tokenizer.decode(ids, skip_special_tokens=True)
+            ids = list(self.reward.tokenizer.encode(text, add_special_tokens=False))
+        return list(prefix) + list(ids) + list(postfix)
+
+    def clear_memo(self) -> None:
+        self._memo.clear()

@@ -1,0 +1,126 @@
+"""Benchmarks: the packaged JSONL files (see ``nabla_jax/data/benchmarks/README.md`` for sources and licenses) or a
+user's JSONL file with the same schema: one JSON object per line with string fields ``id``, ``problem``, ``answer``
+(an integer answer is accepted and kept as its decimal string); other fields are kept in ``extra``.
+
+``BENCHMARKS`` maps a name to its file and grader; :func:`register_benchmark` adds one. ``--benchmark`` takes a
+registered name or a path ending in ``.jsonl`` (graded with the math grader unless ``grader`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+from nabla_jax.evaluation.grading import Grader, get_grader
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "benchmarks")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkEntry:
+    path: str
+    grader: str = "math"
+
+
+BENCHMARKS: dict[str, BenchmarkEntry] = {
+    "math500": BenchmarkEntry(os.path.join(DATA_DIR, "math500.jsonl")),
+    "aime2024": BenchmarkEntry(os.path.join(DATA_DIR, "aime2024.jsonl")),
+    "aime2025": BenchmarkEntry(os.path.join(DATA_DIR, "aime2025.jsonl")),
+    "amc": BenchmarkEntry(os.path.join(DATA_DIR, "amc.jsonl")),
+    "gsm8k": BenchmarkEntry(os.path.join(DATA_DIR, "gsm8k.jsonl"), grader="gsm8k"),
+}
+
+
+def register_benchmark(name: str, path: str, grader: str = "math") -> None:
+    BENCHMARKS[name] = BenchmarkEntry(path, grader)
+
+
+class DatasetError(ValueError):
+    """A benchmark file line that is not a valid problem; the message starts with ``FILE:LINE:``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    index: int  # position in the file (0-based); sampling keys derive from it, so --limit does not change them
+    id: str
+    problem: str
+    answer: str
+    extra: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    name: str
+    path: str
+    sha256: str
+    grader: Grader
+    problems: tuple[Problem, ...]
+
+
+def _field(obj: dict, key: str, where: str) -> str:
+    if key not in obj:
+        raise DatasetError(f"{where}: missing required field {key!r}")
+    value = obj[key]
+    if isinstance(value, int) and not isinstance(value, bool) and key == "answer":
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where}: field {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def read_problems(path: str) -> tuple[list[Problem], str]:
+    """Problems of a JSONL file and the file's sha256. Blank lines are skipped; any other bad line raises
+    :class:`DatasetError` naming ``path:line``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"{where}: not UTF-8 ({err})") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        pid, text, answer = (_field(obj, key, where) for key in ("id", "problem", "answer"))
+        if pid in seen:
+            raise DatasetError(f"{where}: duplicate id {pid!r} (first on line {seen[pid]})")
+        seen[pid] = number
+        extra = {k: v for k, v in obj.items() if k not in ("id", "problem", "answer")}
+        problems.append(Problem(len(problems), pid, text, answer, extra))
+    if not problems:
+        raise DatasetError(f"{path}: no problems in the file")
+    return problems, hashlib.sha256(data).hexdigest()
+
+
+def load_benchmark(name_or_path: str, limit: int | None = None, grader: str | None = None) -> Benchmark:
+    """A registered benchmark or a ``.jsonl`` path; ``limit`` keeps the first problems of the file."""
+    if name_or_path in BENCHMARKS:
+        entry, name = BENCHMARKS[name_or_path], name_or_path
+    elif name_or_path.endswith(".jsonl") or os.path.isfile(name_or_path):
+        entry = BenchmarkEntry(name_or_path)
+        name = os.path.splitext(os.path.basename(name_or_path))[0]
+    else:
+        raise ValueError(f"unknown benchmark {name_or_path!r}: use one of {', '.join(BENCHMARKS)} or a .jsonl path")
+    problems, digest = read_problems(entry.path)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {limit}")
+        problems = problems[:limit]
+    return Benchmark(name, os.path.abspath(entry.path), digest, get_grader(grader or entry.grader), tuple(problems))
+
+
+def user_message(problem: Problem, instruction: str | None = None) -> str:
+    """The single user message: the problem, then the optional instruction after a blank line."""
+    return problem.problem if not instruction else f"{problem.problem}\n\n{instruction}"

@@ -1,0 +1,152 @@
+"""Decoding methods under evaluation, as a registry of :class:`MethodSpec`.
+
+A method is a function ``run(ctx, problems, seed, ns) -> list[dict[int, Outcome]]``: for each problem of the batch
+(in order), one :class:`Outcome` per requested budget ``n`` in ``ns`` (the number of candidates for sc/bon/wbon,
+``max_n_generations`` for the ∇-Reasoner; ``ns == (1,)`` for a method with ``uses_n=False``). Its record key is
+:func:`method_key` (``"bon@4"``, ``"greedy"``). Methods never see the gold answer; the runner grades outcomes.
+
+Sampled methods share their candidates: ``ctx.sample`` draws max(ns) candidates per problem once per batch and
+seed, and the ``@k`` outcome uses the first k of them, which are exactly the candidates a k-candidate run draws
+(keys depend on the candidate index only). Its cost counts those k candidates; its wall time is the shared
+generation and scoring time scaled by k / max(ns), an estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from nabla_jax.evaluation.accounting import ZERO, Cost, total
+from nabla_jax.evaluation.context import Candidate, EvalContext
+from nabla_jax.evaluation.datasets import Problem
+from nabla_jax.generation import SamplingConfig
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One method's answer to one problem."""
+
+    text: str  # the chosen response
+    answer: str | None  # its extracted answer (the voted answer for sc/wbon)
+    candidates: list[Candidate]  # what the choice was made from (the final response alone for a single decode)
+    cost: Cost
+    wall_time_s: float
+    chosen: int | None = None  # index into candidates
+    stats: dict = dataclasses.field(default_factory=dict)  # JSON numbers, e.g. {"rejections": 3, "proposals": 7}
+
+
+RunFn = Callable[[EvalContext, Sequence[Problem], int, tuple[int, ...]], list[dict[int, Outcome]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    run: RunFn
+    needs_reward: bool
+    uses_n: bool
+    description: str
+    settings: Callable[[dict], dict] = lambda options: {}  # method settings (from ctx.options) for the fingerprint
+    compilations: Callable[[], int] | None = None  # jit cache sizes of the method's own jitted functions
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> None:
+    METHODS[spec.name] = spec
+
+
+def method_key(spec: MethodSpec, n: int) -> str:
+    return f"{spec.name}@{n}" if spec.uses_n else spec.name
+
+
+def vote(answers: Sequence[str | None], weights: Sequence[float], equivalent) -> int | None:
+    """Index of the first member of the heaviest answer class (None when no candidate has an answer).
+
+    Classes are built greedily: an answer joins the first class whose representative (first member) it is
+    ``equivalent`` to. Ties in weight go to the class that appears first."""
+    classes: list[list] = []  # [representative, weight, first index]
+    for i, (answer, weight) in enumerate(zip(answers, weights)):
+        if answer is None:
+            continue
+        for cls in classes:
+            if answer == cls[0] or equivalent(answer, cls[0]):
+                cls[1] += weight
+                break
+        else:
+            classes.append([answer, weight, i])
+    if not classes:
+        return None
+    return max(classes, key=lambda c: (c[1], -c[2]))[2]
+
+
+def _greedy(ctx: EvalContext, problems, seed, ns):
+    """Deterministic: every seed repeats the same decode (and pays for it), which keeps records self-contained."""
+    start = time.perf_counter()
+    candidates = ctx.rollouts([(p, 0) for p in problems], seed, SamplingConfig(0.0))
+    seconds = (time.perf_counter() - start) / len(problems)
+    return [{n: Outcome(c.text, c.answer, [c], c.cost, seconds, 0) for n in ns} for c in candidates]
+
+
+def _select_sc(ctx, candidates):
+    return vote([c.answer for c in candidates], [1.0] * len(candidates), ctx.grader.equivalent)
+
+
+def _select_bon(ctx, candidates):
+    rewards = [c.reward for c in candidates]
+    return max(range(len(rewards)), key=lambda i: (rewards[i], -i))
+
+
+def _select_wbon(ctx, candidates):
+    tau = float(ctx.options.get("wbon_temperature", 1.0))
+    top = max(c.reward for c in candidates)
+    weights = [math.exp((c.reward - top) / tau) for c in candidates]
+    return vote([c.answer for c in candidates], weights, ctx.grader.equivalent)
+
+
+def _sampled(select, needs_reward: bool) -> RunFn:
+    def run(ctx: EvalContext, problems, seed, ns):
+        n_max = max(ns)
+        candidates, seconds = ctx.sample(problems, seed, n_max)
+        if needs_reward:
+            seconds += ctx.score(problems, seed, candidates)
+        share = seconds / len(problems)
+        outcomes = []
+        for cands in candidates:
+            per_n = {}
+            for n in ns:
+                subset = cands[:n]
+                start = time.perf_counter()
+                chosen = select(ctx, subset)
+                pick = subset[chosen if chosen is not None else 0]
+                cost = total(c.cost for c in subset)
+                if needs_reward:
+                    cost = cost + total(c.reward_cost or ZERO for c in subset)
+                wall = share * n / n_max + time.perf_counter() - start
+                per_n[n] = Outcome(pick.text, pick.answer if chosen is not None else None, subset, cost, wall, chosen)
+            outcomes.append(per_n)
+        return outcomes
+
+    return run
+
+
+register_method(MethodSpec("greedy", _greedy, False, False, "temperature-0 decoding"))
+register_method(MethodSpec("sc", _sampled(_select_sc, False), False, True, "self-consistency: majority vote of N"))
+register_method(MethodSpec("bon", _sampled(_select_bon, True), True, True, "best-of-N: the highest reward"))
+register_method(
+    MethodSpec(
+        "wbon",
+        _sampled(_select_wbon, True),
+        True,
+        True,
+        "weighted best-of-N: vote weighted by softmax(reward / T)",
+        lambda options: {"wbon_temperature": float(options.get("wbon_temperature", 1.0))},
+    )
+)
+
+# The ∇-Reasoner methods ("nabla", "nabla_no_dto") register themselves from this module when it exists.
+if importlib.util.find_spec("nabla_jax.evaluation.nabla_methods") is not None:
+    importlib.import_module("nabla_jax.evaluation.nabla_methods")

@@ -1,0 +1,184 @@
+"""The results directory: ``fingerprint.json`` + ``records.jsonl``, one JSON line per (method, problem, seed).
+
+Write path: every record is one ``write`` of a complete line, then ``flush`` and ``fsync``, so a record on disk is
+whole or is the file's unterminated last line. Resume rules (:meth:`RecordStore.open`):
+
+* a final line without its newline is what a kill mid-write leaves; it is dropped (the file is truncated back to
+  the last newline) and that record is recomputed;
+* any complete line that is not a valid record, or repeats a key, is an error ``FILE:LINE: ...`` and nothing in the
+  directory is changed;
+* the fingerprint (settings that determine a record's content: models, benchmark file hash, decoding settings,
+  code version; per method its own settings) must equal the stored one; a new method key is added to it. Seeds
+  and ``--limit`` only choose which records to produce, so a rerun may extend them.
+
+One writer at a time: ``.lock`` is held with ``flock`` for the store's lifetime (the kernel drops it on SIGKILL).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+RECORDS = "records.jsonl"
+FINGERPRINT = "fingerprint.json"
+REQUIRED = {"method": str, "problem_id": str, "seed": int}
+
+
+class RecordsError(ValueError):
+    """A results file line that is not a valid record; the message starts with ``FILE:LINE:``."""
+
+
+class FingerprintMismatch(ValueError):
+    """The directory holds results of a different configuration."""
+
+
+def record_key(record: dict) -> tuple[str, str, int]:
+    return record["method"], record["problem_id"], record["seed"]
+
+
+def parse_records(path: str) -> tuple[list[dict], int]:
+    """Records of ``path`` and the byte length of its complete lines (a partial last line is excluded)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    complete = data.rfind(b"\n") + 1
+    records, seen = [], {}
+    for number, raw in enumerate(data[:complete].split(b"\n")[:-1], start=1):
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RecordsError(f"{where}: not a JSON record ({err})") from None
+        if not isinstance(record, dict):
+            raise RecordsError(f"{where}: expected a JSON object")
+        for field, kind in REQUIRED.items():
+            if not isinstance(record.get(field), kind) or isinstance(record.get(field), bool):
+                raise RecordsError(f"{where}: field {field!r} missing or not a {kind.__name__}")
+        key = record_key(record)
+        if key in seen:
+            raise RecordsError(f"{where}: duplicate record {key} (first on line {seen[key]})")
+        seen[key] = number
+        records.append(record)
+    return records, complete
+
+
+def read_fingerprint(directory: str) -> dict | None:
+    path = os.path.join(directory, FINGERPRINT)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise RecordsError(f"{path}:{err.lineno}: invalid fingerprint JSON ({err.msg})") from None
+
+
+def _write_atomic(path: str, obj) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+class RecordStore:
+    """Append-only, resumable record file of one results directory (use :meth:`open`)."""
+
+    def __init__(self, directory: str, records: list[dict], lock_file):
+        self.directory = directory
+        self.path = os.path.join(directory, RECORDS)
+        self.records = {record_key(r): r for r in records}
+        self._lock = lock_file
+        self._file = open(self.path, "ab")
+
+    @classmethod
+    def open(cls, directory: str, fingerprint: dict) -> "RecordStore":
+        """Open (or create) ``directory`` for writing. ``fingerprint`` is ``{"shared": {...}, "methods": {key:
+        {...}}}``; raises :class:`FingerprintMismatch` if it conflicts with the stored one."""
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        os.makedirs(directory, exist_ok=True)
+        lock = open(os.path.join(directory, ".lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise FileExistsError(f"another nabla-jax eval is writing to {directory}") from None
+        try:
+            stored = read_fingerprint(directory)
+            path = os.path.join(directory, RECORDS)
+            if stored is None and os.path.exists(path):
+                raise FingerprintMismatch(f"{directory} has {RECORDS} but no {FINGERPRINT}; refusing to add to it")
+            merged = cls._merge(directory, stored, fingerprint)
+            records, complete = parse_records(path) if os.path.exists(path) else ([], 0)
+            for record in records:
+                if record["method"] not in merged["methods"]:
+                    raise RecordsError(f"{path}: record of method {record['method']!r} not in {FINGERPRINT}")
+            if merged != stored:
+                _write_atomic(os.path.join(directory, FINGERPRINT), merged)
+            if os.path.exists(path) and os.path.getsize(path) > complete:
+                os.truncate(path, complete)  # the unterminated line a kill left behind
+            return cls(directory, records, lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    @staticmethod
+    def _merge(directory: str, stored: dict | None, new: dict) -> dict:
+        if stored is None:
+            return new
+        problems = _differences(stored.get("shared"), new["shared"])
+        old_methods = stored.get("methods", {})
+        for key, settings in new["methods"].items():
+            if key in old_methods:
+                problems += _differences(old_methods[key], settings, f"{key}.")
+        if problems:
+            raise FingerprintMismatch(
+                f"{directory} holds results of a different configuration ({'; '.join(problems)}); "
+                "use a new --out directory"
+            )
+        return {**stored, "methods": {**old_methods, **new["methods"]}}
+
+    def done(self, method: str, problem_id: str, seed: int) -> bool:
+        return (method, problem_id, seed) in self.records
+
+    def append(self, record: dict) -> None:
+        key = record_key(record)
+        if key in self.records:
+            raise RecordsError(f"{self.path}: record {key} already written")
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
+        self._file.write(line)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.records[key] = record
+
+    def close(self) -> None:
+        self._file.close()
+        self._lock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load_directory(directory: str) -> tuple[dict, list[dict]]:
+    """``(fingerprint, records)`` for reporting; a partial last line (a run in progress or killed) is ignored."""
+    fingerprint = read_fingerprint(directory)
+    path = os.path.join(directory, RECORDS)
+    if fingerprint is None:
+        raise FileNotFoundError(f"{directory}: no {FINGERPRINT}; not a nabla-jax eval directory")
+    records = parse_records(path)[0] if os.path.exists(path) else []
+    return fingerprint, records

@@ -1,0 +1,128 @@
+"""``summary.json``, ``results.md`` and accuracy-against-compute plots from one or several results directories."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from nabla_jax.evaluation.grading import GRADERS
+from nabla_jax.evaluation.metrics import matched_budget, summarize
+from nabla_jax.evaluation.records import load_directory
+
+PLOTS = (("official_calls", "model calls per problem (official count)", "accuracy_vs_calls.png"),
+         ("flops", "FLOPs per problem", "accuracy_vs_flops.png"))
+
+
+def summarize_directory(directory: str) -> dict:
+    fingerprint, records = load_directory(directory)
+    grader = GRADERS.get(fingerprint["shared"]["benchmark"]["grader"])
+    rows = summarize(records, grader.equivalent if grader else None) if records else []
+    return {"directory": os.path.abspath(directory), "name": os.path.basename(os.path.normpath(directory)),
+            "fingerprint": fingerprint, "methods": rows}
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _interval(ci) -> str:
+    return "–" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def _sci(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def markdown_table(runs: list[dict]) -> str:
+    several = len(runs) > 1
+    head = (["run"] if several else []) + [
+        "method", "N", "seeds", "problems", "accuracy %", "±95% (seeds)", "95% CI (problems)", "pass@N %",
+        "maj@N %", "calls (official)", "calls (full)", "FLOPs", "tokens", "wall s", "rejection %",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        for row in run["methods"]:
+            ci = row["ci95_seeds"]
+            half = "–" if ci is None else f"{100 * (ci[1] - ci[0]) / 2:.1f}"
+            top = lambda table: _pct(table[max(table, key=int)]) if table else "–"  # noqa: E731
+            cells = ([run["name"]] if several else []) + [
+                row["method"], str(row["n"] or "–"), str(len(row["seeds"])), str(row["problems"]),
+                _pct(row["accuracy"]), half, _interval(row["ci95_problems"]), top(row.get("pass@k")),
+                top(row.get("maj@k")), f"{row['official_calls']:.1f}", f"{row['full_calls']:.1f}",
+                _sci(row["flops"]), f"{row['generated_tokens']:.1f}",
+                f"{row['wall_time_s']:.3g}" + ("*" if row["wall_time_includes_compile"] else ""),
+                _pct(row.get("rejection_rate")),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    notes = ("\nAccuracy: mean over seeds; ±95% (seeds): Student-t half-width over per-seed accuracies; "
+             "CI (problems): bootstrap over problems. Costs are means per problem and seed. "
+             "* wall time includes compilation.\n")
+    return "\n".join(lines) + "\n" + notes
+
+
+def matched_section(runs: list[dict], budgets: list[tuple[str, float]]) -> tuple[str, dict]:
+    text, data = [], {}
+    for measure, budget in budgets:
+        text.append(f"\n### Matched budget: {measure} <= {budget:g}\n")
+        text.append("| run | method | N | accuracy % | " + measure + " |\n|---|---|---|---|---|")
+        for run in runs:
+            best = matched_budget(run["methods"], budget, measure)
+            data.setdefault(f"{measure}<={budget:g}", {})[run["name"]] = {k: v["method"] for k, v in best.items()}
+            for name, row in sorted(best.items()):
+                text.append(f"| {run['name']} | {name} | {row['n'] or '–'} | {_pct(row['accuracy'])} | "
+                            f"{_sci(row[measure])} |")
+    return "\n".join(text) + ("\n" if text else ""), data
+
+
+def plot(runs: list[dict], measure: str, label: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for run in runs:
+        families: dict[str, list[dict]] = {}
+        for row in run["methods"]:
+            families.setdefault(row["method_name"], []).append(row)
+        for name, rows in sorted(families.items()):
+            rows = sorted(rows, key=lambda r: r[measure])
+            x = [max(r[measure], 1e-9) for r in rows]
+            y = [100 * r["accuracy"] for r in rows]
+            err = [[100 * (r["accuracy"] - (r["ci95_seeds"] or (r["accuracy"],) * 2)[0]) for r in rows],
+                   [100 * ((r["ci95_seeds"] or (r["accuracy"],) * 2)[1] - r["accuracy"]) for r in rows]]
+            tag = name if len(runs) == 1 else f"{run['name']}: {name}"
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=tag)
+            for r, xi, yi in zip(rows, x, y):
+                if r["n"]:
+                    ax.annotate(str(r["n"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("accuracy % (mean over seeds, 95% t-interval)")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_report(directories: list[str], out: str | None = None, budgets=()) -> tuple[str, dict]:
+    """Write ``summary.json``, ``results.md`` and the two PNGs into ``out`` (default: the first directory);
+    returns the markdown and the summary."""
+    if not directories:
+        raise ValueError("no results directory given")
+    runs = [summarize_directory(d) for d in directories]
+    out = out or directories[0]
+    os.makedirs(out, exist_ok=True)
+    markdown = markdown_table(runs)
+    matched_md, matched = matched_section(runs, list(budgets))
+    markdown += matched_md
+    summary = {"runs": runs, "matched": matched}
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown)
+    for measure, label, name in PLOTS:
+        plot(runs, measure, label, os.path.join(out, name))
+    return markdown, summary
