@@ -176,3 +176,28 @@ def test_reward_that_prefers_a_token_moves_the_output(models):
 def test_invalid_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         NablaConfig(**change)
+
+
+def test_evaluation_methods_record_what_the_decoder_returns(models, reasoner, tmp_path):
+    """``nabla@N`` in ``nabla-jax eval`` runs the same decoder with the same per-problem keys."""
+    import json
+
+    from nabla_jax.evaluation.context import DecodeSettings
+    from nabla_jax.evaluation.runner import run_eval
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"q{i}", "problem": p, "answer": "1"}) + "\n" for i, p in enumerate(PROMPTS[:3])))
+    nabla = {k: v for k, v in SMALL.items() if k not in ("max_new_tokens", "max_n_generations", "rollout_top_k")}
+    settings = DecodeSettings(SMALL["max_new_tokens"], 0.6, 0, 0.95)
+    out = tmp_path / "runs"
+    run_eval(str(bench), "nabla,nabla_no_dto", *models, out=str(out), seeds=(5,), ns=(SMALL["max_n_generations"],),
+             settings=settings, batch_size=4, options={"nabla": nabla}, progress=False)
+    records = {(r["method"], r["problem_index"]): r for r in map(json.loads, open(out / "records.jsonl"))}
+    direct = reasoner.generate(PROMPTS[:3], seed=5, batch_size=4)  # same config and shapes: no new compilation
+    for i in range(3):
+        record = records[("nabla@4", i)]
+        assert record["text"] == direct[i].text
+        assert record["official_calls"] == direct[i].stats["model_calls_official"]
+        assert record["stats"]["rejections"] == direct[i].stats["rejections"]
+        blind = records[("nabla_no_dto@4", i)]["stats"]
+        assert blind["dto_runs"] == 0 and blind["dto_full_steps"] == 0 and blind["rollouts"] >= 1

@@ -55,7 +55,41 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-texts", action="store_true",
                         help="store every candidate's text and token ids (default: only the chosen text)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_nabla_arguments(parser)
     parser.set_defaults(func=run)
+
+
+# NablaConfig fields that the evaluation sets itself (from the decoding settings, --n and the method name)
+_SET_BY_EVAL = {"max_new_tokens", "rollout_temperature", "rollout_top_k", "rollout_top_p", "max_n_generations", "use_dto"}
+
+
+def add_nabla_arguments(parser) -> None:
+    """``--nabla-<field>`` for every other NablaConfig field (official names, dashes for underscores)."""
+    import argparse
+    import dataclasses
+
+    from nabla_jax.commands.run import config_option_type
+    from nabla_jax.reasoner.config import NablaConfig
+
+    group = parser.add_argument_group("∇-Reasoner settings for the nabla methods (defaults: the official MATH-500 script)")
+    for field in dataclasses.fields(NablaConfig):
+        if field.name in _SET_BY_EVAL:
+            continue
+        group.add_argument(f"--nabla-{field.name.replace('_', '-')}", dest=f"nabla_{field.name}",
+                           type=config_option_type(field), default=argparse.SUPPRESS, help=f"default {field.default}")
+
+
+def nabla_options(args) -> dict:
+    import dataclasses
+
+    from nabla_jax.reasoner.config import NablaConfig
+
+    options = {}
+    for field in dataclasses.fields(NablaConfig):
+        if hasattr(args, f"nabla_{field.name}"):
+            options[field.name] = getattr(args, f"nabla_{field.name}")
+    NablaConfig(**options)  # validate now, with the field names in the message
+    return options
 
 
 def run(args) -> int:
@@ -84,7 +118,7 @@ def run(args) -> int:
         dtype=args.dtype,
         batch_size=args.batch_size,
         max_rows=args.max_rows,
-        options={"wbon_temperature": args.wbon_temperature},
+        options={"wbon_temperature": args.wbon_temperature, "nabla": nabla_options(args)},
         progress=not args.no_progress,
         keep_texts=args.keep_texts,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -22,26 +23,31 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
+def config_option_type(field):
+    """The argparse type of a NablaConfig field: thresholds accept "none" (off), booleans true/false."""
+    default = field.default
+    if isinstance(default, bool):
+        return _bool
+    if field.name.endswith("_threshold"):
+        return _optional_float
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return str
+
+
 def add_config_arguments(parser) -> None:
     """One ``--name`` option per NablaConfig field (official names, dashes for underscores)."""
     group = parser.add_argument_group("∇-Reasoner settings (defaults: the official MATH-500 script)")
     for name, field in _FIELDS.items():
-        default = field.default
-        if isinstance(default, bool):
-            kind = _bool
-        elif name.endswith("_threshold"):
-            kind = _optional_float
-        elif isinstance(default, int):
-            kind = int
-        elif isinstance(default, float):
-            kind = float
-        else:
-            kind = str
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=f"default {default}")
+        # SUPPRESS: an option given as "none" (a threshold switched off) is told apart from one not given
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=config_option_type(field),
+                           default=argparse.SUPPRESS, help=f"default {field.default}")
 
 
 def config_from_args(args) -> NablaConfig:
-    changes = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
+    changes = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
     return NablaConfig(**changes)
 
 

@@ -1,0 +1,63 @@
+"""The ∇-Reasoner as evaluation methods: ``nabla@N`` (budget ``max_n_generations`` = N) and ``nabla_no_dto@N``
+(blind resampling: the first ahead token is resampled from the rollout's own logits, the paper's no-DTO baseline).
+
+Rollouts use the evaluation's decoding settings (temperature, top-k, top-p, max_new_tokens); every other setting
+comes from ``ctx.options["nabla"]`` (a dict of :class:`NablaConfig` fields, from ``nabla-jax eval --nabla-*``),
+defaulting to the official MATH-500 script.
+"""
+
+from __future__ import annotations
+
+from nabla_jax.evaluation.accounting import Cost
+from nabla_jax.evaluation.context import Candidate
+from nabla_jax.evaluation.methods import MethodSpec, Outcome, register_method
+from nabla_jax.reasoner import NablaConfig, NablaReasoner
+from nabla_jax.reasoner import loop as reasoner_loop
+
+STATS = ("rollouts", "proposals", "rejections", "acceptance_tests", "dto_runs", "dto_full_steps", "dto_cached_steps",
+         "selector_passes", "skipped_tokens", "budget_tokens")
+
+
+def nabla_config(ctx, n: int, use_dto: bool) -> NablaConfig:
+    s = ctx.settings
+    return NablaConfig(**ctx.options.get("nabla", {})).replace(
+        max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout_temperature=s.temperature,
+        rollout_top_k=s.top_k, rollout_top_p=s.top_p, use_dto=use_dto,
+    )
+
+
+def _run(use_dto: bool):
+    def run(ctx, problems, seed, ns):
+        out = [{} for _ in problems]
+        for n in ns:
+            config = nabla_config(ctx, n, use_dto)
+            key = ("nabla", config)
+            if key not in ctx.cache:
+                ctx.cache[key] = NablaReasoner(ctx.policy, ctx.reward, config)
+            results = ctx.cache[key].generate(
+                [ctx.message(p) for p in problems], seed=seed, batch_size=len(problems),
+                problem_ids=[p.index for p in problems], system=ctx.settings.system,
+            )
+            for i, result in enumerate(results):
+                st = result.stats
+                cost = Cost(st["model_calls_official"], st["model_calls_full"], st["flops"], st["generated_tokens"],
+                            st["rollouts"], 2 * st["acceptance_tests"])
+                ends = bool(result.token_ids) and result.token_ids[-1] in ctx.eos_ids
+                candidate = Candidate(result.token_ids, result.text, ctx.grader.extract(result.text),
+                                      "eos" if ends else "length", cost)
+                out[i][n] = Outcome(result.text, candidate.answer, [candidate], cost, st["wall_time_s"], 0,
+                                    {k: st[k] for k in STATS})
+        return out
+
+    return run
+
+
+def _settings(options: dict) -> dict:
+    return {"nabla": dict(sorted(options.get("nabla", {}).items()))}
+
+
+register_method(MethodSpec("nabla", _run(True), True, True, "∇-Reasoner, budget max_n_generations=N",
+                           settings=_settings, compilations=reasoner_loop.trace_count))
+register_method(MethodSpec("nabla_no_dto", _run(False), True, True,
+                           "∇-Reasoner without DTO (blind resampling), budget N",
+                           settings=_settings, compilations=reasoner_loop.trace_count))
