@@ -1,0 +1,197 @@
+"""DTO as an ``(init, step)`` pair over a state pytree, run by ``lax.while_loop``.
+
+Gradient caching as a state transition. A full step runs both models forward and backward and stores
+``g = dL/dy`` (the gradient with respect to the one-hots). While no argmax changes, the one-hots the models see are
+the same, so ``dL/dy`` is the same and the next steps reuse g: the variables' gradient is the straight-through
+pull-back of g (softmax Jacobian, plus the LM head in latents mode), and neither model runs. This is exact, not an
+approximation. The cache is dropped when an argmax of a moving position changes, as the official code does.
+
+Batches. The step works on an explicit batch axis and skips the models with one ``lax.cond`` on
+``any(row needs a full step)``: under ``vmap`` a per-row ``cond`` becomes a ``select`` that runs both branches, so a
+per-row skip would save nothing. When some rows need a full step, every row's models run, and rows whose cache was
+valid discard the result and keep their cached g (which is equal anyway), so every row's variables are exactly
+those of its own single-problem run. Counters are per row: ``full_steps`` and ``cached_steps`` by the row's own
+need (what the official code would count, 4 model calls per full step), ``executed_full_steps`` by what actually
+ran for it in this batch. The single-problem functions are the batched ones with a batch of one; vmapping those
+is also correct, but the cond becomes a select that computes the full step for every row at every step, and
+``executed_full_steps`` cannot see that (it reports each row as a batch of one). Use the batched functions when the
+saving matters.
+
+A non-finite loss or gradient stops that row: its variables stay at their last finite values and
+``nonfinite_step`` records the step (0-based); the other rows continue.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nabla_jax.dto.config import DTOConfig
+from nabla_jax.dto.loss import loss_and_onehot_grad
+from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.optimizer import make_optimizer
+from nabla_jax.dto.prefix_cache import PrefixCache
+from nabla_jax.dto.problem import DTOProblem
+from nabla_jax.dto.variables import all_onehots, moving_onehots, split_init, to_logits
+
+
+class DTOState(NamedTuple):
+    """One problem's DTO state (a leading batch axis on every leaf in the batched functions)."""
+
+    variables: jax.Array  # [M, X] float32: the moving positions' logits (X = V) or latents (X = d)
+    opt_state: Any  # optax state of ``variables`` (float32)
+    token_ids: jax.Array  # [A] int32: current argmax of every ahead position
+    grad_y: jax.Array  # [M, V] float32 cached dL/dy of the moving positions ([0, V] without caching)
+    cache_valid: jax.Array  # () bool
+    step: jax.Array  # () int32: steps taken
+    full_steps: jax.Array  # () int32: steps that needed the models (by this problem's own need)
+    cached_steps: jax.Array  # () int32: steps served from the cached gradient
+    executed_full_steps: jax.Array  # () int32: steps on which the models actually ran for this row
+    loss: jax.Array  # () float32: loss at the current one-hots (the last full step's)
+    loglik: jax.Array  # () float32: sum_i y_i . log p(.|y_<i) at the last full step
+    reward: jax.Array  # () float32: raw reward at the last full step
+    loss_trace: jax.Array  # [T] float32: loss of the one-hots at each step (NaN where no step ran)
+    relaxed_trace: jax.Array  # [T] float32: loss + <g, softmax(z/tau) - onehot> before each update (noise-free)
+    nonfinite_step: jax.Array  # () int32: first step with a non-finite loss or gradient, -1 if none
+    key: jax.Array  # uint32 [2] PRNG key for Gumbel noise (unused unless config.gumbel)
+
+
+def dto_init(
+    models: DTOModels, config: DTOConfig, problem: DTOProblem, init: jax.Array, key: jax.Array | None = None
+) -> DTOState:
+    """State for one problem from the init variables of every ahead position (``[A, V]`` or ``[A, d]``)."""
+    variables, token_ids = split_init(models, config, init)
+    m = variables.shape[0]
+    nan_trace = jnp.full((config.max_iters,), jnp.nan, jnp.float32)
+    zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
+    return DTOState(
+        variables=variables,
+        opt_state=make_optimizer(config).init(variables),
+        token_ids=token_ids,
+        grad_y=jnp.zeros((m if config.grad_caching else 0, models.vocab_size), jnp.float32),
+        cache_valid=jnp.zeros((), bool),
+        step=zero_i,
+        full_steps=zero_i,
+        cached_steps=zero_i,
+        executed_full_steps=zero_i,
+        loss=zero_f,
+        loglik=zero_f,
+        reward=zero_f,
+        loss_trace=nan_trace,
+        relaxed_trace=nan_trace,
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+        key=jax.random.PRNGKey(0) if key is None else key,
+    )
+
+
+def is_active(config: DTOConfig, state: DTOState) -> jax.Array:
+    return (state.step < config.max_iters) & (state.nonfinite_step < 0)
+
+
+def _rows(mask: jax.Array, like: jax.Array) -> jax.Array:
+    """Broadcast a per-row mask [B] against ``like`` [B, ...]."""
+    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def dto_step(
+    models: DTOModels,
+    config: DTOConfig,
+    problems: DTOProblem,
+    caches: PrefixCache | None,
+    state: DTOState,
+) -> DTOState:
+    """One DTO iteration for a batch (leading axis B on problems, caches and state). ``caches`` None re-runs the
+    whole sequence every step instead of reusing the prefix keys/values."""
+    m = state.variables.shape[1]
+    active = is_active(config, state)
+    keys = jax.vmap(jax.random.fold_in)(state.key, state.step)
+    need_full = active & ~state.cache_valid if config.grad_caching else active
+
+    def full_step(_):
+        def row(problem, cache, variables, token_ids, key):
+            y = all_onehots(moving_onehots(models, config, variables, key), token_ids)
+            loss, parts, grad = loss_and_onehot_grad(models, config, problem, cache, y)
+            return loss, parts.loglik, parts.reward, grad[:m]
+
+        return jax.vmap(row)(problems, caches, state.variables, state.token_ids, keys)
+
+    if config.grad_caching:
+        cached = lambda _: (state.loss, state.loglik, state.reward, state.grad_y)
+        ran_full = jnp.any(need_full)
+        new = jax.lax.cond(ran_full, full_step, cached, None)
+        loss, loglik, reward, grad_y = (jnp.where(_rows(need_full, n), n, o) for n, o in zip(new, cached(None)))
+        executed = active & ran_full
+    else:
+        loss, loglik, reward, grad_y = full_step(None)
+        executed = active
+
+    def pull_back(variables, key, g):
+        _, vjp = jax.vjp(lambda v: moving_onehots(models, config, v, key), variables)
+        return vjp(g)[0]
+
+    grads = jax.vmap(pull_back)(state.variables, keys, grad_y)
+    z = jax.vmap(lambda v: to_logits(models, config, v))(state.variables)
+    hard = jax.nn.one_hot(state.token_ids[:, :m], z.shape[-1], dtype=jnp.float32)
+    relaxed = loss + jnp.sum(grad_y * (jax.nn.softmax(z / config.tau, axis=-1) - hard), axis=(1, 2))
+
+    updates, opt_state = jax.vmap(make_optimizer(config).update)(grads, state.opt_state, state.variables)
+    variables = optax.apply_updates(state.variables, updates)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=(1, 2))
+    ok = active & finite
+    keep = lambda new_leaf, old_leaf: jnp.where(_rows(ok, new_leaf), new_leaf, old_leaf)
+    variables = keep(variables, state.variables)
+    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+
+    moving_ids = jnp.argmax(jax.vmap(lambda v: to_logits(models, config, v))(variables), axis=-1).astype(jnp.int32)
+    changed = jnp.any(moving_ids != state.token_ids[:, :m], axis=1)
+    at_step = active[:, None] & (jnp.arange(config.max_iters)[None] == state.step[:, None])
+    return DTOState(
+        variables=variables,
+        opt_state=opt_state,
+        token_ids=state.token_ids.at[:, :m].set(moving_ids),
+        grad_y=grad_y if config.grad_caching else state.grad_y,
+        cache_valid=jnp.where(ok, ~changed, state.cache_valid) if config.grad_caching else state.cache_valid,
+        step=state.step + ok.astype(jnp.int32),
+        full_steps=state.full_steps + need_full.astype(jnp.int32),
+        cached_steps=state.cached_steps + (active & ~need_full).astype(jnp.int32),
+        executed_full_steps=state.executed_full_steps + executed.astype(jnp.int32),
+        loss=jnp.where(active, loss, state.loss),
+        loglik=jnp.where(active, loglik, state.loglik),
+        reward=jnp.where(active, reward, state.reward),
+        loss_trace=jnp.where(at_step, loss[:, None], state.loss_trace),
+        relaxed_trace=jnp.where(at_step, relaxed[:, None], state.relaxed_trace),
+        nonfinite_step=jnp.where(active & ~finite, state.step, state.nonfinite_step),
+        key=state.key,
+    )
+
+
+def dto_run(
+    models: DTOModels, config: DTOConfig, problems: DTOProblem, caches: PrefixCache | None, state: DTOState
+) -> DTOState:
+    """Step a batch until every row has taken ``max_iters`` steps or stopped on a non-finite value."""
+    return jax.lax.while_loop(
+        lambda s: jnp.any(is_active(config, s)),
+        lambda s: dto_step(models, config, problems, caches, s),
+        state,
+    )
+
+
+def _one(tree):
+    return jax.tree.map(lambda x: x[None], tree)
+
+
+def _unone(tree):
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def dto_step_single(models, config, problem, cache, state) -> DTOState:
+    """:func:`dto_step` for one problem (no batch axis); vmap it to batch with a per-row select."""
+    return _unone(dto_step(models, config, _one(problem), _one(cache), _one(state)))
+
+
+def dto_run_single(models, config, problem, cache, state) -> DTOState:
+    """:func:`dto_run` for one problem (no batch axis)."""
+    return _unone(dto_run(models, config, _one(problem), _one(cache), _one(state)))
