@@ -1,11 +1,16 @@
 """nabla-jax: the nabla-Reasoner (test-time gradient descent over token logits) in JAX."""
 
+from nabla_jax.dto import DTOConfig, DTOResult, dto_models, dto_optimize
 from nabla_jax.generation import GenerationResult, SamplingConfig, generate
 from nabla_jax.loading import Policy, Reward, load_policy, load_reward
 from nabla_jax.models.config import DecoderConfig
 from nabla_jax.reasoner import NablaConfig, NablaReasoner, NablaResult
 
 __all__ = [
+    "DTOConfig",
+    "DTOResult",
+    "dto_models",
+    "dto_optimize",
     "DecoderConfig",
     "GenerationResult",
     "NablaConfig",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
+import json
 import os
 from typing import Any
 
@@ -21,6 +22,7 @@ from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 class ModelKindError(ValueError):
@@ -67,8 +69,17 @@ def directory_tokenizer(path: str):
     """transformers' tokenizer saved in ``path``, or None when the directory has no tokenizer files."""
     if not any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
         return None
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    config_file = os.path.join(path, "tokenizer_config.json")
+    declared = None
+    if os.path.exists(config_file):
+        with open(config_file, encoding="utf-8") as handle:
+            declared = json.load(handle).get("tokenizer_class")
+    if declared in GENERIC_TOKENIZER_CLASSES:
+        # AutoTokenizer would pick the model family's tokenizer class from config.json (e.g. Qwen2Tokenizer), whose
+        # own pre-tokenizer replaces the one in tokenizer.json; a generic tokenizer is taken exactly as saved
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
     return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
 
 

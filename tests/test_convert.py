@@ -98,3 +98,10 @@ def test_gguf_row_unpermutation_inverts_llama_cpp_layout():
             stored[h * head_dim + 2 * i + 1] = weight[h * head_dim + half + i]
     np.testing.assert_array_equal(unpermute_rows(stored, heads), weight)
     assert not np.array_equal(unpermute_rows(stored, 1), weight)  # the head count matters
+
+
+def test_saved_char_tokenizer_loads_as_saved_next_to_a_qwen_config(hf_checkpoint):
+    """transformers' AutoTokenizer picks Qwen2Tokenizer from config.json, which would drop spaces and newlines."""
+    directory, _ = hf_checkpoint("qwen2")
+    tokenizer = nabla_jax.load_policy(directory).tokenizer
+    assert tokenizer.tokenize("a b\nc") == ["a", " ", "b", "\n", "c"]
