@@ -128,8 +128,14 @@ class Policy(_Model):
         return _logits(self.config, self.params, ids, mask)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class Reward(_Model):
-    """A sequence classifier. ``score(token_ids, mask=None) -> [B]`` float32, taken at the last real token."""
+    """A sequence classifier. ``score(token_ids, mask=None) -> [B]`` float32, taken at the last real token.
+
+    ``template``, when set, is ``template(prompt, system) -> (prefix_ids, postfix_ids)``: the ids around the response
+    in the reward model's input (default: its tokenizer's chat template with the response as the assistant turn)."""
+
+    template: Any = None
 
     def score(self, token_ids, mask=None) -> jax.Array:
         ids, mask = _batch(token_ids, mask)

@@ -26,3 +26,17 @@ def test_config_read_from_gguf_metadata(smollm2_policy):
     assert (cfg.family, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads) == ("llama", 30, 576, 9, 3)
     assert cfg.vocab_size == len(smollm2_policy.tokenizer) == 49152
     assert cfg.tie_word_embeddings and "lm_head" not in smollm2_policy.params
+
+
+def test_judge_reward_is_the_policys_yes_no_log_odds(smollm2_policy):
+    from nabla_jax.rewards import load_reward_model
+
+    judge = load_reward_model("judge:smollm2-135m-instruct", smollm2_policy)
+    tokenizer = smollm2_policy.tokenizer
+    prefix, postfix = judge.template("What is 2+3?", None)
+    assert "Proposed answer: " in tokenizer.decode(prefix) and tokenizer.decode(postfix).endswith("assistant\n")
+    yes, no = (tokenizer.encode(w, add_special_tokens=False)[0] for w in ("Yes", "No"))
+    for response in ("5", "7"):
+        ids = np.asarray(prefix + tokenizer.encode(response, add_special_tokens=False) + postfix)
+        logits = np.asarray(smollm2_policy.logits(ids))[0, -1]
+        assert abs(float(judge.score(ids)[0]) - (logits[yes] - logits[no])) <= 1e-4

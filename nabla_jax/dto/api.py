@@ -20,7 +20,7 @@ from nabla_jax.dto.loop import DTOState, dto_init, dto_run
 from nabla_jax.dto.models import DTOModels, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.problem import DTOProblem, bucket, make_problem, stack
-from nabla_jax.dto.templates import policy_prompt_ids, reward_template_ids
+from nabla_jax.dto.templates import policy_prompt_ids, reward_input_template
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
 
@@ -156,7 +156,7 @@ def dto_optimize(
         lm_prefix = policy_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
         rm_prefix, rm_postfix = [], []
         if uses_reward(models, config):
-            rm_prefix, rm_postfix = reward_template_ids(reward.tokenizer, text, system_prompt)
+            rm_prefix, rm_postfix = reward_input_template(reward, text, system_prompt)
             rm_prefix = rm_prefix + np.asarray(models.reward_index)[done].tolist()
         rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x))
 

@@ -49,3 +49,12 @@ def reward_template_ids(tokenizer, prompt: str, system_prompt: str | None = None
         list(tokenizer.encode(prefix, add_special_tokens=False)),
         list(tokenizer.encode(postfix, add_special_tokens=False)) if postfix else [],
     )
+
+
+def reward_input_template(reward, prompt: str, system_prompt: str | None = None) -> tuple[list[int], list[int]]:
+    """``(prefix_ids, postfix_ids)`` for a loaded reward model: its own ``template`` function when it has one (the
+    judge reward of :mod:`nabla_jax.rewards`), else its tokenizer's chat template (:func:`reward_template_ids`)."""
+    custom = getattr(reward, "template", None)
+    if custom is not None:
+        return custom(prompt, system_prompt)
+    return reward_template_ids(reward.tokenizer, prompt, system_prompt)

@@ -116,11 +116,11 @@ class EvalContext:
         return self._prompts[problem.index]
 
     def reward_template(self, problem: Problem) -> tuple[list[int], list[int]]:
-        from nabla_jax.dto.templates import reward_template_ids
+        from nabla_jax.dto.templates import reward_input_template
 
         if problem.index not in self._templates:
-            self._templates[problem.index] = reward_template_ids(
-                self.reward.tokenizer, self.message(problem), self.settings.system
+            self._templates[problem.index] = reward_input_template(
+                self.reward, self.message(problem), self.settings.system
             )
         return self._templates[problem.index]
 

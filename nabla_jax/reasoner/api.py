@@ -12,7 +12,7 @@ import numpy as np
 
 from nabla_jax.dto.models import dto_models
 from nabla_jax.dto.problem import bucket
-from nabla_jax.dto.templates import reward_template_ids
+from nabla_jax.dto.templates import reward_input_template
 from nabla_jax.dto.vocab_align import reward_pad_id
 from nabla_jax.generation.buckets import bucket_length, bucket_rows
 from nabla_jax.generation.prompts import chat_prompt_ids, eos_token_ids, pad_token_id, stop_token_sequences
@@ -75,7 +75,7 @@ class NablaReasoner:
                     f"prompt {i} has {len(ids)} tokens; with max_new_tokens={cfg.max_new_tokens} it exceeds the "
                     f"policy's context of {limit} positions"
                 )
-            prefix, postfix = reward_template_ids(self.reward.tokenizer, prompt, system)
+            prefix, postfix = reward_input_template(self.reward, prompt, system)
             reward_limit = self.reward.config.max_position_embeddings
             if len(prefix) + cfg.max_new_tokens + len(postfix) > reward_limit:
                 raise ValueError(
