@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import median_time  # noqa: E402
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def state_bytes(models, config, problem, ahead: int, width: int) -> tuple[int, int]:

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import median_time  # noqa: E402
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ import math
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.generation.sampling import SamplingConfig
 
+_DTO = DTOConfig()  # one source for the DTO defaults
+
 
 @dataclasses.dataclass(frozen=True)
 class NablaConfig:
@@ -23,18 +25,18 @@ class NablaConfig:
     A threshold of None switches that test off.
     """
 
-    # DTO (names as nabla_jax.dto.DTOConfig)
-    max_iters: int = 20
-    learning_rate: float = 0.01
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    reward_coeff: float = 1.0
-    nll_coeff: float = 1e-3
-    embedder: str = "logits"
-    update_positions: str = "first"
-    grad_caching: bool = True
-    tau: float = 1.0
-    gumbel: bool = False
+    # DTO: the fields and defaults of nabla_jax.dto.DTOConfig
+    max_iters: int = _DTO.max_iters
+    learning_rate: float = _DTO.learning_rate
+    min_lr_ratio: float = _DTO.min_lr_ratio
+    weight_decay: float = _DTO.weight_decay
+    reward_coeff: float = _DTO.reward_coeff
+    nll_coeff: float = _DTO.nll_coeff
+    embedder: str = _DTO.embedder
+    update_positions: str = _DTO.update_positions
+    grad_caching: bool = _DTO.grad_caching
+    tau: float = _DTO.tau
+    gumbel: bool = _DTO.gumbel
     # token selection
     confidence_threshold: float | None = 0.97
     entropy_threshold: float | None = None
