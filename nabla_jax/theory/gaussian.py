@@ -12,11 +12,14 @@ which are also the moments of the Bures-Wasserstein gradient flow of ``L_PPO`` r
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from nabla_jax.theory.compilation import jit
 
 
 class GaussianProblem(NamedTuple):
@@ -27,21 +30,20 @@ class GaussianProblem(NamedTuple):
     reward_coeff: jax.Array  # lambda
 
 
-def random_problem(key: jax.Array, dim: int, reward_coeff: float = 1.0) -> GaussianProblem:
-    """Well-conditioned random instance: prior and reward curvatures with eigenvalues in about [0.3, 3]."""
-    k_mean, k_cov, k_lin, k_quad = jax.random.split(key, 4)
+def random_problem(seed: int, dim: int, reward_coeff: float = 1.0) -> GaussianProblem:
+    """Well-conditioned random instance (built with NumPy, so it costs no compilation): prior covariance
+    eigenvalues in [0.4, 2], reward curvature eigenvalues in [0.2, 1]."""
+    rng = np.random.default_rng(seed)
 
-    def random_spd(k, low, high):
-        k_rot, k_eig = jax.random.split(k)
-        rotation, _ = jnp.linalg.qr(jax.random.normal(k_rot, (dim, dim)))
-        eigenvalues = jax.random.uniform(k_eig, (dim,), minval=low, maxval=high)
-        return (rotation * eigenvalues) @ rotation.T
+    def random_spd(low, high):
+        rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+        return (rotation * rng.uniform(low, high, dim)) @ rotation.T
 
     return GaussianProblem(
-        prior_mean=jax.random.normal(k_mean, (dim,)),
-        prior_cov=random_spd(k_cov, 0.4, 2.0),
-        reward_linear=jax.random.normal(k_lin, (dim,)),
-        reward_quadratic=random_spd(k_quad, 0.2, 1.0),
+        prior_mean=jnp.asarray(rng.standard_normal(dim)),
+        prior_cov=jnp.asarray(random_spd(0.4, 2.0)),
+        reward_linear=jnp.asarray(rng.standard_normal(dim)),
+        reward_quadratic=jnp.asarray(random_spd(0.2, 1.0)),
         reward_coeff=jnp.asarray(reward_coeff, jnp.result_type(float)),
     )
 
@@ -61,31 +63,36 @@ def dto_loss(problem: GaussianProblem, x: jax.Array) -> jax.Array:
     return -problem.reward_coeff * reward(problem, x) - log_prior(problem, x)
 
 
-def dto_loss_fn(problem: GaussianProblem):
-    """``dto_loss(problem, .)`` with the prior's inverse and log-determinant computed once, for samplers."""
-    prior_precision = jnp.linalg.inv(problem.prior_cov)
+def _dto_loss_precomputed(problem: GaussianProblem, prior_precision, log_normaliser, scale, x):
+    diff = x - problem.prior_mean
+    return scale * (-problem.reward_coeff * reward(problem, x) + 0.5 * diff @ prior_precision @ diff + log_normaliser)
+
+
+def dto_loss_fn(problem: GaussianProblem, scale=1.0) -> Partial:
+    """``scale * dto_loss(problem, .)`` with the prior's inverse and log-determinant computed once (for samplers;
+    every scale shares one compiled sampler)."""
+    return Partial(_dto_loss_precomputed, problem, *_prior_terms(problem), jnp.asarray(scale, problem.prior_cov.dtype))
+
+
+@jit
+def _prior_terms(problem: GaussianProblem):
     _, logdet = jnp.linalg.slogdet(2.0 * jnp.pi * problem.prior_cov)
-
-    def loss(x):
-        diff = x - problem.prior_mean
-        return -problem.reward_coeff * reward(problem, x) + 0.5 * diff @ prior_precision @ diff + 0.5 * logdet
-
-    return loss
+    return jnp.linalg.inv(problem.prior_cov), 0.5 * logdet
 
 
-@jax.jit
+@jit
 def target_precision(problem: GaussianProblem) -> jax.Array:
     return jnp.linalg.inv(problem.prior_cov) + problem.reward_coeff * problem.reward_quadratic
 
 
-@jax.jit
+@jit
 def target_mean(problem: GaussianProblem) -> jax.Array:
     prior_precision = jnp.linalg.inv(problem.prior_cov)
     rhs = prior_precision @ problem.prior_mean + problem.reward_coeff * problem.reward_linear
     return jnp.linalg.solve(target_precision(problem), rhs)
 
 
-@jax.jit
+@jit
 def flow_moments(problem: GaussianProblem, t) -> tuple[jax.Array, jax.Array]:
     """Mean and covariance at time ``t`` (``jnp.inf`` allowed) of Langevin particles started from the prior."""
     eigenvalues, basis = jnp.linalg.eigh(target_precision(problem))
@@ -97,7 +104,7 @@ def flow_moments(problem: GaussianProblem, t) -> tuple[jax.Array, jax.Array]:
     return mean, 0.5 * (cov + cov.T)
 
 
-@jax.jit
+@jit
 def exact_transition(problem: GaussianProblem, key: jax.Array, positions: jax.Array, t) -> jax.Array:
     """Sample the Langevin (Ornstein-Uhlenbeck) transition over time ``t`` exactly, for a batch ``(n, d)``."""
     eigenvalues, basis = jnp.linalg.eigh(target_precision(problem))
@@ -108,14 +115,14 @@ def exact_transition(problem: GaussianProblem, key: jax.Array, positions: jax.Ar
     return m_star + (positions - m_star) @ decay.T + normal @ noise_scale.T
 
 
-@partial(jax.jit, static_argnames="num")
+@jit(static_argnames="num")
 def sample_prior(problem: GaussianProblem, key: jax.Array, num: int) -> jax.Array:
     chol = jnp.linalg.cholesky(problem.prior_cov)
     normal = jax.random.normal(key, (num, problem.prior_mean.shape[0]), problem.prior_cov.dtype)
     return problem.prior_mean + normal @ chol.T
 
 
-@partial(jax.jit, static_argnames="num")
+@jit(static_argnames="num")
 def sample_prior_moment_matched(problem: GaussianProblem, key: jax.Array, num: int) -> jax.Array:
     """Prior samples whose empirical mean and covariance equal the prior's exactly.
 
@@ -154,7 +161,7 @@ def objective_gradient_closed_form(problem: GaussianProblem, mean, cov) -> tuple
     return precision @ (mean - target_mean(problem)), 0.5 * (precision - jnp.linalg.inv(cov))
 
 
-@partial(jax.jit, static_argnames="num")
+@jit(static_argnames="num")
 def objective_gradient_monte_carlo(problem: GaussianProblem, key: jax.Array, mean, cov, num: int):
     """Monte-Carlo ``E[grad L]`` and ``(E[hess L] - S^-1) / 2`` under ``N(mean, cov)``, per-sample terms returned.
 
@@ -172,7 +179,7 @@ def objective_gradient_monte_carlo(problem: GaussianProblem, key: jax.Array, mea
     return grads, 0.5 * (hessian_terms - jnp.linalg.inv(cov))
 
 
-@partial(jax.jit, static_argnames="num_steps")
+@jit
 def euler_maruyama_moments(problem: GaussianProblem, step_size, num_steps: int, temperature=1.0):
     """Exact mean and covariance of Euler-Maruyama particles (started from the prior) after ``num_steps``.
 
@@ -194,4 +201,22 @@ def euler_maruyama_moments(problem: GaussianProblem, step_size, num_steps: int, 
 def probability_flow_velocity(problem: GaussianProblem, t, x: jax.Array) -> jax.Array:
     """``dx/dt = -grad L(x) - grad log rho_t(x)``, with the score of ``rho_t = N(m_t, S_t)`` in closed form."""
     mean_t, cov_t = flow_moments(problem, t)
-    return -jax.grad(dto_loss, argnums=1)(problem, x) + jnp.linalg.solve(cov_t, x - mean_t)
+    return -jax.grad(dto_loss_fn(problem))(x) + jnp.linalg.inv(cov_t) @ (x - mean_t)
+
+
+@jit(loop_kernel=True, static_argnames="velocity")
+def integrate_probability_flow(problem: GaussianProblem, positions: jax.Array, start, end, time_step,
+                               velocity=probability_flow_velocity) -> jax.Array:
+    """Classical RK4 on ``dx/dt = velocity(problem, t, x)`` for a batch ``(n, d)`` from ``start`` to ``end``."""
+    field = jax.vmap(velocity, in_axes=(None, None, 0))
+    num_steps = jnp.round((end - start) / time_step).astype(int)
+
+    def body(i, x):
+        t = start + i * time_step
+        k1 = field(problem, t, x)
+        k2 = field(problem, t + time_step / 2, x + time_step / 2 * k1)
+        k3 = field(problem, t + time_step / 2, x + time_step / 2 * k2)
+        k4 = field(problem, t + time_step, x + time_step * k3)
+        return x + time_step / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    return jax.lax.fori_loop(0, num_steps, body, positions)

@@ -7,6 +7,9 @@ one gradient evaluation per step, as blackjax's MALA does.
 - ``euler_maruyama``: ``x' = x - h grad U(x) + sqrt(2 h T) xi``, the Langevin SDE discretised (biased in ``h``).
 - ``mala``: the same move as a proposal, with the Metropolis-Hastings correction (exact stationary law).
 - ``gradient_descent``: Euler-Maruyama at temperature 0, i.e. the noise-free descent DTO performs.
+
+Potentials and algorithms are ``jax.tree_util.Partial``s: their arrays (problem data, step size, temperature)
+are pytree leaves, so ``advance`` compiles once per potential *function* and is reused across problems.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.tree_util import Partial
+
+from nabla_jax.theory.compilation import jit
 
 Potential = Callable[[jax.Array], jax.Array]
 
@@ -36,14 +42,9 @@ class SamplingAlgorithm(NamedTuple):
     step: Callable[[jax.Array, ParticleState], tuple[ParticleState, StepInfo]]
 
 
-def particle_init(potential: Potential) -> Callable[[jax.Array], ParticleState]:
-    value_and_grad = jax.value_and_grad(potential)
-
-    def init(position: jax.Array) -> ParticleState:
-        value, grad = value_and_grad(position)
-        return ParticleState(position, value, grad)
-
-    return init
+def _init(potential: Potential, position: jax.Array) -> ParticleState:
+    value, grad = jax.value_and_grad(potential)(position)
+    return ParticleState(position, value, grad)
 
 
 def langevin_move(state: ParticleState, normal: jax.Array, step_size, temperature) -> jax.Array:
@@ -51,60 +52,61 @@ def langevin_move(state: ParticleState, normal: jax.Array, step_size, temperatur
     return state.position - step_size * state.grad + jnp.sqrt(2.0 * step_size * temperature) * normal
 
 
-def euler_maruyama(potential: Potential, step_size: float, temperature: float = 1.0) -> SamplingAlgorithm:
-    init = particle_init(potential)
-
-    def step(key, state):
-        normal = jax.random.normal(key, jnp.shape(state.position), jnp.result_type(state.position))
-        new_state = init(langevin_move(state, normal, step_size, temperature))
-        one = jnp.ones((), jnp.result_type(state.position))
-        return new_state, StepInfo(jnp.array(True), one)
-
-    return SamplingAlgorithm(init, step)
+def _standard_normal(key, state):
+    return jax.random.normal(key, jnp.shape(state.position), jnp.result_type(state.position))
 
 
-def gradient_descent(potential: Potential, step_size: float) -> SamplingAlgorithm:
-    """Noise-free descent on ``U``: the ``temperature -> 0`` limit of Langevin, which is what DTO runs."""
-    return euler_maruyama(potential, step_size, temperature=0.0)
+def _euler_maruyama_step(potential, step_size, temperature, key, state):
+    new_state = _init(potential, langevin_move(state, _standard_normal(key, state), step_size, temperature))
+    return new_state, StepInfo(jnp.array(True), jnp.ones((), jnp.result_type(state.position)))
 
 
-def mala(potential: Potential, step_size: float, temperature: float = 1.0) -> SamplingAlgorithm:
-    init = particle_init(potential)
-
+def _mala_step(potential, step_size, temperature, key, state):
     def log_proposal(to: jax.Array, origin: ParticleState) -> jax.Array:
         """log q(to | origin) up to a constant that cancels in the ratio."""
         mean = origin.position - step_size * origin.grad
         return -jnp.sum((to - mean) ** 2) / (4.0 * step_size * temperature)
 
-    def step(key, state):
-        key_move, key_accept = jax.random.split(key)
-        normal = jax.random.normal(key_move, jnp.shape(state.position), jnp.result_type(state.position))
-        proposal = init(langevin_move(state, normal, step_size, temperature))
-        log_ratio = (
-            -(proposal.potential - state.potential) / temperature
-            + log_proposal(state.position, proposal)
-            - log_proposal(proposal.position, state)
-        )
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-        accepted = jnp.log(jax.random.uniform(key_accept, dtype=log_ratio.dtype)) < log_ratio
-        new_state = jax.tree.map(lambda new, old: jnp.where(accepted, new, old), proposal, state)
-        return new_state, StepInfo(accepted, jnp.minimum(1.0, jnp.exp(log_ratio)))
-
-    return SamplingAlgorithm(init, step)
+    key_move, key_accept = jax.random.split(key)
+    proposal = _init(potential, langevin_move(state, _standard_normal(key_move, state), step_size, temperature))
+    log_ratio = (
+        -(proposal.potential - state.potential) / temperature
+        + log_proposal(state.position, proposal)
+        - log_proposal(proposal.position, state)
+    )
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    accepted = jnp.log(jax.random.uniform(key_accept, dtype=log_ratio.dtype)) < log_ratio
+    new_state = jax.tree.map(lambda new, old: jnp.where(accepted, new, old), proposal, state)
+    return new_state, StepInfo(accepted, jnp.minimum(1.0, jnp.exp(log_ratio)))
 
 
+def euler_maruyama(potential: Potential, step_size, temperature=1.0) -> SamplingAlgorithm:
+    step = Partial(_euler_maruyama_step, potential, step_size, temperature)
+    return SamplingAlgorithm(Partial(_init, potential), step)
+
+
+def gradient_descent(potential: Potential, step_size) -> SamplingAlgorithm:
+    """Noise-free descent on ``U``: the ``temperature -> 0`` limit of Langevin, which is what DTO runs."""
+    return euler_maruyama(potential, step_size, temperature=0.0)
+
+
+def mala(potential: Potential, step_size, temperature=1.0) -> SamplingAlgorithm:
+    return SamplingAlgorithm(Partial(_init, potential), Partial(_mala_step, potential, step_size, temperature))
+
+
+@jit
 def init_particles(algorithm: SamplingAlgorithm, positions: jax.Array) -> ParticleState:
     return jax.vmap(algorithm.init)(positions)
 
 
-@partial(jax.jit, static_argnums=(0,))
+@jit(loop_kernel=True)
 def advance(algorithm: SamplingAlgorithm, key: jax.Array, states: ParticleState, num_steps) -> tuple:
-    """Run ``num_steps`` steps of every particle; returns ``(states, mean acceptance rate)``.
+    """Run ``num_steps`` steps of every particle; returns ``(states, mean acceptance probability)``.
 
     ``num_steps`` is traced (one compilation serves every segment length); step ``i`` uses ``fold_in(key, i)``,
     so chaining segments needs a fresh ``key`` per segment.
     """
-    num_particles = jax.tree.leaves(states)[0].shape[0]
+    num_particles = states.position.shape[0]
     batched_step = jax.vmap(algorithm.step)
 
     def body(i, carry):
@@ -118,42 +120,47 @@ def advance(algorithm: SamplingAlgorithm, key: jax.Array, states: ParticleState,
     return states, accepted / jnp.maximum(num_steps, 1)
 
 
-def coupled_euler_maruyama(potential: Potential, key, positions, step_sizes, refinement: int, num_coarse_steps,
-                           temperature: float = 1.0) -> list[jax.Array]:
+def coupled_euler_maruyama(potential: Potential, key, positions, step_sizes, refinement: int, duration,
+                           temperature=1.0) -> jax.Array:
     """Euler-Maruyama chains at several step sizes driven by one Brownian path (common random numbers).
 
-    ``step_sizes`` must be integer multiples of the reference step ``min(step_sizes) / refinement``; every chain
-    starts from ``positions (n, d)`` and runs for ``num_coarse_steps * max(step_sizes)`` time units. Returns the
-    final positions of each chain followed by the reference chain's. Coupling makes the differences between
-    chains (the discretisation bias) far less noisy than each chain's own sampling error.
+    ``step_sizes`` must be integer multiples of the reference step ``min(step_sizes) / refinement``. Every chain
+    starts from ``positions (n, d)`` and runs for ``duration`` (a multiple of ``max(step_sizes)``). Returns the
+    final positions, ``(len(step_sizes) + 1, n, d)``: one chain per step size, then the reference chain.
+    Coupling makes the differences between chains (the discretisation bias) far less noisy than each chain's
+    own sampling error.
     """
     reference = min(step_sizes) / refinement
-    all_steps = [*step_sizes, reference]
-    factors = [round(h / reference) for h in all_steps]
-    fine_per_coarse = max(factors)
-    if any(abs(f * reference - h) > 1e-9 * h for f, h in zip(factors, all_steps)) or any(
-        fine_per_coarse % f for f in factors
-    ):
-        raise ValueError(f"step sizes {step_sizes} are not nested multiples of {reference}")
-    init = jax.vmap(particle_init(potential))
-    move = jax.vmap(langevin_move, in_axes=(0, 0, None, None))
+    factors = [round(h / reference) for h in (*step_sizes, reference)]
+    num_fine = round(duration / reference)
+    nested = all(abs(f * reference - h) <= 1e-9 * h for f, h in zip(factors, step_sizes))
+    if not nested or any(num_fine % f for f in factors):
+        raise ValueError(f"step sizes {step_sizes} and duration {duration} do not nest on the step {reference}")
+    return _coupled_run(potential, key, positions, reference, temperature, jnp.array(factors), num_fine)
 
-    @jax.jit
-    def run(key, positions):
-        def coarse_step(states, k):
-            normal = jax.random.normal(k, (fine_per_coarse, *positions.shape), positions.dtype)
-            new_states = []
-            for state, factor, h in zip(states, factors, all_steps):
-                grouped = normal.reshape(fine_per_coarse // factor, factor, *positions.shape)
-                increments = grouped.sum(axis=1) / jnp.sqrt(factor)  # N(0, 1) per step of size h
-                state, _ = jax.lax.scan(
-                    lambda s, increment, h=h: (init(move(s, increment, h, temperature)), None), state, increments
-                )
-                new_states.append(state)
-            return new_states, None
 
-        states = [init(positions) for _ in all_steps]
-        states, _ = jax.lax.scan(coarse_step, states, jax.random.split(key, num_coarse_steps))
-        return [state.position for state in states]
+@jit(loop_kernel=True)
+def _coupled_run(potential, key, positions, reference, temperature, factors, num_fine_steps):
+    """Every chain sees the same fine Brownian increments; chain ``c`` sums ``factors[c]`` of them and moves
+    once per ``factors[c]`` fine steps, so all chains advance in one loop (coarse chains mostly wait)."""
+    init = jax.vmap(jax.vmap(partial(_init, potential)))
+    move = jax.vmap(jax.vmap(langevin_move, in_axes=(0, 0, None, None)), in_axes=(0, 0, 0, None))
+    num_chains = factors.shape[0]
+    step_sizes = factors * reference
 
-    return run(key, positions)
+    def per_chain(flags, like):
+        return flags.reshape(num_chains, *([1] * (like.ndim - 1)))
+
+    def fine_step(j, carry):
+        states, summed_noise = carry
+        summed_noise = summed_noise + jax.random.normal(jax.random.fold_in(key, j), positions.shape, positions.dtype)
+        moves_now = (j + 1) % factors == 0
+        normal = summed_noise / jnp.sqrt(per_chain(factors, summed_noise).astype(positions.dtype))
+        proposed = init(move(states, normal, step_sizes, temperature))
+        states = jax.tree.map(lambda new, old: jnp.where(per_chain(moves_now, new), new, old), proposed, states)
+        return states, jnp.where(per_chain(moves_now, summed_noise), 0.0, summed_noise)
+
+    stacked = jnp.broadcast_to(positions, (num_chains, *positions.shape))
+    carry = (init(stacked), jnp.zeros_like(stacked))
+    states, _ = jax.lax.fori_loop(0, num_fine_steps, fine_step, carry)
+    return states.position

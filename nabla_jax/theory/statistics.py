@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+
 import jax
 import jax.numpy as jnp
 
+from nabla_jax.theory.compilation import jit
 
+
+@jit
 def histogram(samples: jax.Array, edges: jax.Array) -> jax.Array:
     """Fraction of ``samples`` in each bin ``[edges[k], edges[k+1])``; samples outside the edges are dropped,
     so the result sums to the fraction inside."""
     bins = jnp.searchsorted(edges, samples, side="right") - 1
     inside = (bins >= 0) & (bins < edges.shape[0] - 1)
-    counts = jnp.bincount(jnp.where(inside, bins, 0), weights=inside, length=edges.shape[0] - 1)
+    counts = jnp.bincount(jnp.where(inside, bins, 0), weights=inside.astype(samples.dtype), length=edges.shape[0] - 1)
     return counts / samples.shape[0]
 
 
+@jit(static_argnames="num_states")
 def empirical_distribution(states: jax.Array, num_states: int) -> jax.Array:
     """Frequencies of integer states ``0 .. num_states - 1``."""
     return jnp.bincount(states.reshape(-1), length=num_states) / states.size
@@ -34,7 +39,7 @@ def mean_and_standard_error(terms: jax.Array) -> tuple[jax.Array, jax.Array]:
     return terms.mean(axis=0), terms.std(axis=0, ddof=1) / jnp.sqrt(n)
 
 
-@jax.jit
+@jit
 def moment_errors(samples: jax.Array, mean: jax.Array, cov: jax.Array) -> dict[str, jax.Array]:
     """Errors of the empirical mean and covariance of ``samples (n, d)`` against ``(mean, cov)``, with measured
     standard errors (the spread of the per-particle terms ``x`` and ``(x - xbar)(x - xbar)^T``).
@@ -59,5 +64,21 @@ def moment_errors(samples: jax.Array, mean: jax.Array, cov: jax.Array) -> dict[s
     }
 
 
-def max_z_score(estimate: jax.Array, standard_error: jax.Array, expected: jax.Array) -> jax.Array:
-    return jnp.max(jnp.abs(estimate - expected) / standard_error)
+@jit
+def two_sample_moment_z(first: jax.Array, second: jax.Array) -> dict[str, jax.Array]:
+    """Largest difference between two independent samples' means and covariances, in units of the standard error
+    of the difference (``sqrt(SE_1^2 + SE_2^2)``, each measured from its sample)."""
+    def moments(x):
+        mean, mean_se = mean_and_standard_error(x)
+        centred = x - mean
+        cov, cov_se = mean_and_standard_error(jnp.einsum("ni,nj->nij", centred, centred))
+        return mean, mean_se, cov, cov_se
+
+    m1, m1_se, c1, c1_se = moments(first)
+    m2, m2_se, c2, c2_se = moments(second)
+    upper = jnp.triu(jnp.ones_like(c1, dtype=bool))
+    return {
+        "mean_z": jnp.max(jnp.abs(m1 - m2) / jnp.sqrt(m1_se**2 + m2_se**2)),
+        "cov_z": jnp.max(jnp.where(upper, jnp.abs(c1 - c2) / jnp.sqrt(c1_se**2 + c2_se**2), 0.0)),
+    }
+
