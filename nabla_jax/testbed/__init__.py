@@ -1,0 +1,9 @@
+"""The testbed: a synthetic multi-step arithmetic task with exact answers, and a small policy / reward model pair
+trained on it (shipped under ``models/``), so the method can be seen working on two CPU cores in minutes."""
+
+import os
+
+MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+POLICY_DIR = os.path.join(MODELS_DIR, "policy")
+REWARD_DIR = os.path.join(MODELS_DIR, "reward")
+TEST_JSONL = os.path.join(os.path.dirname(__file__), "data", "test.jsonl")
