@@ -56,6 +56,8 @@ def moment_errors(samples: jax.Array, mean: jax.Array, cov: jax.Array) -> dict[s
     cov_error = sample_cov - cov
     return {
         "mean_abs": jnp.max(jnp.abs(mean_error)),
+        "mean_se": jnp.max(mean_se),
+        "cov_rel_frobenius_se": jnp.linalg.norm(cov_se) / jnp.linalg.norm(cov),
         "mean_z": jnp.max(jnp.abs(mean_error) / mean_se),
         "cov_rel_frobenius": jnp.linalg.norm(cov_error) / jnp.linalg.norm(cov),
         "cov_z": jnp.max(jnp.where(upper, jnp.abs(cov_error) / cov_se, 0.0)),

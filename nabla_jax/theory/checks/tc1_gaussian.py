@@ -63,8 +63,9 @@ def _moment_rows(config, label, err) -> list[CheckRow]:
     ]
     if config.paper_tolerances:
         rows += [
-            at_most(NAME, f"{label}: mean, max |dm_j|", err["mean_abs"], 0.02),
-            at_most(NAME, f"{label}: cov, |dS|_F / |S|_F", err["cov_rel_frobenius"], 0.02),
+            at_most(NAME, f"{label}: mean, max |dm_j|", err["mean_abs"], 0.02, noise_floor=err["mean_se"]),
+            at_most(NAME, f"{label}: cov, |dS|_F / |S|_F", err["cov_rel_frobenius"], 0.02,
+                    noise_floor=err["cov_rel_frobenius_se"]),
         ]
     return rows
 

@@ -50,7 +50,7 @@ FULL = Config(num_cells=2048, domain=(-6.0, 6.0), reward_coeffs=(1.0, 3.0), pde_
               stationary_step_size=0.05, stationary_time=40.0, mode_mass_tolerance=0.01)
 FAST = Config(num_cells=512, domain=(-6.0, 6.0), reward_coeffs=(3.0,), pde_time_step=1e-3, long_time=40.0,
               long_time_step=5e-2, times=(0.2, 1.0), num_bins=64, num_particles=2**12, mala_step_size=5e-3,
-              stationary_step_size=0.1, stationary_time=40.0, mode_mass_tolerance=None)
+              stationary_step_size=0.1, stationary_time=30.0, mode_mass_tolerance=None)
 
 
 class PdeResult(NamedTuple):
@@ -77,7 +77,7 @@ def _densities(problem, grid):
     return loss, normalised(log_prior), normalised(log_prior + log_reward)
 
 
-@jit(static_argnames=("solver", "num_cells", "domain", "fine_steps", "coarse_steps"))
+@jit(loop_kernel=True, static_argnames=("solver", "num_cells", "domain", "fine_steps", "coarse_steps"))
 def _solve(problem, solver, num_cells, domain, fine_steps, dt, coarse_steps, coarse_dt):
     grid = fp.make_grid(*domain, num_cells)
     loss, prior, target = _densities(problem, grid)

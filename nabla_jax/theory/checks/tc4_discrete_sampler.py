@@ -3,8 +3,8 @@
 On the 64-corner toy (tiny attention policy + MLP reward on relaxed one-hots), ``rho* ∝ exp(-L) = pi exp(lambda r)``
 is exact. (i) A gradient-informed discrete Langevin proposal built from ``g = dL/dy`` with Metropolis-Hastings
 must sample ``rho*`` (TV within 1.5 times the two-run floor). (ii) Without MH it is biased, more so as ``alpha``
-grows (reported). (iii) The toy nabla-Reasoner is a documented negative control: reward-greedy and noise-free, it
-is not expected to sample ``rho*``; the rows report how far it lands.
+grows (reported). (iii) The toy nabla-Reasoner is a documented negative control: with a noise-free descent and a
+reward-greedy acceptance test it is not expected to sample ``rho*``; the rows report how far it lands.
 """
 
 from __future__ import annotations
