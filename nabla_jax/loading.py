@@ -7,6 +7,7 @@ the pure functions of :mod:`nabla_jax.models.decoder`, which is what the algorit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
@@ -143,24 +144,48 @@ class Reward(_Model):
         return _scores(self.config, self.params, ids, mask)[:, 0]
 
 
-def load_policy(path: str, dtype=None) -> Policy:
-    """Load a causal LM (``*ForCausalLM``). ``dtype`` None keeps the stored dtype (GGUF dequantises to float32)."""
-    config, params, tokenizer = resolve_checkpoint(path, dtype)
+def host_staging(mesh):
+    """Where a checkpoint is read before sharding: host memory (the CPU backend) when ``mesh`` is given, so a model
+    larger than one accelerator's memory is never gathered on one device; the default device otherwise."""
+    if mesh is None:
+        return contextlib.nullcontext()
+    try:
+        return jax.default_device(jax.devices("cpu")[0])
+    except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu)
+        return contextlib.nullcontext()
+
+
+def place_params(config: DecoderConfig, params: dict, mesh) -> dict:
+    """``params`` sharded over ``mesh`` (a ``jax.sharding.Mesh`` or a spec such as ``"data=2,tensor=4"``)."""
+    if mesh is None:
+        return params
+    from nabla_jax.sharding import make_mesh, shard_params
+
+    return shard_params(params, config, make_mesh(mesh) if isinstance(mesh, (str, dict)) else mesh)
+
+
+def load_policy(path: str, dtype=None, mesh=None) -> Policy:
+    """Load a causal LM (``*ForCausalLM``). ``dtype`` None keeps the stored dtype (GGUF dequantises to float32).
+    ``mesh`` (a Mesh or a spec like ``"fsdp=2,tensor=4"``) shards the params by :mod:`nabla_jax.sharding`."""
+    with host_staging(mesh):
+        config, params, tokenizer = resolve_checkpoint(path, dtype)
     if config.is_classifier:
         raise ModelKindError(
             f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
         )
-    return Policy(config, params, tokenizer, path)
+    return Policy(config, place_params(config, params, mesh), tokenizer, path)
 
 
-def load_reward(path: str, dtype=None) -> Reward:
-    """Load a sequence-classification reward model (``*ForSequenceClassification``)."""
-    config, params, tokenizer = resolve_checkpoint(path, dtype)
+def load_reward(path: str, dtype=None, mesh=None) -> Reward:
+    """Load a sequence-classification reward model (``*ForSequenceClassification``); ``mesh`` as for
+    :func:`load_policy`."""
+    with host_staging(mesh):
+        config, params, tokenizer = resolve_checkpoint(path, dtype)
     if not config.is_classifier:
         raise ModelKindError(
             f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy"
         )
-    return Reward(config, params, tokenizer, path)
+    return Reward(config, place_params(config, params, mesh), tokenizer, path)
 
 
 def as_numpy(x) -> np.ndarray:

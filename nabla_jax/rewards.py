@@ -55,13 +55,13 @@ def judge_reward(policy, yes: str = "Yes", no: str = "No") -> Reward:
     return Reward(config, params, policy.tokenizer, f"{JUDGE_PREFIX}{policy.source}", template)
 
 
-def load_reward_model(spec: str, policy=None) -> Reward:
+def load_reward_model(spec: str, policy=None, mesh=None) -> Reward:
     """``judge:NAME`` (NAME loaded as a policy, or the given ``policy`` when it has the same source), else a
-    sequence-classifier checkpoint through :func:`nabla_jax.load_reward`."""
+    sequence-classifier checkpoint through :func:`nabla_jax.load_reward`. ``mesh`` shards what is loaded here."""
     if spec.startswith(JUDGE_PREFIX):
         name = spec[len(JUDGE_PREFIX):]
         if not name:
             raise ValueError("judge reward: name a causal LM after 'judge:', e.g. judge:smollm2-135m-instruct")
-        judge_policy = policy if policy is not None and policy.source == name else load_policy(name)
+        judge_policy = policy if policy is not None and policy.source == name else load_policy(name, mesh=mesh)
         return judge_reward(judge_policy)
-    return load_reward(spec)
+    return load_reward(spec, mesh=mesh)

@@ -55,8 +55,27 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-texts", action="store_true",
                         help="store every candidate's text and token ids (default: only the chosen text)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--mesh", default=None, help="shard the models over this process's devices, e.g. "
+                        "data=2,fsdp=2,tensor=2 (axes data, fsdp, tensor; missing ones 1); default: problems over all "
+                        "local devices, params replicated")
+    add_distributed_arguments(parser)
     add_nabla_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_distributed_arguments(parser) -> None:
+    group = parser.add_argument_group(
+        "multi-process runs (jax.distributed)",
+        "Start the same command once per process (host). Each evaluates every N-th batch into "
+        "OUT/records.process-I.jsonl; process 0 then merges them into OUT/records.jsonl, in the order one process "
+        "writes. OUT must be on a filesystem every process sees. Without these flags a run is multi-process only "
+        "when launched as one (JAX_COORDINATOR_ADDRESS set, a multi-task Slurm step, an Open MPI launch).",
+    )
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N")
+    group.add_argument("--process-id", type=int, default=None, metavar="I", help="this process, in [0, N)")
+    group.add_argument("--distributed", action="store_true",
+                       help="initialise jax.distributed with whatever JAX detects (TPU pod, Slurm, Open MPI)")
 
 
 # NablaConfig fields that the evaluation sets itself (from the decoding settings, --n and the method name)
@@ -93,6 +112,7 @@ def nabla_options(args) -> dict:
 
 
 def run(args) -> int:
+    from nabla_jax.distributed import initialize
     from nabla_jax.evaluation.context import DecodeSettings
     from nabla_jax.evaluation.runner import run_eval
 
@@ -105,6 +125,15 @@ def run(args) -> int:
     ns = _ints(args.n)
     if min(ns) < 1:
         raise ValueError(f"--n values must be >= 1, got {args.n}")
+    options = {"wbon_temperature": args.wbon_temperature, "nabla": nabla_options(args)}
+    processes = initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+    mesh = None
+    if args.mesh:
+        import jax
+
+        from nabla_jax.sharding import make_mesh
+
+        mesh = make_mesh(args.mesh, jax.local_devices())  # each process evaluates its own batches on its devices
     written = run_eval(
         args.benchmark,
         args.method,
@@ -118,9 +147,14 @@ def run(args) -> int:
         dtype=args.dtype,
         batch_size=args.batch_size,
         max_rows=args.max_rows,
-        options={"wbon_temperature": args.wbon_temperature, "nabla": nabla_options(args)},
+        options=options,
         progress=not args.no_progress,
         keep_texts=args.keep_texts,
+        processes=processes,
+        mesh=mesh,
     )
+    if not processes.is_main:
+        print(f"process {processes.index} of {processes.count}: wrote {written} records (merged by process 0)")
+        return 0
     print(f"wrote {written} records to {args.out}; summarise with: nabla-jax report {args.out}")
     return 0

@@ -65,6 +65,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", default=None)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--mesh", default=None, help="shard over a device mesh, e.g. data=2,fsdp=2,tensor=2 "
+                        "(axes data, fsdp, tensor; missing ones 1; sizes multiply to the device count)")
     parser.add_argument("--verbose", action="store_true", help="print every revision: current and proposed continuation")
     parser.add_argument("--json", action="store_true", help="one JSON object per prompt")
     add_config_arguments(parser)
@@ -75,10 +77,12 @@ def run(args) -> int:
     import nabla_jax
     from nabla_jax.reasoner import NablaReasoner
     from nabla_jax.rewards import load_reward_model
+    from nabla_jax.sharding import make_mesh
 
     config = config_from_args(args)
-    policy = nabla_jax.load_policy(args.policy)
-    reward = load_reward_model(args.reward, policy)
+    mesh = make_mesh(args.mesh) if args.mesh else None
+    policy = nabla_jax.load_policy(args.policy, mesh=mesh)
+    reward = load_reward_model(args.reward, policy, mesh=mesh)
     reasoner = NablaReasoner(policy, reward, config)
     results = reasoner.generate(args.prompt, seed=args.seed, batch_size=args.batch_size, system=args.system)
     decode = policy.tokenizer.decode

@@ -23,6 +23,7 @@ from nabla_jax.dto.problem import DTOProblem, bucket, make_problem, stack
 from nabla_jax.dto.templates import policy_prompt_ids, reward_input_template
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
+from nabla_jax.sharding import params_mesh, shard_batch
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,6 +173,7 @@ def dto_optimize(
     )
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, i) for i in range(len(rows))])
+    problems, init_batch, keys = shard_batch((problems, init_batch, keys), params_mesh(models.lm_params))
     state, logits, init_ids = jax.device_get(run_dto_batch(models, config, problems, init_batch, keys, reuse_prefix))
 
     raise_if_nonfinite(state, config)

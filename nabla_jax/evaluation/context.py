@@ -28,6 +28,7 @@ from nabla_jax.generation import (
 )
 from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
 from nabla_jax.generation.prompts import pad_token_id
+from nabla_jax.sharding import params_mesh, shard_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +68,11 @@ def problem_key(seed: int, index: int) -> jax.Array:
 
 
 def make_mesh():
-    """A 1-D ``data`` mesh over all devices, or None on one device."""
-    if jax.device_count() < 2:
+    """A 1-D ``data`` mesh over this process's devices, or None on one device. Local devices only: in a
+    multi-process run each process evaluates its own batches (see :mod:`nabla_jax.evaluation.shards`)."""
+    if jax.local_device_count() < 2:
         return None
-    return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+    return jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
 
 
 class EvalContext:
@@ -84,18 +86,19 @@ class EvalContext:
         self.policy, self.reward, self.benchmark, self.settings = policy, reward, benchmark, settings
         self.grader = benchmark.grader
         self.options = dict(options or {})  # method-specific settings, e.g. {"wbon_temperature": 1.0}
-        self.mesh = make_mesh()
+        placed = params_mesh(policy.params)  # params loaded with mesh=...: keep their sharding, rows over "data"
+        self.mesh = placed if placed is not None else make_mesh()
         self.max_rows = max(int(max_rows), 1)
+        self.policy_params = policy.params
         if self.mesh is not None:
-            devices = self.mesh.devices.size
+            devices = self._data_size()
             self.max_rows = -(-self.max_rows // devices) * devices
+        if self.mesh is not None and placed is None:
             replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
             self.policy_params = jax.device_put(policy.params, replicated)
             if reward is not None:
                 reward = dataclasses.replace(reward, params=jax.device_put(reward.params, replicated))
                 self.reward = reward
-        else:
-            self.policy_params = policy.params
         self.pad_id = pad_token_id(policy.config, policy.tokenizer)
         self.eos_ids = eos_token_ids(policy.config, policy.tokenizer)
         self._prompts: dict[int, list[int]] = {}
@@ -129,16 +132,16 @@ class EvalContext:
         return bucket_length(len(self.prompt_ids(problem)), maximum=longest)
 
     # ---- sharding ------------------------------------------------------------------------------------------
+    def _data_size(self) -> int:
+        return 1 if self.mesh is None else dict(self.mesh.shape).get("data", 1)
+
     def place(self, *arrays):
-        if self.mesh is None:
-            return tuple(jnp.asarray(a) for a in arrays)
-        rows = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
-        return tuple(jax.device_put(a, rows) for a in arrays)
+        return shard_batch(tuple(jnp.asarray(a) for a in arrays), self.mesh)
 
     def _row_count(self, n: int) -> int:
         rows = bucket_rows(n, self.max_rows)
         if self.mesh is not None:
-            devices = self.mesh.devices.size
+            devices = self._data_size()
             rows = -(-rows // devices) * devices
         return rows
 

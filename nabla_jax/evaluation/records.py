@@ -12,6 +12,8 @@ whole or is the file's unterminated last line. Resume rules (:meth:`RecordStore.
   and ``--limit`` only choose which records to produce, so a rerun may extend them.
 
 One writer at a time: ``.lock`` is held with ``flock`` for the store's lifetime (the kernel drops it on SIGKILL).
+A multi-process run writes one shard per process and merges them here at the end (see
+:mod:`nabla_jax.evaluation.shards`).
 """
 
 from __future__ import annotations
@@ -92,12 +94,31 @@ def _differences(old, new, prefix="") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
+def check_methods(path: str, records: list[dict], fingerprint: dict) -> None:
+    for record in records:
+        if record["method"] not in fingerprint["methods"]:
+            raise RecordsError(f"{path}: record of method {record['method']!r} not in {FINGERPRINT}")
+
+
+def check_directory(directory: str, fingerprint: dict) -> tuple[dict | None, dict, list[dict], int]:
+    """Read-only checks of :meth:`RecordStore.open`: ``(stored fingerprint, merged fingerprint, records, byte length
+    of the complete lines)``; raises as ``open`` does."""
+    stored = read_fingerprint(directory) if os.path.isdir(directory) else None
+    path = os.path.join(directory, RECORDS)
+    if stored is None and os.path.exists(path):
+        raise FingerprintMismatch(f"{directory} has {RECORDS} but no {FINGERPRINT}; refusing to add to it")
+    merged = RecordStore._merge(directory, stored, fingerprint)
+    records, complete = parse_records(path) if os.path.exists(path) else ([], 0)
+    check_methods(path, records, merged)
+    return stored, merged, records, complete
+
+
 class RecordStore:
     """Append-only, resumable record file of one results directory (use :meth:`open`)."""
 
-    def __init__(self, directory: str, records: list[dict], lock_file):
+    def __init__(self, directory: str, records: list[dict], lock_file, path: str | None = None):
         self.directory = directory
-        self.path = os.path.join(directory, RECORDS)
+        self.path = path or os.path.join(directory, RECORDS)
         self.records = {record_key(r): r for r in records}
         self._lock = lock_file
         self._file = open(self.path, "ab")
@@ -116,15 +137,8 @@ class RecordStore:
             lock.close()
             raise FileExistsError(f"another nabla-jax eval is writing to {directory}") from None
         try:
-            stored = read_fingerprint(directory)
+            stored, merged, records, complete = check_directory(directory, fingerprint)
             path = os.path.join(directory, RECORDS)
-            if stored is None and os.path.exists(path):
-                raise FingerprintMismatch(f"{directory} has {RECORDS} but no {FINGERPRINT}; refusing to add to it")
-            merged = cls._merge(directory, stored, fingerprint)
-            records, complete = parse_records(path) if os.path.exists(path) else ([], 0)
-            for record in records:
-                if record["method"] not in merged["methods"]:
-                    raise RecordsError(f"{path}: record of method {record['method']!r} not in {FINGERPRINT}")
             if merged != stored:
                 _write_atomic(os.path.join(directory, FINGERPRINT), merged)
             if os.path.exists(path) and os.path.getsize(path) > complete:
@@ -162,6 +176,27 @@ class RecordStore:
         self._file.flush()
         os.fsync(self._file.fileno())
         self.records[key] = record
+
+    def extend_atomic(self, records: list[dict]) -> None:
+        """Append ``records`` all at once: the file plus the new lines is written to a temporary sibling and
+        renamed into place, so a kill leaves either the old file or the new one."""
+        lines = []
+        for record in records:
+            key = record_key(record)
+            if key in self.records:
+                raise RecordsError(f"{self.path}: record {key} already written")
+            self.records[key] = record
+            lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n")
+        self._file.close()
+        with open(self.path, "rb") as f:
+            data = f.read()
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data[: data.rfind(b"\n") + 1] + b"".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "ab")
 
     def close(self) -> None:
         self._file.close()

@@ -9,7 +9,8 @@ run, so the records are identical (outcomes depend on (seed, problem index) alon
 XLA's floating-point rounding, which may depend on the batch shape, the same). ``wall_time_s`` is the batch's
 time shared among its problems; ``compiled`` marks the records of a batch during which anything compiled (the
 report leaves those out of the mean wall time when others exist). A batch's records are written once all its
-methods have run.
+methods have run. In a multi-process run, process i of N evaluates the batches b with b % N == i (the same fixed
+batches, so the same records) and process 0 merges them in the order one process writes (:func:`record_order`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import importlib.metadata
 import os
 from collections.abc import Sequence
 
+from nabla_jax.distributed import Processes
 from nabla_jax.evaluation.context import DecodeSettings, EvalContext
 from nabla_jax.evaluation.datasets import Benchmark, Problem, load_benchmark
 from nabla_jax.evaluation.methods import METHODS, MethodSpec, Outcome, method_key
-from nabla_jax.evaluation.records import RecordStore
+from nabla_jax.evaluation.records import RecordStore, check_directory
+from nabla_jax.evaluation.shards import merge_shards, open_shard
 
 KEY_RULE = "fold_in(fold_in(key(seed), problem_index), sample_index)"
 
@@ -137,6 +140,33 @@ def make_record(ctx: EvalContext, spec: MethodSpec, n: int, problem: Problem, se
     }
 
 
+def make_batches(ctx: EvalContext, batch_size: int) -> list[list[Problem]]:
+    """The fixed batches: problems ordered by prompt-length bucket (stable: file order within a bucket), cut into
+    ``batch_size``. Checks every prompt's length first."""
+    problems = list(ctx.benchmark.problems)
+    for p in problems:
+        ctx.prompt_ids(p)  # every length error before any work
+    ordered = sorted(problems, key=ctx.bucket)
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def record_order(batches: Sequence[Sequence[Problem]], methods, seeds: Sequence[int]):
+    """Sort key putting records in the order :func:`evaluate` writes them in one process: seed, batch, method,
+    problem within the batch, budget. Records of other seeds or problems go last."""
+    seed_pos = {seed: i for i, seed in enumerate(seeds)}
+    where = {p.id: (b, i) for b, batch in enumerate(batches) for i, p in enumerate(batch)}
+    method_pos = {method_key(spec, n): (s, j) for s, (spec, ns) in enumerate(methods) for j, n in enumerate(ns)}
+
+    def key(record: dict) -> tuple:
+        seed, pid, method = record["seed"], record["problem_id"], record["method"]
+        if seed in seed_pos and pid in where and method in method_pos:
+            (b, i), (s, j) = where[pid], method_pos[method]
+            return (0, seed_pos[seed], b, s, i, j)
+        return (1, seed, record.get("problem_index", -1), pid, method)
+
+    return key
+
+
 def evaluate(
     ctx: EvalContext,
     store: RecordStore,
@@ -145,22 +175,22 @@ def evaluate(
     batch_size: int = 8,
     progress: bool = True,
     keep_texts: bool = False,
+    share: tuple[int, int] = (0, 1),
 ) -> int:
-    """Produce every missing record; returns how many were written."""
+    """Produce every missing record of this process's share (``(index, count)``: the batches ``b`` with
+    ``b % count == index``); returns how many were written."""
     from tqdm import tqdm
 
-    problems = list(ctx.benchmark.problems)
-    for p in problems:
-        ctx.prompt_ids(p)  # every length error before any work
+    index, count = share
     keys = {(spec.name, n): method_key(spec, n) for spec, ns in methods for n in ns}
 
     def missing(p: Problem, seed: int) -> bool:
         return any(not store.done(k, p.id, seed) for k in keys.values())
 
-    ordered = sorted(problems, key=ctx.bucket)  # stable: file order within a length bucket
-    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-    total = len(seeds) * len(problems)
-    remaining = sum(missing(p, seed) for p in problems for seed in seeds)
+    batches = [b for i, b in enumerate(make_batches(ctx, batch_size)) if i % count == index]
+    mine = [p for batch in batches for p in batch]
+    total = len(seeds) * len(mine)
+    remaining = sum(missing(p, seed) for p in mine for seed in seeds)
     written, grades = 0, {}
     with tqdm(total=total, initial=total - remaining, disable=not progress, unit="problem", desc="eval") as bar:
         for seed in seeds:
@@ -201,9 +231,13 @@ def run_eval(
     options: dict | None = None,
     progress: bool = True,
     keep_texts: bool = False,
+    processes: Processes = Processes(),
+    mesh=None,
 ) -> int:
     """Everything ``nabla-jax eval`` does. ``policy``/``reward`` are paths (loaded here, after the directory
-    check) or already loaded models. Returns the number of records written."""
+    check) or already loaded models. With several ``processes`` each evaluates its share of the batches into its
+    own shard and process 0 merges them (see :mod:`nabla_jax.evaluation.shards`). Returns the number of records
+    written to ``records.jsonl`` (by a process other than 0: to its shard)."""
     from nabla_jax.loading import load_policy, load_reward
 
     settings.sampling  # bad sampling settings fail before anything loads
@@ -221,9 +255,41 @@ def run_eval(
     source = lambda m: m if isinstance(m, str) or m is None else m.source  # noqa: E731
     print_ = fingerprint(bench, settings, chosen, source(policy), source(reward) if needs_reward else None, dtype,
                          options)
-    with RecordStore.open(out, print_) as store:
-        policy = load_policy(policy, dtype) if isinstance(policy, str) else policy
+    seeds = list(seeds)
+
+    def context() -> EvalContext:
+        loaded = load_policy(policy, dtype, mesh=mesh) if isinstance(policy, str) else policy
+        scorer = None
         if needs_reward:
-            reward = load_reward(reward, dtype) if isinstance(reward, str) else reward
-        ctx = EvalContext(policy, reward if needs_reward else None, bench, settings, max_rows, options)
-        return evaluate(ctx, store, chosen, list(seeds), batch_size, progress, keep_texts)
+            scorer = load_reward(reward, dtype, mesh=mesh) if isinstance(reward, str) else reward
+        return EvalContext(loaded, scorer, bench, settings, max_rows, options)
+
+    def run(ctx: EvalContext, store: RecordStore, share: tuple[int, int] = (0, 1)) -> int:
+        return evaluate(ctx, store, chosen, seeds, batch_size, progress and share[0] == 0, keep_texts, share)
+
+    def order(ctx: EvalContext):
+        return record_order(make_batches(ctx, batch_size), chosen, seeds)
+
+    if processes.count > 1:
+        return run_processes(out, print_, processes, context, run, order)
+    with RecordStore.open(out, print_) as store:
+        ctx = context()
+        merge_shards(store, order(ctx))  # the shards a killed multi-process run left, if any
+        return run(ctx, store)
+
+
+def run_processes(out: str, print_: dict, processes: Processes, context, run, order) -> int:
+    """The multi-process part of :func:`run_eval`: process 0 opens the directory, every process evaluates its
+    share into its shard, process 0 merges the shards once all are written."""
+    check_directory(out, print_)  # every process fails alike on a bad directory, before any waits for another
+    main = RecordStore.open(out, print_) if processes.is_main else None
+    try:
+        processes.barrier("nabla-jax eval: directory open")
+        ctx = context()
+        with open_shard(out, print_, processes.index) as shard:
+            written = run(ctx, shard, (processes.index, processes.count))
+        processes.barrier("nabla-jax eval: shards written")
+        return written if main is None else merge_shards(main, order(ctx))
+    finally:
+        if main is not None:
+            main.close()

@@ -24,6 +24,7 @@ from nabla_jax.generation.prompts import (
 )
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
 from nabla_jax.generation.sampling import SamplingConfig
+from nabla_jax.sharding import params_mesh, shard_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,8 @@ def generate(
             rows = chunk + [chunk[0]] * (bucket_rows(len(chunk), batch_size) - len(chunk))
             buffer, lengths = pad_prompts([prompt_ids[i] for i in rows], bucket, pad)
             keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(rows, jnp.uint32))
-            out = rollout_batch(config, policy.params, spec, jnp.asarray(buffer), jnp.asarray(lengths), keys)
+            batch = shard_batch((jnp.asarray(buffer), jnp.asarray(lengths), keys), params_mesh(policy.params))
+            out = rollout_batch(config, policy.params, spec, *batch)
             tokens, counts, finish = jax.device_get((out.tokens, out.length, out.finish))
             for row, i in enumerate(chunk):
                 ids = [int(t) for t in tokens[row, : counts[row]]]

@@ -21,6 +21,7 @@ from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
 from nabla_jax.reasoner.problem import make_problem
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
+from nabla_jax.sharding import params_mesh, shard_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,7 @@ class NablaReasoner:
             )
             problems = [make_problem(*encoded[i], sizes, jax.random.fold_in(base, problem_ids[i])) for i in rows]
             batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
+            batch = shard_batch(batch, params_mesh(self.models.lm_params))
             began = time.perf_counter()
             state = jax.block_until_ready(decode_batch(self.models, cfg, spec, self.rm_pad, batch, batch_cond))
             wall = time.perf_counter() - began
