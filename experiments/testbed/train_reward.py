@@ -1,10 +1,11 @@
 """Train the testbed reward model from a seed on the shipped (or any) testbed policy and export it.
 
-    nice -n 10 python experiments/testbed/train_reward.py --seed 0 \
+    python experiments/testbed/train_reward.py --seed 0 \
         --policy nabla_jax/testbed/models/policy --out nabla_jax/testbed/models/reward
 
 Writes config.json (LlamaForSequenceClassification, num_labels 1, pad_token_id 0), model.safetensors, the
-tokenizer and training.json (settings, data counts, validation AUC / best-of-n history).
+tokenizer and training.json (settings, data counts, the teacher's accuracy and ranking quality, validation
+AUC / best-of-n history). ``--teacher-out DIR`` also keeps the teacher LM (see nabla_jax/testbed/train_reward.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> tuple[RewardTrainingConfig, argparse.Namespace]:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
     parser.add_argument("--policy", default=POLICY_DIR, help="the policy checkpoint whose samples train the reward")
     parser.add_argument("--out", required=True, help="an empty or missing directory")
+    parser.add_argument("--teacher-out", default=None, help="also save the teacher LM here (an empty or missing directory)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     names = {f.name for f in dataclasses.fields(RewardTrainingConfig)}
@@ -38,18 +40,22 @@ def parse_args(argv=None) -> tuple[RewardTrainingConfig, argparse.Namespace]:
 
 def main(argv=None) -> dict:
     cfg, args = parse_args(argv)
-    if os.path.isdir(args.out) and os.listdir(args.out):
-        raise SystemExit(f"{args.out} is not empty; refusing to overwrite it")
+    for directory in filter(None, (args.out, args.teacher_out)):
+        if os.path.isdir(directory) and os.listdir(directory):
+            raise SystemExit(f"{directory} is not empty; refusing to overwrite it")
     policy_config, policy_params = load_hf_params(args.policy)
     start, cpu_start = time.perf_counter(), time.process_time()
-    reward_config, params, info = train_reward(policy_config, policy_params, cfg, progress=not args.quiet)
+    reward_config, params, info, teacher_params = train_reward(policy_config, policy_params, cfg, progress=not args.quiet)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     save_hf_params(reward_config, params, args.out, tokenizer=encoding.tokenizer())
+    if args.teacher_out:
+        save_hf_params(policy_config, teacher_params, args.teacher_out, tokenizer=encoding.tokenizer())
     info = {"settings": dataclasses.asdict(cfg), "policy": os.path.relpath(args.policy), "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, **info}
     with open(os.path.join(args.out, "training.json"), "w", encoding="utf-8") as handle:
         json.dump(info, handle, indent=2)
     if not args.quiet:
         print("data:", json.dumps(info["data"]))
+        print("teacher:", json.dumps(info["teacher"]))
         print("last evaluation:", json.dumps(info["history"][-1]))
         print(f"{seconds:.0f} s ({cpu_seconds:.0f} s CPU)")
     return info

@@ -1,10 +1,21 @@
-"""Training of the testbed reward model on the policy's own samples and on corrupted reference solutions.
+"""Training of the testbed reward model: a verifier distilled from a stronger language model, then checked for
+ranking on the policy's own samples.
 
-Each problem contributes one group: ``samples`` policy responses (graded exactly), the reference solution and a
-few corruptions. The loss is Bradley–Terry over every (correct, incorrect) pair inside a group (ranking answers
-to the same problem is what best-of-n and ∇-Reasoner need), a small pointwise logistic term, and a dense
-auxiliary term (see :func:`training.reward_loss`). The model starts from the policy's backbone with a fresh
-scalar head.
+Why distillation. The policy was stopped early on purpose (about 45% greedy accuracy); a verifier of the same
+size trained only on correct/incorrect labels learned to rank the policy's samples barely better than chance in
+the time we could give it, because it has to learn the arithmetic *and* to pool a mistake found mid-response into
+the last token. A stronger language model already knows the arithmetic: the same policy trained further on
+reference solutions (the "teacher", ``teacher_steps`` more steps) solves nearly every test problem, and the mean of
+its clipped token log-probabilities over a response ranks the policy's samples well. The reward model is then:
+
+1. a copy of the teacher's backbone plus ``extra_layers`` new layers and a scalar head (LlamaForSequenceClassification);
+2. trained on groups of candidates per problem: the reference solution, fresh corruptions shaped like the
+   policy's mistakes (:mod:`corrupt`) and the policy's own samples (drawn once, at temperature 1, into a pool);
+3. with :func:`training.reward_loss`: regress the running mean of the teacher's clipped token log-probs at every
+   position (the last position's is the sequence score), two auxiliary terms that teach the checking circuit,
+   and Bradley–Terry ranking on the exact labels.
+
+Only the reward model is exported; the teacher is an intermediate of this script (``--teacher-out`` keeps it).
 """
 
 from __future__ import annotations
@@ -20,64 +31,60 @@ from tqdm import tqdm
 from nabla_jax.testbed import corrupt, encoding, evaluation, task, training
 
 POLICY_POOL_END = 100_000  # the policy trains on train problems [0, this); the reward data starts past it
+CORRUPTION_MIX = ("slip", "slip", "digit", "copy", "answer")
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardTrainingConfig:
     seed: int = 0
-    steps: int = 600
+    # the teacher: the policy trained further on reference solutions
+    teacher_steps: int = 3000
+    teacher_batch: int = 32
+    teacher_learning_rate: float = 2e-3
+    # the reward model
+    steps: int = 2500
     groups_per_batch: int = 8
-    learning_rate: float = 1e-3
-    warmup: int = 50
-    problems: int = 2000
-    samples: int = 8
+    learning_rate: float = 3e-3
+    warmup: int = 100
+    extra_layers: int = 2
+    clip: float = -6.0
+    mean_weight: float = 1.0
+    token_weight: float = 0.1
+    carried_weight: float = 0.5
+    ranking_weight: float = 0.5
+    problems: int = 4000
+    samples: int = 2
     temperature: float = 1.0
-    step_corruptions: int = 2
-    answer_corruptions: int = 1
-    pointwise_weight: float = 0.2
-    dense_weight: float = 1.0
     data_start: int = POLICY_POOL_END
-    eval_every: int = 100
+    eval_every: int = 250
     eval_problems: int = 256
     eval_samples: int = 8
 
 
-def build_groups(problems, responses: list[list[str]], rng: np.random.Generator, cfg: RewardTrainingConfig) -> tuple[training.RewardGroups, dict]:
-    """Policy samples + reference + corruptions per problem, as padded ``[G, K, T]`` arrays (and counts)."""
-    rows, labels, tracks, starts = [], [], [], []
+def candidates_per_group(cfg: RewardTrainingConfig) -> int:
+    return 1 + len(CORRUPTION_MIX) + cfg.samples
+
+
+def build_groups(problems, responses: list[list[str]], rng: np.random.Generator) -> training.RewardGroups:
+    """Reference + fresh corruptions + the pooled policy samples per problem, as padded ``[G, K, T]`` arrays."""
+    rows, labels, spans = [], [], []
     for p, sampled in zip(problems, responses):
-        reference = task.format_solution(p)
-        candidates = list(sampled) + [reference]
-        candidates += [corrupt.corrupt_solution(p, rng, "step") for _ in range(cfg.step_corruptions)]
-        candidates += [corrupt.corrupt_solution(p, rng, "answer") for _ in range(cfg.answer_corruptions)]
+        candidates = [task.format_solution(p)] + [corrupt.corrupt_solution(p, rng, kind) for kind in CORRUPTION_MIX]
+        candidates += list(sampled)
         prompt = task.format_prompt(p)
-        correct = [task.is_correct(p, r) for r in candidates]
+        start = len(encoding.prompt_ids(prompt))
         rows.append([encoding.reward_ids(prompt, r) for r in candidates])
-        labels.append(correct)
-        tracks.append([training.on_track_labels(r, reference, c) for r, c in zip(candidates, correct)])
-        starts.append(len(encoding.prompt_ids(prompt)))
+        labels.append([task.is_correct(p, r) for r in candidates])
+        spans.append([(start, start + len(r) + 1) for r in candidates])  # the response and its <|im_end|>
     k = len(rows[0])
-    length = max(encoding.REWARD_LENGTH, max(len(r) for group in rows for r in group))
-    ids, valid = encoding.pad_right([r for group in rows for r in group], length)
-    on_track = np.zeros((len(rows), k, length), np.float32)
-    dense = np.zeros((len(rows), k, length), bool)
-    for g, (group, start) in enumerate(zip(tracks, starts)):
-        for c, track in enumerate(group):
-            on_track[g, c, start : start + len(track)] = track
-            dense[g, c, start : start + len(track)] = True
+    ids, valid = encoding.pad_right([r for group in rows for r in group], encoding.REWARD_LENGTH)
+    length = ids.shape[1]
+    response = np.zeros((len(rows), k, length), bool)
+    for g, group in enumerate(spans):
+        for c, (first, end) in enumerate(group):
+            response[g, c, first:end] = True
     label = np.asarray(labels, np.float32)
-    groups = training.RewardGroups(
-        ids.reshape(len(rows), k, length), valid.reshape(len(rows), k, length), label, np.ones_like(label, bool),
-        on_track, dense,
-    )
-    sampled = label[:, : cfg.samples]
-    counts = {
-        "groups": len(rows),
-        "candidates_per_group": k,
-        "sample_accuracy": float(sampled.mean()),
-        "groups_with_both_labels": int(((sampled.max(1) > 0) & (sampled.min(1) < 1)).sum()),
-    }
-    return groups, counts
+    return training.RewardGroups(ids.reshape(len(rows), k, length), valid.reshape(len(rows), k, length), label, response)
 
 
 def evaluate_reward(reward_config, reward_params, problems, responses: list[list[str]]) -> dict:
@@ -96,43 +103,96 @@ def evaluate_reward(reward_config, reward_params, problems, responses: list[list
     }
 
 
-def train_reward(policy_config, policy_params, cfg: RewardTrainingConfig, progress: bool = True):
-    """Returns ``(reward_config, params, info)``: info has the data counts and the evaluation history."""
-    key = jax.random.key(cfg.seed)
-    sample_key, head_key, eval_key = jax.random.split(key, 3)
-    rng = np.random.default_rng(cfg.seed)
-    problems = task.problems("train", cfg.problems, start=cfg.data_start)
-    start = time.perf_counter()
-    responses = evaluation.generate(policy_config, policy_params, problems, sample_key, cfg.temperature, cfg.samples)
-    groups, counts = build_groups(problems, responses, rng, cfg)
-    counts["sampling_seconds"] = time.perf_counter() - start
-
-    reward_config = training.reward_config(policy_config)
-    params = training.reward_params_from_policy(policy_params, head_key)
-    optimizer = training.make_optimizer(cfg.learning_rate, cfg.steps, cfg.warmup)
+def train_teacher(policy_config, policy_params, cfg: RewardTrainingConfig, rng: np.random.Generator, progress: bool = True):
+    """The policy trained ``teacher_steps`` more steps on reference solutions; returns ``(params, info)``."""
+    params = jax.tree_util.tree_map(jnp.copy, policy_params)
+    optimizer = training.make_optimizer(cfg.teacher_learning_rate, cfg.teacher_steps, min(50, cfg.teacher_steps))
     opt_state = optimizer.init(params)
+    losses = []
+    for _ in tqdm(range(cfg.teacher_steps), desc="teacher", disable=not progress):
+        chosen = [task.problem("train", int(i)) for i in rng.integers(0, cfg.data_start, cfg.teacher_batch)]
+        batch = training.policy_examples(chosen)
+        params, opt_state, loss = training.policy_step(
+            params, opt_state, policy_config, optimizer, jnp.asarray(batch.ids), jnp.asarray(batch.valid), jnp.asarray(batch.target)
+        )
+        losses.append(loss)
+    val = task.problems("val", cfg.eval_problems)
+    info = {
+        "final_loss": float(np.mean(jax.device_get(losses[-50:]))) if losses else None,
+        "val_greedy_accuracy": evaluation.greedy_accuracy(policy_config, params, val),
+    }
+    return params, info
+
+
+def teacher_ranking(teacher_config, teacher_params, problems, responses, clip: float) -> dict:
+    """How well the teacher's mean clipped token log-prob ranks ``responses`` (the distillation target's quality)."""
+    samples = len(responses[0])
+    groups = build_groups(problems, responses, np.random.default_rng(0))
+    ids = groups.ids[:, -samples:].reshape(-1, groups.ids.shape[-1])
+    valid = groups.valid[:, -samples:].reshape(ids.shape)
+    response = groups.response[:, -samples:].reshape(ids.shape)
+    _, running, _ = jax.jit(training.teacher_targets, static_argnums=(0, 5))(
+        teacher_config, teacher_params, jnp.asarray(ids), jnp.asarray(valid), jnp.asarray(response), clip
+    )
+    last = valid.sum(1) - 1
+    scores = np.asarray(running)[np.arange(len(ids)), last].reshape(len(problems), samples)
+    correct = evaluation.grade(problems, responses)
+    return {
+        "auc": evaluation.roc_auc(scores, correct),
+        "within_problem_auc": evaluation.within_problem_auc(scores, correct),
+        f"best_of_{samples}": evaluation.best_of_n_accuracy(scores, correct, samples),
+    }
+
+
+def train_reward(policy_config, policy_params, cfg: RewardTrainingConfig, progress: bool = True):
+    """Returns ``(reward_config, params, info, teacher_params)``: info has the data counts, the teacher's quality
+    and the evaluation history."""
+    key = jax.random.key(cfg.seed)
+    sample_key, init_key, eval_key = jax.random.split(key, 3)
+    rng = np.random.default_rng(cfg.seed)
+    start = time.perf_counter()
+    teacher_params, teacher_info = train_teacher(policy_config, policy_params, cfg, rng, progress)
+    teacher_info["seconds"] = time.perf_counter() - start
+
+    problems = task.problems("train", cfg.problems, start=cfg.data_start)
+    responses = evaluation.generate(policy_config, policy_params, problems, sample_key, cfg.temperature, cfg.samples)
     val = task.problems("val", cfg.eval_problems)
     val_responses = evaluation.generate(policy_config, policy_params, val, eval_key, cfg.temperature, cfg.eval_samples)
+    teacher_info["ranking_on_val_samples"] = teacher_ranking(policy_config, teacher_params, val, val_responses, cfg.clip)
+    counts = {
+        "pool_problems": len(problems),
+        "pool_samples": cfg.samples,
+        "candidates_per_group": candidates_per_group(cfg),
+        "pool_sample_accuracy": float(evaluation.grade(problems, responses).mean()),
+    }
+
+    reward_config = training.reward_config(policy_config, cfg.extra_layers)
+    params = training.reward_params_from_policy(policy_config, teacher_params, init_key, cfg.extra_layers)
+    optimizer = training.make_optimizer(cfg.learning_rate, cfg.steps, cfg.warmup)
+    opt_state = optimizer.init(params)
+    weights = {"mean": cfg.mean_weight, "token": cfg.token_weight, "carried": cfg.carried_weight, "ranking": cfg.ranking_weight}
     order, cursor = rng.permutation(len(problems)), 0
-    history, losses = [], []
+    history, parts_seen = [], []
     bar = tqdm(range(1, cfg.steps + 1), desc="reward", disable=not progress)
     for step in bar:
         if cursor + cfg.groups_per_batch > len(order):
             order, cursor = rng.permutation(len(problems)), 0
         rows = order[cursor : cursor + cfg.groups_per_batch]
         cursor += cfg.groups_per_batch
-        batch = training.RewardGroups(*(jnp.asarray(x[rows]) for x in groups))
-        params, opt_state, loss, _ = training.reward_step(
-            params, opt_state, reward_config, optimizer, batch, cfg.pointwise_weight, cfg.dense_weight
+        groups = build_groups([problems[i] for i in rows], [responses[i] for i in rows], rng)
+        batch = training.RewardGroups(*(jnp.asarray(x) for x in groups))
+        params, opt_state, _, parts = training.reward_step(
+            params, opt_state, reward_config, optimizer, policy_config, teacher_params, cfg.clip, batch, weights
         )
-        losses.append(loss)
+        parts_seen.append(parts)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            mean_loss = float(np.mean(jax.device_get(losses)))
-            losses = []
-            metrics = evaluate_reward(reward_config, params, val, val_responses)
-            history.append({"step": step, "loss": mean_loss, **metrics, "seconds": time.perf_counter() - start})
+            means = {k: float(np.mean([p[k] for p in jax.device_get(parts_seen)])) for k in parts_seen[0]}
+            parts_seen = []
+            metrics = evaluate_reward(reward_config, training.export_reward_params(params), val, val_responses)
+            history.append({"step": step, **means, **metrics, "seconds": time.perf_counter() - start})
             bar.set_postfix(
-                loss=f"{mean_loss:.3f}", auc=f"{metrics['auc']:.3f}", auc_in=f"{metrics['within_problem_auc']:.3f}",
+                mean=f"{means['mean']:.4f}", auc_in=f"{metrics['within_problem_auc']:.3f}",
                 best=f"{metrics[f'best_of_{cfg.eval_samples}']:.3f}",
             )
-    return reward_config, params, {"data": counts, "history": history}
+    info = {"data": counts, "teacher": teacher_info, "history": history}
+    return reward_config, training.export_reward_params(params), info, teacher_params

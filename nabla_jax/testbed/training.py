@@ -40,18 +40,20 @@ def policy_config(hidden: int = 128, layers: int = 3, heads: int = 4, kv_heads: 
 
 
 def reward_config(policy: DecoderConfig, extra_layers: int = 0) -> DecoderConfig:
-    """The policy's backbone plus ``extra_layers`` as a one-label sequence classifier
+    """The policy's architecture plus ``extra_layers`` as a one-label sequence classifier
     (LlamaForSequenceClassification)."""
     return policy.replace(kind=SEQUENCE_CLASSIFICATION, num_labels=1, num_layers=policy.num_layers + extra_layers)
 
 
 def reward_params_from_policy(policy_config: DecoderConfig, policy_params: dict, key: jax.Array, extra_layers: int = 0) -> dict:
-    """The reward model starts from the policy's backbone (it already computes the arithmetic), then
-    ``extra_layers`` new layers whose output projections start at zero (so they start as the identity and the
-    policy's features, its next-token predictions included, reach them intact), then a fresh scalar head."""
+    """The reward model's starting point: a copy of a causal LM's backbone (the teacher's: it already computes the
+    arithmetic), then ``extra_layers`` new layers whose output projections start at zero (so they start as the
+    identity and the LM's features, its next-token predictions included, reach them intact), then a fresh scalar
+    head, and the auxiliary heads used while training (``aux``, dropped by :func:`export_reward_params`)."""
     head_key, layers_key = jax.random.split(key)
-    # copies: the training step donates its params, and the policy must stay usable for sampling
+    # copies: the training step donates its params
     params = jax.tree_util.tree_map(jnp.copy, {k: v for k, v in policy_params.items() if k != "lm_head"})
+    lm_head = jnp.copy(decoder.output_matrix(policy_config, policy_params))
     if extra_layers:
         fresh = decoder.init_params(policy_config.replace(num_layers=extra_layers), layers_key)["layers"]
         fresh["attn"]["o_proj"]["kernel"] = jnp.zeros_like(fresh["attn"]["o_proj"]["kernel"])
@@ -59,7 +61,13 @@ def reward_params_from_policy(policy_config: DecoderConfig, policy_params: dict,
         params["layers"] = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), params["layers"], fresh)
     hidden = params["final_norm"]["scale"].shape[0]
     params["score"] = {"kernel": 0.02 * jax.random.normal(head_key, (hidden, 1), jnp.float32)}
+    params["aux"] = {"kernel": jnp.zeros((hidden,), jnp.float32), "bias": jnp.zeros((), jnp.float32), "lm": lm_head}
     return params
+
+
+def export_reward_params(params: dict) -> dict:
+    """The sequence classifier's own weights (the auxiliary head removed)."""
+    return {k: v for k, v in params.items() if k != "aux"}
 
 
 # ---------------------------------------------------------------- policy (supervised fine-tuning on solutions)
@@ -123,7 +131,7 @@ def policy_token_stats(config: DecoderConfig, params, ids, valid, target):
     return token_lp, max_prob, hit, entropy
 
 
-# ---------------------------------------------------------------- reward model (pairwise ranking)
+# ---------------------------------------------------------------- reward model (distilled verifier)
 
 
 class RewardGroups(NamedTuple):
@@ -132,16 +140,7 @@ class RewardGroups(NamedTuple):
     ids: np.ndarray  # [G, K, T] reward-template ids, right-padded
     valid: np.ndarray  # [G, K, T]
     label: np.ndarray  # [G, K] 1.0 correct, 0.0 incorrect
-    present: np.ndarray  # [G, K] False for filler slots
-    on_track: np.ndarray  # [G, K, T] 1.0 where the response so far is a prefix of the reference solution
-    dense: np.ndarray  # [G, K, T] True at the response's tokens and the closing tokens (where on_track counts)
-
-
-def on_track_labels(response: str, reference: str, correct: bool) -> list[float]:
-    """Per response character: is the text up to and including it a prefix of the reference? Then the final
-    correctness for the two closing tokens (``<|im_end|>`` and the newline)."""
-    first_miss = next((i for i, c in enumerate(response) if i >= len(reference) or reference[i] != c), len(response))
-    return [float(i < first_miss) for i in range(len(response))] + [float(correct)] * 2
+    response: np.ndarray  # [G, K, T] True at the response's tokens and its <|im_end|> (what the teacher scores)
 
 
 def _hidden(config: DecoderConfig, params: dict, ids, valid):
@@ -159,31 +158,55 @@ def _mean(values, weights):
     return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def reward_loss(params, config: DecoderConfig, batch: RewardGroups, pointwise_weight: float, dense_weight: float):
-    """Bradley–Terry loss over every (correct, incorrect) pair inside a group, plus a pointwise logistic term
-    (so scores are comparable across problems) and a dense auxiliary one: the same head read at every response
-    token predicts whether the response is still on the reference's track. The dense term gives the backbone a
-    signal at the token where a mistake happens, which the final score alone reaches only slowly."""
+def teacher_targets(teacher_config: DecoderConfig, teacher_params: dict, ids, valid, response, clip: float):
+    """Per position t: the teacher's clipped log-probability of the token there, its running mean over the response
+    tokens so far (carried on past the response, so the last position holds the whole response's mean), and the
+    teacher's log-distribution for that token (made at t - 1), ``[N, T, V]``."""
+    token_lp, logp = token_logprobs(teacher_config, teacher_params, ids, valid)
+    token_lp = jnp.clip(jnp.concatenate([jnp.zeros_like(token_lp[:, :1]), token_lp], axis=1), clip, 0.0)
+    weights = response.astype(jnp.float32)
+    running = jnp.cumsum(token_lp * weights, axis=1) / jnp.maximum(jnp.cumsum(weights, axis=1), 1.0)
+    predicted = jnp.concatenate([jnp.zeros_like(logp[:, :1]), logp], axis=1)  # at t: the distribution made at t - 1
+    return jax.lax.stop_gradient(token_lp), jax.lax.stop_gradient(running), jax.lax.stop_gradient(predicted)
+
+
+def reward_loss(params, config: DecoderConfig, teacher, batch: RewardGroups, weights: dict):
+    """Distillation of the teacher's likelihood plus ranking on the exact labels.
+
+    - ``mean``: the score head, read at every position from the response on, regresses the running mean of the
+      teacher's clipped token log-probs; at the last position that is the response's mean, which ranks policy
+      samples almost as well as the teacher itself (see :mod:`nabla_jax.testbed.train_reward`);
+    - ``token``: an auxiliary head (``params["aux"]``, dropped at export) regresses each token's own clipped
+      log-prob: it teaches the layers to check a token against what the context predicts, which the mean needs;
+    - ``carried``: an auxiliary LM head reads, at t, the teacher's prediction made at t - 1 (cross-entropy): the
+      extra layers learn to bring the previous position's prediction to the token it is about, fast, because
+      the whole distribution is supervised at every position;
+    - ``ranking``: Bradley–Terry over every (correct, incorrect) pair inside a group, on the final scores.
+    """
+    teacher_config, teacher_params, clip = teacher
     groups, k, length = batch.ids.shape
     ids, valid = batch.ids.reshape(-1, length), batch.valid.reshape(-1, length)
+    response = batch.response.reshape(-1, length)
+    token_lp, running, predicted = teacher_targets(teacher_config, teacher_params, ids, valid, response, clip)
     hidden = _hidden(config, params, ids, valid)
-    scores = decoder.score(config, params, hidden, valid)[:, 0].reshape(groups, k)
-    diff = scores[:, :, None] - scores[:, None, :]
-    pairs = (batch.label[:, :, None] > batch.label[:, None, :]) & batch.present[:, :, None] & batch.present[:, None, :]
-    ranking = _mean(-jax.nn.log_sigmoid(diff), pairs)
-    pointwise = _mean(optax.sigmoid_binary_cross_entropy(scores, batch.label), batch.present)
+    from_response = valid & (jnp.cumsum(response, axis=1) > 0)
     every = jnp.dot(hidden, params["score"]["kernel"], preferred_element_type=jnp.float32)[..., 0]
-    dense = _mean(
-        optax.sigmoid_binary_cross_entropy(every, batch.on_track.reshape(-1, length)),
-        batch.dense.reshape(-1, length) & batch.present.reshape(-1)[:, None],
-    )
-    loss = ranking + pointwise_weight * pointwise + dense_weight * dense
-    return loss, {"ranking": ranking, "pointwise": pointwise, "dense": dense}
+    mean = _mean((every - running) ** 2, from_response)
+    token_pred = jnp.dot(hidden, params["aux"]["kernel"], preferred_element_type=jnp.float32) + params["aux"]["bias"]
+    token = _mean((token_pred - token_lp) ** 2, response)
+    carried_logp = jax.nn.log_softmax(jnp.dot(hidden, params["aux"]["lm"], preferred_element_type=jnp.float32), axis=-1)
+    carried = _mean(-jnp.sum(jnp.exp(predicted) * carried_logp, axis=-1), response)
+    scores = decoder.score(config, params, hidden, valid)[:, 0].reshape(groups, k)
+    pairs = batch.label[:, :, None] > batch.label[:, None, :]
+    ranking = _mean(-jax.nn.log_sigmoid(scores[:, :, None] - scores[:, None, :]), pairs)
+    loss = weights["mean"] * mean + weights["token"] * token + weights["carried"] * carried + weights["ranking"] * ranking
+    return loss, {"mean": mean, "token": token, "carried": carried, "ranking": ranking}
 
 
-@functools.partial(jax.jit, static_argnames=("config", "optimizer", "pointwise_weight", "dense_weight"), donate_argnums=(0, 1))
-def reward_step(params, opt_state, config, optimizer, batch: RewardGroups, pointwise_weight: float = 0.2, dense_weight: float = 1.0):
-    (loss, parts), grads = jax.value_and_grad(reward_loss, has_aux=True)(params, config, batch, pointwise_weight, dense_weight)
+@functools.partial(jax.jit, static_argnames=("config", "optimizer", "teacher_config", "clip"), donate_argnums=(0, 1))
+def reward_step(params, opt_state, config, optimizer, teacher_config, teacher_params, clip, batch: RewardGroups, weights: dict):
+    teacher = (teacher_config, teacher_params, clip)
+    (loss, parts), grads = jax.value_and_grad(reward_loss, has_aux=True)(params, config, teacher, batch, weights)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, parts
 
