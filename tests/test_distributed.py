@@ -14,26 +14,17 @@ import jax
 import pytest
 
 from nabla_jax.distributed import Processes, initialize, launched_by_cluster
+from tests.test_eval_run import VOLATILE, subprocess_env, write_benchmark
 
-PROBLEMS = [("p-add", "2+3=?", "5"), ("p-frac", "1/2+1/4=?", "\\frac{3}{4}"), ("p-mul", "7*6=?", "42")]
-VOLATILE = ("wall_time_s", "compiled")
 TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
 def setup(hf_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
-    bench = root / "tiny.jsonl"
-    bench.write_text("".join(json.dumps({"id": i, "problem": p, "answer": a}) + "\n" for i, p, a in PROBLEMS))
+    bench = write_benchmark(root)
     policy_dir, _ = hf_checkpoint("llama")
-    env = dict(os.environ)
-    env.update(
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(root / "jax-cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
-        TOKENIZERS_PARALLELISM="false",
-    )
+    env = subprocess_env(root)
     env.pop("JAX_COORDINATOR_ADDRESS", None)
     # 3 problems in batches of 1, two seeds: process 0 gets batches 0 and 2, process 1 batch 1
     args = ["eval", "--benchmark", str(bench), "--method", "greedy,sc@2", "--policy", policy_dir,

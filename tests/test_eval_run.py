@@ -41,13 +41,15 @@ SLOW_APPEND = (
 VOLATILE = ("wall_time_s", "compiled")  # the only fields that may differ between two runs
 
 
-@pytest.fixture(scope="module")
-def setup(hf_checkpoint, tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
+def write_benchmark(root):
+    """PROBLEMS as a benchmark file under ``root``."""
     bench = root / "tiny.jsonl"
     bench.write_text("".join(json.dumps({"id": i, "problem": p, "answer": a}) + "\n" for i, p, a in PROBLEMS))
-    policy_dir, policy_torch = hf_checkpoint("llama")
-    reward_dir, reward_torch = hf_checkpoint("llama_cls")
+    return bench
+
+
+def subprocess_env(root) -> dict:
+    """The environment of CLI subprocesses: CPU, and a persistent compilation cache under ``root`` that they share."""
     env = dict(os.environ)
     env.update(
         JAX_PLATFORMS="cpu",
@@ -56,6 +58,16 @@ def setup(hf_checkpoint, tmp_path_factory):
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
         TOKENIZERS_PARALLELISM="false",
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def setup(hf_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    bench = write_benchmark(root)
+    policy_dir, policy_torch = hf_checkpoint("llama")
+    reward_dir, reward_torch = hf_checkpoint("llama_cls")
+    env = subprocess_env(root)
     args = [
         "eval", "--benchmark", str(bench), "--method", "greedy,sc,bon,wbon", "--n", "1,2",
         "--policy", policy_dir, "--reward", reward_dir, "--seeds", ",".join(map(str, SEEDS)),

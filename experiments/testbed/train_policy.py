@@ -21,19 +21,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from convert.hf import save_hf_params  # noqa: E402
 from nabla_jax.testbed import encoding, evaluation, task  # noqa: E402
 from nabla_jax.testbed.train_policy import PolicyTrainingConfig, train_policy  # noqa: E402
+from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args  # noqa: E402
 
 
 def parse_args(argv=None) -> tuple[PolicyTrainingConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = PolicyTrainingConfig()
-    for field in dataclasses.fields(PolicyTrainingConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+    add_settings_arguments(parser, PolicyTrainingConfig)
     parser.add_argument("--out", required=True, help="an empty or missing directory")
     parser.add_argument("--calibration-problems", type=int, default=512)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    names = {f.name for f in dataclasses.fields(PolicyTrainingConfig)}
-    return PolicyTrainingConfig(**{k: v for k, v in vars(args).items() if k in names}), args
+    return settings_from_args(PolicyTrainingConfig, args), args
 
 
 def main(argv=None) -> dict:

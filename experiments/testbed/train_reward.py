@@ -22,20 +22,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from convert.hf import load_hf_params, save_hf_params  # noqa: E402
 from nabla_jax.testbed import POLICY_DIR, encoding  # noqa: E402
 from nabla_jax.testbed.train_reward import RewardTrainingConfig, train_reward  # noqa: E402
+from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args  # noqa: E402
 
 
 def parse_args(argv=None) -> tuple[RewardTrainingConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = RewardTrainingConfig()
-    for field in dataclasses.fields(RewardTrainingConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+    add_settings_arguments(parser, RewardTrainingConfig)
     parser.add_argument("--policy", default=POLICY_DIR, help="the policy checkpoint whose samples train the reward")
     parser.add_argument("--out", required=True, help="an empty or missing directory")
     parser.add_argument("--teacher-out", default=None, help="also save the teacher LM here (an empty or missing directory)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    names = {f.name for f in dataclasses.fields(RewardTrainingConfig)}
-    return RewardTrainingConfig(**{k: v for k, v in vars(args).items() if k in names}), args
+    return settings_from_args(RewardTrainingConfig, args), args
 
 
 def main(argv=None) -> dict:

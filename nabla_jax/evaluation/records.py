@@ -113,6 +113,18 @@ def check_directory(directory: str, fingerprint: dict) -> tuple[dict | None, dic
     return stored, merged, records, complete
 
 
+def exclusive_lock(path: str, mode: str, busy: str):
+    """``path`` opened with ``mode`` and ``flock``-ed exclusively (the kernel drops it when the process dies);
+    FileExistsError(``busy``) when another process holds it."""
+    lock = open(path, mode)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise FileExistsError(busy) from None
+    return lock
+
+
 class RecordStore:
     """Append-only, resumable record file of one results directory (use :meth:`open`)."""
 
@@ -130,12 +142,7 @@ class RecordStore:
         if os.path.exists(directory) and not os.path.isdir(directory):
             raise FileExistsError(f"{directory} exists and is not a directory")
         os.makedirs(directory, exist_ok=True)
-        lock = open(os.path.join(directory, ".lock"), "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise FileExistsError(f"another nabla-jax eval is writing to {directory}") from None
+        lock = exclusive_lock(os.path.join(directory, ".lock"), "w", f"another nabla-jax eval is writing to {directory}")
         try:
             stored, merged, records, complete = check_directory(directory, fingerprint)
             path = os.path.join(directory, RECORDS)

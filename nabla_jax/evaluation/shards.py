@@ -10,7 +10,6 @@ are already merged; the next merge skips them). The results directory must be on
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import re
@@ -21,6 +20,7 @@ from nabla_jax.evaluation.records import (
     RecordStore,
     check_directory,
     check_methods,
+    exclusive_lock,
     parse_records,
     read_fingerprint,
     record_key,
@@ -61,12 +61,7 @@ def open_shard(directory: str, fingerprint: dict, index: int) -> RecordStore:
     Call after process 0 has opened the directory (it creates it and writes the fingerprint)."""
     _, merged, records, _ = check_directory(directory, fingerprint)
     path = shard_path(directory, index)
-    lock = open(path, "ab")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise FileExistsError(f"another process is writing {path}") from None
+    lock = exclusive_lock(path, "ab", f"another process is writing {path}")
     try:
         complete = parse_records(path)[1]
         if os.path.getsize(path) > complete:

@@ -65,17 +65,15 @@ def candidates_per_group(cfg: RewardTrainingConfig) -> int:
     return 1 + len(CORRUPTION_MIX) + cfg.samples
 
 
-def build_groups(problems, responses: list[list[str]], rng: np.random.Generator) -> training.RewardGroups:
-    """Reference + fresh corruptions + the pooled policy samples per problem, as padded ``[G, K, T]`` arrays."""
+def encode_groups(problems, candidates: list[list[str]]) -> training.RewardGroups:
+    """Each problem's candidate responses (graded exactly) as padded ``[G, K, T]`` arrays."""
     rows, labels, spans = [], [], []
-    for p, sampled in zip(problems, responses):
-        candidates = [task.format_solution(p)] + [corrupt.corrupt_solution(p, rng, kind) for kind in CORRUPTION_MIX]
-        candidates += list(sampled)
+    for p, texts in zip(problems, candidates):
         prompt = task.format_prompt(p)
         start = len(encoding.prompt_ids(prompt))
-        rows.append([encoding.reward_ids(prompt, r) for r in candidates])
-        labels.append([task.is_correct(p, r) for r in candidates])
-        spans.append([(start, start + len(r) + 1) for r in candidates])  # the response and its <|im_end|>
+        rows.append([encoding.reward_ids(prompt, r) for r in texts])
+        labels.append([task.is_correct(p, r) for r in texts])
+        spans.append([(start, start + len(r) + 1) for r in texts])  # the response and its <|im_end|>
     k = len(rows[0])
     ids, valid = encoding.pad_right([r for group in rows for r in group], encoding.REWARD_LENGTH)
     length = ids.shape[1]
@@ -85,6 +83,15 @@ def build_groups(problems, responses: list[list[str]], rng: np.random.Generator)
             response[g, c, first:end] = True
     label = np.asarray(labels, np.float32)
     return training.RewardGroups(ids.reshape(len(rows), k, length), valid.reshape(len(rows), k, length), label, response)
+
+
+def build_groups(problems, responses: list[list[str]], rng: np.random.Generator) -> training.RewardGroups:
+    """Reference + fresh corruptions + the pooled policy samples per problem."""
+    candidates = [
+        [task.format_solution(p)] + [corrupt.corrupt_solution(p, rng, kind) for kind in CORRUPTION_MIX] + list(sampled)
+        for p, sampled in zip(problems, responses)
+    ]
+    return encode_groups(problems, candidates)
 
 
 def evaluate_reward(reward_config, reward_params, problems, responses: list[list[str]]) -> dict:
@@ -127,16 +134,15 @@ def train_teacher(policy_config, policy_params, cfg: RewardTrainingConfig, rng: 
 def teacher_ranking(teacher_config, teacher_params, problems, responses, clip: float) -> dict:
     """How well the teacher's mean clipped token log-prob ranks ``responses`` (the distillation target's quality)."""
     samples = len(responses[0])
-    groups = build_groups(problems, responses, np.random.default_rng(0))
-    ids = groups.ids[:, -samples:].reshape(-1, groups.ids.shape[-1])
-    valid = groups.valid[:, -samples:].reshape(ids.shape)
-    response = groups.response[:, -samples:].reshape(ids.shape)
+    groups = encode_groups(problems, responses)
+    ids = groups.ids.reshape(-1, groups.ids.shape[-1])
+    valid, response = groups.valid.reshape(ids.shape), groups.response.reshape(ids.shape)
     _, running, _ = jax.jit(training.teacher_targets, static_argnums=(0, 5))(
         teacher_config, teacher_params, jnp.asarray(ids), jnp.asarray(valid), jnp.asarray(response), clip
     )
     last = valid.sum(1) - 1
     scores = np.asarray(running)[np.arange(len(ids)), last].reshape(len(problems), samples)
-    correct = evaluation.grade(problems, responses)
+    correct = groups.label > 0
     return {
         "auc": evaluation.roc_auc(scores, correct),
         "within_problem_auc": evaluation.within_problem_auc(scores, correct),
