@@ -27,6 +27,8 @@ TOP_NAMES = {
     ("final_norm",): "model.norm",
     ("lm_head",): "lm_head",
     ("score",): "score",
+    ("score", "hidden"): "score.0",  # a process reward model's two-layer head
+    ("score", "out"): "score.2",
 }
 LEAF_SUFFIX = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}
 # tensors some checkpoints carry that the model does not use

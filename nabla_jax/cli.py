@@ -15,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nabla-jax", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in sorted(pkgutil.iter_modules(nabla_jax.commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"nabla_jax.commands.{module.name}").register(subparsers)
+        command = importlib.import_module(f"nabla_jax.commands.{module.name}")
+        if hasattr(command, "register"):  # the others are helpers the commands share
+            command.register(subparsers)
     return parser
 
 

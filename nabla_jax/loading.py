@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.models import decoder
+from nabla_jax.rewards.kinds import RewardKind
 from nabla_jax.models.config import DecoderConfig
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -137,8 +138,16 @@ class Reward(_Model):
     in the reward model's input (default: its tokenizer's chat template with the response as the assistant turn)."""
 
     template: Any = None
+    kind: RewardKind = RewardKind()
 
     def score(self, token_ids, mask=None) -> jax.Array:
+        """Outcome scores of whole inputs. Other kinds score a response inside a template: use
+        :func:`nabla_jax.rewards.score_responses`."""
+        if self.kind.name != "outcome":
+            raise ValueError(
+                f"{self.source}: a {self.kind.name} reward scores a response, not a bare sequence; use "
+                "nabla_jax.rewards.score_responses(reward, prompts, responses)"
+            )
         ids, mask = _batch(token_ids, mask)
         self._check_ids(ids)
         return _scores(self.config, self.params, ids, mask)[:, 0]
@@ -169,23 +178,29 @@ def load_policy(path: str, dtype=None, mesh=None) -> Policy:
     ``mesh`` (a Mesh or a spec like ``"fsdp=2,tensor=4"``) shards the params by :mod:`nabla_jax.sharding`."""
     with host_staging(mesh):
         config, params, tokenizer = resolve_checkpoint(path, dtype)
-    if config.is_classifier:
+    if config.is_reward_model:
         raise ModelKindError(
             f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
         )
     return Policy(config, place_params(config, params, mesh), tokenizer, path)
 
 
-def load_reward(path: str, dtype=None, mesh=None) -> Reward:
-    """Load a sequence-classification reward model (``*ForSequenceClassification``); ``mesh`` as for
-    :func:`load_policy`."""
+def load_reward(path: str, dtype=None, mesh=None, kind: RewardKind | None = None) -> Reward:
+    """Load a reward model: a sequence classifier (``*ForSequenceClassification``, an outcome reward) or a PRM
+    (``*ForProcessRewardModel``; pass its ``kind``, see :func:`nabla_jax.rewards.process_kind`). ``mesh`` as for
+    :func:`load_policy`. For a causal LM as a verifier use ``nabla_jax.rewards.load_reward_model("likelihood:PATH")``."""
     with host_staging(mesh):
         config, params, tokenizer = resolve_checkpoint(path, dtype)
-    if not config.is_classifier:
+    if not config.is_reward_model:
         raise ModelKindError(
-            f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy"
+            f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy, or use "
+            f"it as a likelihood reward (--reward likelihood:{path})"
         )
-    return Reward(config, place_params(config, params, mesh), tokenizer, path)
+    if kind is None:
+        if config.is_process_reward:
+            raise ValueError(f"{path} is a process reward model: load it with nabla_jax.rewards.load_reward_model")
+        kind = RewardKind()
+    return Reward(config, place_params(config, params, mesh), tokenizer, path, kind=kind)
 
 
 def as_numpy(x) -> np.ndarray:

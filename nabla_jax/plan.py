@@ -250,10 +250,8 @@ def memory_plan(
     for name, value in (("batch", batch), ("max_len", max_len), ("ahead", ahead)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if policy.is_classifier:
-        raise ValueError("the policy must be a causal LM, got a sequence classifier config")
-    if reward is not None and not reward.is_classifier:
-        raise ValueError("the reward model must be a sequence classifier config, got a causal LM")
+    if policy.is_reward_model:
+        raise ValueError(f"the policy must be a causal LM, got a {policy.architecture} config")
     try:
         dt = jnp.dtype(dtype)
     except TypeError:

@@ -27,10 +27,54 @@ def _rollout(config, params, spec, prompt, prompt_len, key, budget, response_sta
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _score(config, params, ids, length):
+def _hidden(config, params, ids, length):
     valid = (jnp.arange(ids.shape[0]) < length)[None]
     hidden, _ = decoder.forward(config, params, decoder.embed(params, ids[None]), jnp.arange(ids.shape[0])[None], valid)
-    return decoder.score(config, params, hidden, valid)[0, 0]
+    return hidden[0]
+
+
+def python_reward_input(kind, prefix: list[int], response: list[int], postfix: list[int], final: bool):
+    """``(ids, counted)`` written out by hand: a separator after every step of a separator PRM, and the slots each
+    kind reads (the last slot; every response token; each separator or step-end token)."""
+    ids, counted = list(prefix), [False] * len(prefix)
+    for i, token in enumerate(response):
+        ends = token in kind.step_end_ids or (final and i == len(response) - 1)
+        ids.append(token)
+        counted.append(kind.name == "likelihood" or (kind.name == "process" and kind.separator_id is None and ends))
+        if kind.name == "process" and kind.separator_id is not None and ends:
+            ids.append(kind.separator_id)
+            counted.append(True)
+    ids += postfix
+    counted += [False] * len(postfix)
+    if kind.name == "outcome" and final:
+        counted[-1] = True
+    return ids, counted
+
+
+def numpy_reward(kind, config, params, ids: list[int], counted: list[bool], size: int) -> float:
+    """The reward read from the hidden states in numpy (an independent readout)."""
+    hidden = np.asarray(_hidden(config, params, jnp.asarray(padded(ids, size)), len(ids)), np.float64)[: len(ids)]
+    head = jax.tree.map(lambda x: np.asarray(x, np.float64), params.get("score", {}))
+    if kind.name == "outcome":
+        return float(hidden[len(ids) - 1] @ head["kernel"][:, 0])
+    if kind.name == "process":
+        h = np.maximum(hidden @ head["hidden"]["kernel"] + head["hidden"]["bias"], 0.0)
+        logits = h @ head["out"]["kernel"] + head["out"]["bias"]
+        values = 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+    else:
+        logits = np.asarray(decoder.lm_logits(config, params, jnp.asarray(hidden, jnp.float32)), np.float64)
+        logp = logits - logits.max(-1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+        values = np.full(len(ids), np.nan)
+        values[1:] = logp[np.arange(len(ids) - 1), ids[1:]]
+        if kind.clip is not None:
+            values = np.maximum(values, kind.clip)
+    chosen = values[np.asarray(counted)]
+    if chosen.size == 0:
+        return 0.0
+    if kind.name == "likelihood" or kind.aggregate == "mean":
+        return float(chosen.mean())
+    return float({"min": chosen.min(), "prod": np.prod(chosen), "last": chosen[-1]}[kind.aggregate])
 
 
 def padded(ids, size):
@@ -74,16 +118,18 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
         stats["generated_tokens"] += n
         return [int(t) for t in out.tokens[:n]], np.asarray(out.latents[:n])
 
+    kind = models.reward_kind
+
     def reward(response: list[int]) -> float:
-        ids = rm_prefix + [int(reward_index[t]) for t in response] + rm_postfix
-        size = prompt_buffer + n_max + 8
-        return float(_score(models.rm_config, models.rm_params, jnp.asarray(padded(ids, size)), len(ids)))
+        ids, counted = python_reward_input(kind, rm_prefix, [int(reward_index[t]) for t in response], rm_postfix, True)
+        size = prompt_buffer + 2 * n_max + 8
+        return numpy_reward(kind, models.rm_config, models.rm_params, ids, counted, size)
 
     def dto_problem(past, ahead):
         committed = past[len(prompt_ids):]
-        sizes = (prompt_buffer + n_max, prompt_buffer + n_max, 8)
-        rm_committed = rm_prefix + [int(reward_index[t]) for t in committed]
-        return make_dto_problem(past, len(ahead), rm_committed, rm_postfix, sizes)
+        sizes = (prompt_buffer + n_max, prompt_buffer + 2 * n_max, 8)
+        rm_committed, counted = python_reward_input(kind, rm_prefix, [int(reward_index[t]) for t in committed], [], False)
+        return make_dto_problem(past, len(ahead), rm_committed, rm_postfix, sizes, counted)
 
     def variables(latents):
         """The DTO variables of the ahead tokens, padded to ``n_max`` rows."""

@@ -175,8 +175,7 @@ def test_every_method_end_to_end(setup, uninterrupted):
                 assert r["reward_calls"] == (n if uses_reward else 0)
                 flops = cost.flops
                 for c in r["candidates"] if uses_reward else []:
-                    ids = c["token_ids"][:-1] if c["finish"] == "eos" else c["token_ids"]
-                    sequence = prefix + ids + postfix
+                    sequence = prefix + c["token_ids"] + postfix  # the final EOS kept, the official rule
                     with torch.no_grad():
                         expected = reward_torch(torch.tensor([sequence])).logits[0, 0].item()
                     assert c["reward"] == pytest.approx(expected, abs=1e-4)

@@ -1,7 +1,13 @@
-"""Print the testbed's bracket table (floors, greedy, voting, best-of-n by reward, oracle pass@n, AUC) and the
-policy's calibration on test problems.
+"""Print the testbed's bracket table (floors, greedy, voting, oracle pass@n, and each verifier's best-of-n and AUC)
+and the policy's calibration on test problems. Verifiers are scored through the library's reward interface
+(:func:`nabla_jax.rewards.scoring.score_batch`), exactly as best-of-N and the ∇-Reasoner score them.
 
-    nice -n 10 python experiments/testbed/measure.py [--problems 500] [--samples 64] [--seed 0]
+    nice -n 10 python experiments/testbed/measure.py [--problems 500] [--samples 64] [--seed 0] \
+        [--verifier NAME=SPEC ...]
+
+SPEC is anything ``--reward`` takes. The defaults measure the shipped likelihood verifier
+(``likelihood:nabla_jax/testbed/models/verifier``, clip -6) and the chance-level outcome classifier
+(``nabla_jax/testbed/models/reward``, the negative control).
 """
 
 from __future__ import annotations
@@ -15,26 +21,56 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from convert.hf import load_hf_params  # noqa: E402
-from nabla_jax.testbed import POLICY_DIR, REWARD_DIR, evaluation, task  # noqa: E402
+from nabla_jax.dto.templates import reward_input_template  # noqa: E402
+from nabla_jax.rewards import load_reward_model  # noqa: E402
+from nabla_jax.rewards.scoring import score_batch  # noqa: E402
+from nabla_jax.dto.vocab_align import reward_pad_id  # noqa: E402
+from nabla_jax.testbed import POLICY_DIR, REWARD_DIR, VERIFIER_DIR, encoding, evaluation, task  # noqa: E402
+
+DEFAULT_VERIFIERS = (f"verifier=likelihood:{VERIFIER_DIR}", f"classifier={REWARD_DIR}")
+TESTBED_CLIP = -6.0  # the floor the verifier's ranking was measured with during training
+
+
+def interface_scorer(spec: str):
+    """``fn(prompts, responses) -> scores`` through the reward interface (testbed texts; the response ends with
+    the EOS the policy emitted, as every method scores it)."""
+    reward = load_reward_model(spec, clip=TESTBED_CLIP if spec.startswith("likelihood:") else None)
+    pad = reward_pad_id(reward.tokenizer, reward.config)
+    eos = encoding.tokenizer().eos_token_id
+
+    def score(prompts, responses):
+        templates = {p: reward_input_template(reward, p) for p in set(prompts)}
+        rows = [(templates[p][0], encoding.tokenizer().encode(r, add_special_tokens=False) + [eos], templates[p][1])
+                for p, r in zip(prompts, responses)]
+        return score_batch(reward, rows, pad, max_rows=512)
+
+    return score
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default=POLICY_DIR)
-    parser.add_argument("--reward", default=REWARD_DIR)
+    parser.add_argument("--verifier", action="append", help="NAME=SPEC (repeatable; default: the shipped two)")
     parser.add_argument("--problems", type=int, default=500)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-calibration", action="store_true")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     policy_config, policy_params = load_hf_params(args.policy)
-    reward_config, reward_params = load_hf_params(args.reward)
+    scorers = {}
+    for item in args.verifier or DEFAULT_VERIFIERS:
+        name, _, spec = item.partition("=")
+        if not spec:
+            raise SystemExit(f"--verifier {item!r}: expected NAME=SPEC")
+        scorers[name] = interface_scorer(spec)
     problems = [p for _, p in task.distinct_problems("test", args.problems)]  # = the first rows of data/test.jsonl
-    b = evaluation.brackets(policy_config, policy_params, reward_config, reward_params, problems, args.samples, args.seed)
+    b = evaluation.brackets(policy_config, policy_params, scorers, problems, args.samples, args.seed)
     print(evaluation.format_brackets(b))
-    calibration = evaluation.calibration(policy_config, policy_params, problems)
-    print("\npolicy calibration on the test problems' reference solutions (teacher-forced next-token probabilities):")
+    calibration = {} if args.no_calibration else evaluation.calibration(policy_config, policy_params, problems)
+    if calibration:
+        print("\npolicy calibration on the test problems' reference solutions (teacher-forced next-token probabilities):")
     for name, value in calibration.items():
         print(f"  {name:<36} {value:.4f}")
     print(f"\n{time.perf_counter() - start:.0f} s")

@@ -9,6 +9,12 @@ TESTBED_MODELS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testb
 # The official MATH-500 settings, except the gradient-norm test: its threshold (4) is calibrated to a 7B reward
 # model's scale, and the testbed reward's gradients are far smaller, so it would veto every position.
 DEMO_NABLA = {"grad_threshold": None}
+# The testbed's verifiers: the likelihood of a stronger LM (works: within-problem AUC 0.885 on the policy's
+# samples), and the outcome classifier distilled from it, which ranks at chance (kept as a negative control).
+VERIFIERS = {
+    "verifier": ("likelihood:" + os.path.join(TESTBED_MODELS, "verifier"), {"clip": -6.0}),
+    "classifier": (os.path.join(TESTBED_MODELS, "reward"), {}),
+}
 
 
 def register(subparsers) -> None:
@@ -22,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--n", type=int, default=8, help="budget: samples for sc/bon, max_n_generations for nabla")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--reward", choices=sorted(VERIFIERS), default="verifier",
+                        help="verifier: the shipped likelihood verifier (default); classifier: the chance-level "
+                        "outcome classifier, a negative control")
     parser.add_argument("--out", default="runs/demo", help="results directory (resumable; default runs/demo)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -33,25 +42,28 @@ def run(args) -> int:
     from nabla_jax.evaluation.report import build_report
     from nabla_jax.evaluation.runner import run_eval
 
-    policy, reward = (os.path.join(TESTBED_MODELS, name) for name in ("policy", "reward"))
+    policy = os.path.join(TESTBED_MODELS, "policy")
+    reward, reward_options = VERIFIERS[args.reward]
     if not os.path.isdir(policy):
         raise FileNotFoundError(f"bundled testbed policy missing: {policy} (reinstall nabla-jax)")
     if args.n < 1 or args.problems < 1:
         raise ValueError("--n and --problems must be >= 1")
     budgets = tuple(sorted({1, 2, 4, args.n} & set(range(1, args.n + 1))))
-    if os.path.isdir(reward):
-        methods = f"greedy,sc,bon,nabla@{args.n},nabla_no_dto@{args.n}"
+    if os.path.isdir(reward.split(":", 1)[-1]):
+        methods = f"greedy,sc,bon,wbon,nabla@{args.n},nabla_no_dto@{args.n}"
     else:
         # this build ships no testbed reward model: only the methods that need none can run
         print(f"note: no bundled testbed reward model at {reward}; running the reward-free methods only")
         methods, reward = "greedy,sc", None
     print(f"testbed: {args.problems} problems x seeds {args.seeds}; {methods}; sc/bon at N in {list(budgets)}")
     if reward is not None:
+        print(f"reward: {reward} {reward_options or ''}".rstrip())
         print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
     run_eval(
         "testbed", methods, policy, reward, out=args.out, seeds=_ints(args.seeds), ns=budgets, limit=args.problems,
         settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
         options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
+        reward_options=reward_options,
     )
     markdown, _ = build_report([args.out], args.out)
     print(markdown, end="")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
+
 INSTRUCTIONS = {
     "none": None,
     "boxed": "Please reason step by step, and put your final answer within \\boxed{}.",
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--benchmark", required=True, help=f"{', '.join(BENCHMARKS)} or a path to a .jsonl file")
     parser.add_argument("--method", required=True, help="comma-separated, e.g. greedy,sc,bon,wbon or bon@16")
     parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
-    parser.add_argument("--reward", default=None, help="reward model (needed by bon, wbon and the ∇-Reasoner)")
+    parser.add_argument("--reward", default=None, help=REWARD_HELP + " (needed by bon, wbon and the ∇-Reasoner)")
     parser.add_argument("--out", required=True, help="results directory")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--n", default="8", help="comma-separated candidate counts / budgets (default 8)")
@@ -60,6 +62,7 @@ def register(subparsers) -> None:
                         "local devices, params replicated")
     add_distributed_arguments(parser)
     add_nabla_arguments(parser)
+    add_reward_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -152,6 +155,7 @@ def run(args) -> int:
         keep_texts=args.keep_texts,
         processes=processes,
         mesh=mesh,
+        reward_options=reward_options(args),
     )
     if not processes.is_main:
         print(f"process {processes.index} of {processes.count}: wrote {written} records (merged by process 0)")

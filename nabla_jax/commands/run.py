@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 
+from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
+
 from nabla_jax.reasoner.config import NablaConfig
 
 _FIELDS = {f.name: f for f in dataclasses.fields(NablaConfig)}
@@ -60,7 +62,7 @@ def register(subparsers) -> None:
         "bundled name).",
     )
     parser.add_argument("--policy", required=True)
-    parser.add_argument("--reward", required=True)
+    parser.add_argument("--reward", required=True, help=REWARD_HELP)
     parser.add_argument("--prompt", action="append", required=True, help="repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", default=None)
@@ -70,6 +72,7 @@ def register(subparsers) -> None:
     parser.add_argument("--verbose", action="store_true", help="print every revision: current and proposed continuation")
     parser.add_argument("--json", action="store_true", help="one JSON object per prompt")
     add_config_arguments(parser)
+    add_reward_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -82,7 +85,7 @@ def run(args) -> int:
     config = config_from_args(args)
     mesh = make_mesh(args.mesh) if args.mesh else None
     policy = nabla_jax.load_policy(args.policy, mesh=mesh)
-    reward = load_reward_model(args.reward, policy, mesh=mesh)
+    reward = load_reward_model(args.reward, policy, mesh=mesh, **reward_options(args))
     reasoner = NablaReasoner(policy, reward, config)
     results = reasoner.generate(args.prompt, seed=args.seed, batch_size=args.batch_size, system=args.system)
     decode = policy.tokenizer.decode
@@ -99,6 +102,10 @@ def run(args) -> int:
                 print(f"    current : {decode(rev.current)!r}")
                 print(f"    proposed: {decode(rev.proposed)!r}")
         print(result.text)
+        if args.verbose:
+            values = reasoner.step_scores(result, system=args.system)
+            what = {"process": "step scores", "likelihood": "token log-probs", "outcome": "score"}[reward.kind.name]
+            print(f"--- final reward {reward.kind.describe()}; {what}: " + ", ".join(f"{v:.4f}" for v in values))
         s = result.stats
         rate = "n/a" if s["rejection_rate"] is None else f"{s['rejection_rate']:.2f}"
         print(

@@ -21,6 +21,7 @@ from nabla_jax.dto.models import DTOModels, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.problem import DTOProblem, bucket, make_problem, stack
 from nabla_jax.dto.templates import policy_prompt_ids, reward_input_template
+from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
 from nabla_jax.sharding import params_mesh, shard_batch
@@ -157,9 +158,10 @@ def dto_optimize(
         lm_prefix = policy_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
         rm_prefix, rm_postfix = [], []
         if uses_reward(models, config):
-            rm_prefix, rm_postfix = reward_input_template(reward, text, system_prompt)
-            rm_prefix = rm_prefix + np.asarray(models.reward_index)[done].tolist()
-        rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x))
+            template, rm_postfix = reward_input_template(reward, text, system_prompt)
+            committed_rm = np.asarray(models.reward_index)[done].tolist()
+            rm_prefix, counted = prefix_input(models.reward_kind, template, committed_rm)
+        rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x, counted if uses_reward(models, config) else ()))
 
     sizes = (
         bucket(max(len(r[0]) for r in rows), 32),
@@ -167,7 +169,7 @@ def dto_optimize(
         bucket(max(len(r[3]) for r in rows), 8),
     )
     ahead_size = bucket(max(r[1] for r in rows), 8)
-    problems = stack([make_problem(r[0], r[1], r[2], r[3], sizes) for r in rows])
+    problems = stack([make_problem(r[0], r[1], r[2], r[3], sizes, r[5]) for r in rows])
     init_batch = jnp.stack(
         [jnp.pad(jnp.asarray(r[4], jnp.float32), ((0, ahead_size - r[1]), (0, 0))) for r in rows]
     )

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nabla_jax.dto.vocab_align import align_vocab, reward_pad_id
+from nabla_jax.dto.vocab_align import vocab_alignment
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.rewards.kinds import LIKELIHOOD, OUTCOME, PROCESS, RewardKind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +21,8 @@ class DTOModels:
 
     ``reward_index[i]`` is the reward id of policy id ``i``; ``reward_embed`` is the reward input-embedding matrix
     re-indexed to the policy vocabulary (``[V_policy, d_reward]``), which the soft one-hots multiply. Without a reward
-    model the reward fields are None and DTO optimises the likelihood term alone.
+    model the reward fields are None and DTO optimises the likelihood term alone. ``reward_kind`` says how the
+    reward is read out (outcome, process or likelihood; :mod:`nabla_jax.rewards`).
     """
 
     lm_config: DecoderConfig
@@ -29,6 +31,7 @@ class DTOModels:
     rm_params: Any = None
     reward_embed: Any = None
     reward_index: Any = None
+    reward_kind: RewardKind = RewardKind()
 
     @property
     def has_reward(self) -> bool:
@@ -42,18 +45,19 @@ class DTOModels:
 jax.tree_util.register_dataclass(
     DTOModels,
     data_fields=["lm_params", "rm_params", "reward_embed", "reward_index"],
-    meta_fields=["lm_config", "rm_config"],
+    meta_fields=["lm_config", "rm_config", "reward_kind"],
 )
 
 
-def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_index=None) -> DTOModels:
-    """Build :class:`DTOModels`; ``reward_index`` None means the two models share the policy's id space."""
-    if lm_config.is_classifier:
-        raise ValueError("the DTO policy must be a causal LM, got a sequence classifier")
+def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_index=None, reward_kind=None) -> DTOModels:
+    """Build :class:`DTOModels`; ``reward_index`` None means the two models share the policy's id space;
+    ``reward_kind`` None is an outcome reward."""
+    if lm_config.is_reward_model:
+        raise ValueError(f"the DTO policy must be a causal LM, got a {lm_config.architecture}")
     if rm_config is None:
         return DTOModels(lm_config, lm_params)
-    if not rm_config.is_classifier:
-        raise ValueError("the DTO reward model must be a sequence classifier, got a causal LM")
+    reward_kind = RewardKind() if reward_kind is None else reward_kind
+    check_reward_model(rm_config, reward_kind)
     if reward_index is None:
         if rm_config.vocab_size < lm_config.vocab_size:
             raise ValueError(
@@ -65,7 +69,21 @@ def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_ind
     if reward_index.shape != (lm_config.vocab_size,):
         raise ValueError(f"reward_index must have shape ({lm_config.vocab_size},), got {reward_index.shape}")
     embed = jnp.take(decoder.embedding_matrix(rm_params), reward_index, axis=0)
-    return DTOModels(lm_config, lm_params, rm_config, rm_params, embed, reward_index)
+    return DTOModels(lm_config, lm_params, rm_config, rm_params, embed, reward_index, reward_kind)
+
+
+def check_reward_model(rm_config, kind: RewardKind) -> None:
+    """Refuse a reward model whose head does not fit its kind: DTO must differentiate exactly what is scored."""
+    needs = {OUTCOME: "is_classifier", PROCESS: "is_process_reward"}
+    if kind.name == LIKELIHOOD:
+        if rm_config.is_reward_model:
+            raise ValueError(f"a likelihood reward needs a causal LM, got a {rm_config.architecture}")
+    elif not getattr(rm_config, needs[kind.name]):
+        raise ValueError(
+            f"a {kind.name} reward cannot be read from a {rm_config.architecture}: an outcome reward needs a "
+            "*ForSequenceClassification model, a process reward a *ForProcessRewardModel; use likelihood:PATH for a "
+            "causal LM"
+        )
 
 
 def dto_models(policy, reward=None, min_vocab_overlap: float = 0.9) -> DTOModels:
@@ -75,14 +93,6 @@ def dto_models(policy, reward=None, min_vocab_overlap: float = 0.9) -> DTOModels
     """
     if reward is None:
         return make_models(policy.config, policy.params)
-    if policy.tokenizer is None or reward.tokenizer is None:
-        raise ValueError("vocabulary alignment needs both tokenizers; the policy or reward was loaded without one")
-    alignment = align_vocab(
-        policy.tokenizer,
-        reward.tokenizer,
-        policy.config.vocab_size,
-        reward.config.vocab_size,
-        reward_pad_id(reward.tokenizer, reward.config),
-        min_vocab_overlap,
-    )
-    return make_models(policy.config, policy.params, reward.config, reward.params, alignment.index)
+    alignment = vocab_alignment(policy, reward, min_vocab_overlap)
+    kind = getattr(reward, "kind", None)
+    return make_models(policy.config, policy.params, reward.config, reward.params, alignment.index, kind)

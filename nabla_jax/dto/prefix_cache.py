@@ -6,8 +6,11 @@ Slot layout (static, so nothing depends on traced lengths):
   inputs of ahead tokens ``0 .. A-2`` in slots ``[P, P + A - 1)``. The last ahead token is never an input: its
   log-probability comes from the token before it. Rotary positions continue from ``lm_prefix_len``, and the padding
   slots between are masked out, so the gap in slots changes nothing.
-- reward buffer ``[R + A + Q]``: template prefix + committed ids, then the soft ahead tokens, then the closing ids.
-  The closing ids' positions continue from ``rm_prefix_len + ahead_len``; the reward is read at the last real slot.
+- reward buffer ``[R + M + Q]``: template prefix + committed ids, then the chunk that
+  :func:`nabla_jax.rewards.inputs.reward_input` builds from the ahead tokens (``M = A``, or ``2A`` for a PRM that
+  inserts step separators) and the closing ids, compacted, with positions continuing from ``rm_prefix_len``. The
+  prefix's share of the reward (a PRM's committed steps, a likelihood reward's committed tokens) is read once, when
+  the prefix is cached; the chunk's share at every step (:mod:`nabla_jax.rewards.readout`).
 
 Each ``*_ahead`` function takes ``cache=None`` to re-run the whole sequence instead (the official code's behaviour,
 used by the exactness tests and the benchmark); the results are the same.
@@ -23,12 +26,17 @@ import jax.numpy as jnp
 from nabla_jax.dto.models import DTOModels
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.models import decoder
+from nabla_jax.rewards import readout
+from nabla_jax.rewards.inputs import reward_input
+from nabla_jax.rewards.kinds import LIKELIHOOD
 
 
 class PrefixCache(NamedTuple):
     lm_kv: decoder.KVCache  # [layers, 1, P + A - 1, kv_heads, head_dim], prefix slots filled
     lm_last_logits: jax.Array  # [V] float32: the policy's logits at the last prefix token
-    rm_kv: decoder.KVCache | None  # [layers, 1, R + A + Q, ...], prefix slots filled; None without a reward model
+    rm_kv: decoder.KVCache | None  # [layers, 1, R + M + Q, ...], prefix slots filled; None without a reward model
+    rm_prefix_share: readout.Accumulator | None  # the reward read from the prefix slots
+    rm_last_hidden: jax.Array | None  # [d] the reward model's hidden state at the last prefix slot
 
 
 def _prefix_kv(config, params, ids, length, buffer_len):
@@ -50,13 +58,22 @@ def build_prefix_cache(models: DTOModels, problem: DTOProblem, ahead_size: int) 
     )
     last = hidden[jnp.maximum(problem.lm_prefix_len - 1, 0)]
     last_logits = decoder.lm_logits(models.lm_config, models.lm_params, last)
-    rm_kv = None
-    if models.has_reward:
-        r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
-        _, rm_kv = _prefix_kv(
-            models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len, r + ahead_size + q
-        )
-    return PrefixCache(lm_kv, last_logits, rm_kv)
+    if not models.has_reward:
+        return PrefixCache(lm_kv, last_logits, None, None, None)
+    r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
+    size = r + models.reward_kind.response_slots(ahead_size) + q
+    hidden, rm_kv = _prefix_kv(models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len, size)
+    share, last_hidden = _rm_prefix_share(models, problem, hidden)
+    return PrefixCache(lm_kv, last_logits, rm_kv, share, last_hidden)
+
+
+def _rm_prefix_share(models: DTOModels, problem: DTOProblem, hidden: jax.Array):
+    """``(accumulator, last hidden [d])`` of the reward prefix's hidden states ``[R, d]``."""
+    kind = models.reward_kind
+    last_hidden = hidden[jnp.maximum(problem.rm_prefix_len - 1, 0)]
+    previous = readout.shifted(hidden, hidden[0]) if kind.name == LIKELIHOOD else None
+    values = readout.slot_values(kind, models.rm_config, models.rm_params, hidden, previous, problem.rm_prefix_ids)
+    return readout.accumulate(values, problem.rm_prefix_counted), last_hidden
 
 
 def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:
@@ -95,22 +112,37 @@ def lm_ahead_logprobs(models: DTOModels, problem: DTOProblem, cache: PrefixCache
 
 
 def rm_ahead_reward(models: DTOModels, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
-    """The reward model's raw scalar score of template prefix + committed + soft ahead + closing ids."""
-    cfg, params = models.rm_config, models.rm_params
-    a = y.shape[0]
-    r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
-    dtype = decoder.params_dtype(params)
-    chunk = jnp.concatenate(
-        [_soft_embeds(y, models.reward_embed).astype(dtype), decoder.embed(params, problem.rm_postfix_ids)]
+    """The reward of template prefix + committed + soft ahead + closing ids, for any reward kind.
+
+    The chunk after the prefix comes from :func:`reward_input` on the forward tokens ``argmax(y)`` (the
+    straight-through one-hots are exact one-hots in the forward pass): its ids say where separators and closing
+    tokens go and which slots are read; the ahead slots take the soft embeddings ``y @ E``, so gradients reach y."""
+    cfg, params, kind = models.rm_config, models.rm_params, models.reward_kind
+    r = problem.rm_prefix_ids.shape[0]
+    ahead_ids = jnp.take(models.reward_index, jnp.argmax(y, axis=-1))
+    chunk = reward_input(
+        kind, jnp.zeros((0,), jnp.int32), 0, ahead_ids, problem.ahead_len, problem.rm_postfix_ids,
+        problem.rm_postfix_len, pad=0,
     )
-    chunk_valid = jnp.concatenate([jnp.arange(a) < problem.ahead_len, jnp.arange(q) < problem.rm_postfix_len])
-    positions = problem.rm_prefix_len + jnp.concatenate([jnp.arange(a), problem.ahead_len + jnp.arange(q)])
-    kv_valid = jnp.concatenate([jnp.arange(r) < problem.rm_prefix_len, chunk_valid])
+    soft = _soft_embeds(y, models.reward_embed).astype(decoder.params_dtype(params))
+    source = jnp.maximum(chunk.source, 0)
+    embeds = jnp.where((chunk.source >= 0)[:, None], soft[source], decoder.embed(params, chunk.ids))
+    positions = problem.rm_prefix_len + jnp.arange(chunk.ids.shape[0])
+    kv_valid = jnp.concatenate([jnp.arange(r) < problem.rm_prefix_len, chunk.valid])
     if cache is not None:
-        hidden, _ = decoder.forward(cfg, params, chunk[None], positions[None], kv_valid[None], cache.rm_kv, r)
+        hidden, _ = decoder.forward(cfg, params, embeds[None], positions[None], kv_valid[None], cache.rm_kv, r)
+        prefix_share, before_first = cache.rm_prefix_share, cache.rm_last_hidden
     else:
-        embeds = jnp.concatenate([decoder.embed(params, problem.rm_prefix_ids), chunk])
+        full_embeds = jnp.concatenate([decoder.embed(params, problem.rm_prefix_ids), embeds])
         all_positions = jnp.concatenate([jnp.arange(r), positions])
-        full, _ = decoder.forward(cfg, params, embeds[None], all_positions[None], kv_valid[None])
+        full, _ = decoder.forward(cfg, params, full_embeds[None], all_positions[None], kv_valid[None])
+        prefix_share, before_first = _rm_prefix_share(models, problem, full[0, :r])
         hidden = full[:, r:]
-    return decoder.score(cfg, params, hidden, chunk_valid[None])[0, 0]
+    hidden = hidden[0]
+    previous = targets = None
+    if kind.name == LIKELIHOOD:
+        previous = readout.shifted(hidden, before_first)
+        targets = y[source]
+    values = readout.slot_values(kind, cfg, params, hidden, previous, targets, models.reward_index)
+    return readout.finish(kind, readout.merge(prefix_share, readout.accumulate(values, chunk.counted)))
+

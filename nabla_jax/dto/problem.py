@@ -21,6 +21,8 @@ class DTOProblem(NamedTuple):
     rm_prefix_len: jax.Array  # () int32
     rm_postfix_ids: jax.Array  # [Q] reward ids: the template's closing tokens, e.g. <|im_end|>\n
     rm_postfix_len: jax.Array  # () int32
+    rm_prefix_counted: jax.Array  # [R] bool: prefix slots the reward reads (a PRM's committed steps, a likelihood
+    #                                reward's committed tokens; none for an outcome reward)
 
 
 def bucket(n: int, multiple: int) -> int:
@@ -41,8 +43,10 @@ def make_problem(
     rm_prefix_ids: Sequence[int] = (),
     rm_postfix_ids: Sequence[int] = (),
     sizes: tuple[int, int, int] | None = None,
+    rm_prefix_counted: Sequence[bool] = (),
 ) -> DTOProblem:
-    """Pad host id lists into a :class:`DTOProblem`; ``sizes = (P, R, Q)`` defaults to the exact lengths."""
+    """Pad host id lists into a :class:`DTOProblem`; ``sizes = (P, R, Q)`` defaults to the exact lengths.
+    ``rm_prefix_counted`` marks the reward-prefix slots the reward reads (see :func:`nabla_jax.rewards.inputs.prefix_input`)."""
     if len(lm_prefix_ids) == 0:
         raise ValueError(
             "the policy prefix is empty: DTO needs at least one prompt token to predict the first ahead token"
@@ -60,6 +64,7 @@ def make_problem(
         rm_prefix_len=jnp.asarray(len(rm_prefix_ids), jnp.int32),
         rm_postfix_ids=jnp.asarray(_padded(rm_postfix_ids, q, "reward postfix")),
         rm_postfix_len=jnp.asarray(len(rm_postfix_ids), jnp.int32),
+        rm_prefix_counted=jnp.asarray(_padded(np.asarray(rm_prefix_counted, np.int32), r, "reward prefix mask") > 0),
     )
 
 

@@ -73,3 +73,17 @@ def align_vocab(
             f"({fraction:.1%} < min_overlap {min_overlap:.0%}); a reward over soft policy tokens would be meaningless"
         )
     return VocabAlignment(index=index, matched_fraction=fraction, identical=policy_vocab == reward_vocab)
+
+
+def vocab_alignment(policy, reward, min_overlap: float = 0.9) -> VocabAlignment:
+    """The alignment of a loaded policy's vocabulary to a loaded reward model's (both need tokenizers)."""
+    if policy.tokenizer is None or reward.tokenizer is None:
+        raise ValueError("vocabulary alignment needs both tokenizers; the policy or reward was loaded without one")
+    return align_vocab(
+        policy.tokenizer,
+        reward.tokenizer,
+        policy.config.vocab_size,
+        reward.config.vocab_size,
+        reward_pad_id(reward.tokenizer, reward.config),
+        min_overlap,
+    )

@@ -9,6 +9,7 @@ long evaluation compiles a handful of shapes; with several devices the rows are 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 
@@ -28,6 +29,8 @@ from nabla_jax.generation import (
 )
 from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
 from nabla_jax.generation.prompts import pad_token_id
+from nabla_jax.dto.vocab_align import reward_pad_id, vocab_alignment
+from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.sharding import params_mesh, shard_batch
 
 
@@ -103,7 +106,6 @@ class EvalContext:
         self.eos_ids = eos_token_ids(policy.config, policy.tokenizer)
         self._prompts: dict[int, list[int]] = {}
         self._templates: dict[int, tuple[list[int], list[int]]] = {}
-        self._same_vocab = None
         self._memo: dict = {}  # per batch (see clear_memo)
         self.cache: dict = {}  # per run: anything a method builds once (e.g. a decoder object)
 
@@ -197,46 +199,32 @@ class EvalContext:
         memo_key = (tuple(p.index for p in problems), seed, "score")
         start = time.perf_counter()
         todo = [(p, c) for p, cands in zip(problems, candidates) for c in cands if c.reward is None]
-        sequences = [self._reward_ids(p, c) for p, c in todo]
-        limit = self.reward.config.max_position_embeddings
-        groups: dict[int, list[int]] = {}
-        for r, ids in enumerate(sequences):
-            if len(ids) > limit:
-                raise ValueError(
-                    f"problem {todo[r][0].id!r}: the reward input has {len(ids)} tokens, more than the reward "
-                    f"model's context of {limit}"
-                )
-            groups.setdefault(bucket_length(len(ids), maximum=limit), []).append(r)
-        pad = pad_token_id(self.reward.config, self.reward.tokenizer)
-        for length in sorted(groups):
-            members = groups[length]
-            for begin in range(0, len(members), self.max_rows):
-                chunk = members[begin : begin + self.max_rows]
-                padded = chunk + [chunk[0]] * (self._row_count(len(chunk)) - len(chunk))
-                ids, lens = pad_prompts([sequences[r] for r in padded], length, pad)
-                mask = np.arange(length)[None, :] < lens[:, None]
-                ids, mask = self.place(ids, mask)
-                scores = np.asarray(jax.device_get(self.reward.score(ids, mask)))
-                for row, r in enumerate(chunk):
-                    todo[r][1].reward = float(scores[row])
-                    todo[r][1].reward_cost = reward_cost(self.reward.config, len(sequences[r]))
+        rows = [self.reward_rows(p, c.token_ids) for p, c in todo]
+        scores = score_batch(
+            self.reward, rows, self.reward_pad, self.max_rows, self.place, self._row_count,
+            where=lambda r: f"problem {todo[r][0].id!r}",
+        )
+        for (problem, candidate), row, value in zip(todo, rows, scores):
+            candidate.reward = float(value)
+            length = len(row[0]) + self.reward.kind.response_slots(len(row[1])) + len(row[2])
+            candidate.reward_cost = reward_cost(self.reward.config, length)
         self._memo[memo_key] = self._memo.get(memo_key, 0.0) + time.perf_counter() - start
         return self._memo[memo_key]
 
-    def _reward_ids(self, problem: Problem, candidate: Candidate) -> list[int]:
-        """Reward input: template prefix + response + postfix. The response is the policy's ids without the final
-        EOS (the postfix closes the turn) when both tokenizers share a vocabulary, as the ∇-Reasoner scores them;
-        otherwise the response text re-encoded by the reward tokenizer."""
+    def reward_rows(self, problem: Problem, token_ids: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+        """``(template prefix, response, postfix)`` in reward ids: the response is the policy's ids, final EOS
+        included (the official rule, and what the ∇-Reasoner scores), mapped through the vocabulary alignment."""
         prefix, postfix = self.reward_template(problem)
-        ids = candidate.token_ids
-        if candidate.finish == "eos" and ids:
-            ids = ids[:-1]
-        if self._same_vocab is None:
-            self._same_vocab = self.policy.tokenizer.get_vocab() == self.reward.tokenizer.get_vocab()
-        if not self._same_vocab:
-            text = self.policy.tokenizer.decode(ids, skip_special_tokens=True)
-            ids = list(self.reward.tokenizer.encode(text, add_special_tokens=False))
-        return list(prefix) + list(ids) + list(postfix)
+        index = self.reward_index
+        return list(prefix), [int(index[t]) for t in token_ids], list(postfix)
+
+    @functools.cached_property
+    def reward_index(self) -> np.ndarray:
+        return vocab_alignment(self.policy, self.reward).index
+
+    @functools.cached_property
+    def reward_pad(self) -> int:
+        return reward_pad_id(self.reward.tokenizer, self.reward.config)
 
     def clear_memo(self) -> None:
         self._memo.clear()

@@ -71,6 +71,7 @@ def fingerprint(
     reward: str | None,
     dtype: str | None,
     options: dict,
+    reward_options: dict | None = None,
 ) -> dict:
     """What determines a record's content (see :mod:`nabla_jax.evaluation.records`)."""
     try:
@@ -90,17 +91,19 @@ def fingerprint(
             entry = {"method": spec.name, "n": n if spec.uses_n else None, **spec.settings(options)}
             if spec.needs_reward:
                 entry["reward"] = model_identity(reward, dtype)
+                if reward_options:
+                    entry["reward"]["kind_options"] = reward_options
             per_method[method_key(spec, n)] = entry
     return {"shared": shared, "methods": per_method}
 
 
 def _compilations(methods) -> int:
     """Executables compiled so far by the rollout and scoring functions and the methods' own (-1 if unknown)."""
-    from nabla_jax import loading
     from nabla_jax.generation import rollouts
+    from nabla_jax.rewards import scoring
 
     try:
-        count = rollouts.rollout_batch._cache_size() + loading._scores._cache_size()
+        count = rollouts.rollout_batch._cache_size() + scoring._batch_rewards._cache_size()
     except AttributeError:
         return -1
     return count + sum(spec.compilations() for spec, _ in methods if spec.compilations is not None)
@@ -233,12 +236,15 @@ def run_eval(
     keep_texts: bool = False,
     processes: Processes = Processes(),
     mesh=None,
+    reward_options: dict | None = None,
 ) -> int:
     """Everything ``nabla-jax eval`` does. ``policy``/``reward`` are paths (loaded here, after the directory
     check) or already loaded models. With several ``processes`` each evaluates its share of the batches into its
     own shard and process 0 merges them (see :mod:`nabla_jax.evaluation.shards`). Returns the number of records
-    written to ``records.jsonl`` (by a process other than 0: to its shard)."""
-    from nabla_jax.loading import load_policy, load_reward
+    written to ``records.jsonl`` (by a process other than 0: to its shard). ``reward_options`` are the keyword
+    arguments of :func:`nabla_jax.rewards.load_reward_model` (a PRM's aggregate and separator, a likelihood clip)."""
+    from nabla_jax.loading import load_policy
+    from nabla_jax.rewards import load_reward_model
 
     settings.sampling  # bad sampling settings fail before anything loads
     if batch_size < 1 or max_rows < 1:
@@ -253,15 +259,18 @@ def run_eval(
         names = ", ".join(spec.name for spec, _ in chosen if spec.needs_reward)
         raise ValueError(f"method(s) {names} need a reward model: pass --reward")
     source = lambda m: m if isinstance(m, str) or m is None else m.source  # noqa: E731
+    reward_options = dict(reward_options or {})
     print_ = fingerprint(bench, settings, chosen, source(policy), source(reward) if needs_reward else None, dtype,
-                         options)
+                         options, reward_options)
     seeds = list(seeds)
 
     def context() -> EvalContext:
         loaded = load_policy(policy, dtype, mesh=mesh) if isinstance(policy, str) else policy
         scorer = None
         if needs_reward:
-            scorer = load_reward(reward, dtype, mesh=mesh) if isinstance(reward, str) else reward
+            scorer = reward
+            if isinstance(reward, str):
+                scorer = load_reward_model(reward, loaded, mesh=mesh, dtype=dtype, **reward_options)
         return EvalContext(loaded, scorer, bench, settings, max_rows, options)
 
     def run(ctx: EvalContext, store: RecordStore, share: tuple[int, int] = (0, 1)) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 CAUSAL_LM = "causal_lm"
 SEQUENCE_CLASSIFICATION = "sequence_classification"
+PROCESS_REWARD = "process_reward"  # a step-level PRM: the trunk, then Linear(d, d), ReLU, Linear(d, 2)
 
 # architecture name in config.json -> (family, kind)
 ARCHITECTURES = {
@@ -22,6 +23,8 @@ ARCHITECTURES = {
     "LlamaForSequenceClassification": ("llama", SEQUENCE_CLASSIFICATION),
     "Qwen2ForSequenceClassification": ("qwen2", SEQUENCE_CLASSIFICATION),
     "Qwen3ForSequenceClassification": ("qwen3", SEQUENCE_CLASSIFICATION),
+    "Qwen2ForProcessRewardModel": ("qwen2", PROCESS_REWARD),
+    "LlamaForProcessRewardModel": ("llama", PROCESS_REWARD),
 }
 MODEL_TYPES = {"llama", "qwen2", "qwen3"}
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
@@ -61,6 +64,15 @@ class DecoderConfig:
     @property
     def is_classifier(self) -> bool:
         return self.kind == SEQUENCE_CLASSIFICATION
+
+    @property
+    def is_process_reward(self) -> bool:
+        return self.kind == PROCESS_REWARD
+
+    @property
+    def is_reward_model(self) -> bool:
+        """A model with a score head instead of an LM head (outcome classifier or PRM)."""
+        return self.kind in (SEQUENCE_CLASSIFICATION, PROCESS_REWARD)
 
     @property
     def architecture(self) -> str:
@@ -161,7 +173,7 @@ def config_from_dict(raw: dict, where: str = "config.json") -> DecoderConfig:
             o_bias=(family != "qwen2") and attention_bias,
             mlp_bias=bool(raw.get("mlp_bias", False)),
             qk_norm=family == "qwen3",
-            num_labels=_num_labels(raw) if kind == SEQUENCE_CLASSIFICATION else 1,
+            num_labels=_num_labels(raw) if kind == SEQUENCE_CLASSIFICATION else (2 if kind == PROCESS_REWARD else 1),
             pad_token_id=raw.get("pad_token_id"),
             bos_token_id=raw.get("bos_token_id"),
             eos_token_ids=_as_tuple(raw.get("eos_token_id")),

@@ -53,6 +53,12 @@ def init_params(config: DecoderConfig, key: jax.Array, dtype=jnp.float32) -> dic
     }
     if config.is_classifier:
         params["score"] = {"kernel": INIT(k_head, (d, config.num_labels), dtype)}
+    elif config.is_process_reward:
+        k_hidden, k_out = jax.random.split(k_head)
+        params["score"] = {
+            "hidden": {"kernel": INIT(k_hidden, (d, d), dtype), "bias": jnp.zeros((d,), dtype)},
+            "out": {"kernel": INIT(k_out, (d, 2), dtype), "bias": jnp.zeros((2,), dtype)},
+        }
     elif not config.tie_word_embeddings:
         params["lm_head"] = {"kernel": INIT(k_head, (d, config.vocab_size), dtype)}
     return params

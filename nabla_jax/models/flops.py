@@ -22,6 +22,8 @@ def layer_weights(config: DecoderConfig) -> int:
 
 
 def head_weights(config: DecoderConfig) -> int:
+    if config.is_process_reward:
+        return config.hidden_size * (config.hidden_size + 2)
     return config.hidden_size * (config.num_labels if config.is_classifier else config.vocab_size)
 
 

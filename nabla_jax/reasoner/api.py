@@ -78,7 +78,7 @@ class NablaReasoner:
                 )
             prefix, postfix = reward_input_template(self.reward, prompt, system)
             reward_limit = self.reward.config.max_position_embeddings
-            if len(prefix) + cfg.max_new_tokens + len(postfix) > reward_limit:
+            if len(prefix) + self.reward.kind.response_slots(cfg.max_new_tokens) + len(postfix) > reward_limit:
                 raise ValueError(
                     f"prompt {i}: the reward template ({len(prefix) + len(postfix)} tokens) plus max_new_tokens="
                     f"{cfg.max_new_tokens} exceeds the reward model's context of {reward_limit} positions"
@@ -137,3 +137,12 @@ class NablaReasoner:
                     revisions=revisions(state, row),
                 )
         return results
+
+    def step_scores(self, result: NablaResult, system: str | None = None) -> list[float]:
+        """What the reward reads from ``result``'s response, in order: a PRM's per-step probabilities, a likelihood
+        reward's per-token log-probabilities, an outcome classifier's one score."""
+        from nabla_jax.rewards.scoring import response_step_scores
+
+        prefix, postfix = reward_input_template(self.reward, result.prompt, system)
+        index = np.asarray(self.models.reward_index)
+        return response_step_scores(self.reward, prefix, [int(index[t]) for t in result.token_ids], postfix, self.rm_pad)

@@ -18,7 +18,7 @@ from nabla_jax.generation.rollouts import RolloutSpec, rollout, stop_match
 from nabla_jax.models import decoder
 from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
 from nabla_jax.reasoner.config import NablaConfig
-from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix, response_reward_ids
+from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix, response_reward
 from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
 
 # streams of the problem's key: each use is keyed by (stream, committed response length), as the official code
@@ -83,15 +83,16 @@ def ahead_logits(models: DTOModels, state: NablaState) -> jax.Array:
 
 def dto_inputs(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
     """``(DTOProblem, init variables [N, X])`` for the current prefix and ahead rollout."""
-    rm_ids, rm_len = committed_reward_prefix(problem, state.sequence, state.past_len, models.reward_index, rm_pad)
+    rm_prefix = committed_reward_prefix(models, problem, state.sequence, state.past_len, rm_pad)
     dto_problem = DTOProblem(
         lm_prefix_ids=state.sequence,
         lm_prefix_len=state.past_len,
         ahead_len=jnp.maximum(state.ahead_len, 1),
-        rm_prefix_ids=rm_ids,
-        rm_prefix_len=rm_len,
+        rm_prefix_ids=rm_prefix.ids,
+        rm_prefix_len=rm_prefix.length,
         rm_postfix_ids=problem.rm_postfix_ids,
         rm_postfix_len=problem.rm_postfix_len,
+        rm_prefix_counted=rm_prefix.counted,
     )
     init = state.latents.astype(jnp.float32) if cfg.embedder == "latents" else ahead_logits(models, state)
     return dto_problem, init
@@ -137,18 +138,6 @@ def proposal_budget(cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem, 
     ends |= stop_match(sequence, slot, problem.prompt_len, spec.stop_sequences)
     room = cfg.max_new_tokens - (slot + 1 - problem.prompt_len)
     return jnp.where(ends, 0, room)
-
-
-def response_reward(models: DTOModels, problem: NablaProblem, sequence, length, rm_pad: int) -> jax.Array:
-    """The reward model's raw score of the response ``sequence[prompt_len : prompt_len + length]`` under the
-    reward template (the same template for the current and the proposed sequence)."""
-    ids, total = response_reward_ids(problem, sequence, length, models.reward_index, rm_pad)
-    valid = jnp.arange(ids.shape[0]) < total
-    hidden, _ = decoder.forward(
-        models.rm_config, models.rm_params, decoder.embed(models.rm_params, ids[None]),
-        jnp.arange(ids.shape[0])[None], valid[None],
-    )
-    return decoder.score(models.rm_config, models.rm_params, hidden, valid[None])[0, 0]
 
 
 def reward_length(problem: NablaProblem, length) -> jax.Array:

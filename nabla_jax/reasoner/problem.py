@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nabla_jax.rewards import scoring
+from nabla_jax.rewards.inputs import RewardInput, reward_input
+
 
 class NablaProblem(NamedTuple):
     prompt_ids: jax.Array  # [S] policy ids: the chat-templated prompt, right-padded (S = prompt bucket + N)
@@ -39,37 +42,28 @@ def make_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[int, in
     )
 
 
-def response_reward_ids(problem: NablaProblem, sequence: jax.Array, response_len, reward_index, rm_pad: int):
-    """The reward model's input ``[R0 + N + Q]`` for the response ``sequence[prompt_len : prompt_len +
-    response_len]``: template prefix, the response mapped to reward ids, the closing tokens; and its length.
-
-    ``N = S - len(prompt buffer part)`` is taken as ``S`` here for simplicity of shapes (the response never exceeds
-    the sequence buffer)."""
-    r0, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
+def response_ids(problem: NablaProblem, sequence: jax.Array, reward_index) -> jax.Array:
+    """``[S]`` the response part of ``sequence`` (from ``prompt_len`` on) as reward ids; slots past the buffer
+    repeat its last token (they lie beyond any response length)."""
     n = sequence.shape[0]
-    j = jnp.arange(r0 + n + q)
-    after_prefix = j - problem.rm_prefix_len
-    after_response = after_prefix - response_len
-    prefix_tok = problem.rm_prefix_ids[jnp.clip(j, 0, r0 - 1)]
-    response_tok = reward_index[sequence[jnp.clip(problem.prompt_len + after_prefix, 0, n - 1)]]
-    postfix_tok = problem.rm_postfix_ids[jnp.clip(after_response, 0, max(q - 1, 0))] if q else jnp.zeros_like(j)
-    ids = jnp.where(
-        j < problem.rm_prefix_len,
-        prefix_tok,
-        jnp.where(after_prefix < response_len, response_tok, jnp.where(after_response < problem.rm_postfix_len, postfix_tok, rm_pad)),
+    return reward_index[sequence[jnp.clip(problem.prompt_len + jnp.arange(n), 0, n - 1)]]
+
+
+def response_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int) -> jax.Array:
+    """The reward of the response ``sequence[prompt_len : prompt_len + length]`` (EOS kept) under the reward
+    template: :func:`nabla_jax.rewards.scoring.response_reward`, the function best-of-N scoring batches."""
+    return scoring.response_reward(
+        models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
+        response_ids(problem, sequence, models.reward_index), length, problem.rm_postfix_ids, problem.rm_postfix_len,
+        rm_pad,
     )
-    length = problem.rm_prefix_len + response_len + problem.rm_postfix_len
-    return ids.astype(jnp.int32), length
 
 
-def committed_reward_prefix(problem: NablaProblem, sequence: jax.Array, past_len, reward_index, rm_pad: int):
-    """The reward-side DTO prefix: template prefix + committed response tokens (mapped), ``[R0 + S]`` and length."""
-    r0 = problem.rm_prefix_ids.shape[0]
-    n = sequence.shape[0]
-    j = jnp.arange(r0 + n)
-    after_prefix = j - problem.rm_prefix_len
+def committed_reward_prefix(models, problem: NablaProblem, sequence: jax.Array, past_len, rm_pad: int) -> RewardInput:
+    """The reward-side DTO prefix: template prefix + committed response tokens (a response that goes on)."""
+    empty = jnp.zeros((0,), jnp.int32)
     committed = past_len - problem.prompt_len
-    prefix_tok = problem.rm_prefix_ids[jnp.clip(j, 0, r0 - 1)]
-    response_tok = reward_index[sequence[jnp.clip(problem.prompt_len + after_prefix, 0, n - 1)]]
-    ids = jnp.where(j < problem.rm_prefix_len, prefix_tok, jnp.where(after_prefix < committed, response_tok, rm_pad))
-    return ids.astype(jnp.int32), problem.rm_prefix_len + committed
+    return reward_input(
+        models.reward_kind, problem.rm_prefix_ids, problem.rm_prefix_len,
+        response_ids(problem, sequence, models.reward_index), committed, empty, 0, rm_pad, final=False,
+    )

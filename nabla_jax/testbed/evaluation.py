@@ -151,9 +151,10 @@ def _blocks(array: np.ndarray, n: int) -> list[np.ndarray]:
     return [array[:, i : i + n] for i in range(0, array.shape[1] - n + 1, n)]
 
 
-def brackets(policy_config, policy_params, reward_config, reward_params, problems: list[task.Problem], samples: int = 64, seed: int = 0, small_n: int = 8) -> dict:
-    """The numbers any decoding method on the testbed sits between: floors, greedy, voting, best-of-n by the
-    reward model, the oracle ceiling (any correct sample) and the reward model's AUC.
+def brackets(policy_config, policy_params, scorers: dict, problems: list[task.Problem], samples: int = 64, seed: int = 0, small_n: int = 8) -> dict:
+    """The numbers any decoding method on the testbed sits between: floors, greedy, voting, the oracle ceiling (any
+    correct sample), and for each verifier in ``scorers`` (name -> ``fn(prompts, responses) -> scores``, texts in,
+    one score per response) its best-of-n accuracy and AUC.
 
     Metrics "@small_n" average over the ``samples // small_n`` disjoint blocks of the samples (less noise than
     using only the first block)."""
@@ -162,12 +163,9 @@ def brackets(policy_config, policy_params, reward_config, reward_params, problem
     responses = generate(policy_config, policy_params, problems, jax.random.fold_in(key, 1), 1.0, samples)
     correct = grade(problems, responses)
     answers = [[task.extract_answer(r) for r in row] for row in responses]
-    prompts = [task.format_prompt(p) for p in problems for _ in range(samples)]
-    scores = training.score_texts(reward_config, reward_params, prompts, [r for row in responses for r in row])
-    scores = scores.reshape(len(problems), samples)
 
-    def at(n: int, metric) -> float:
-        return float(np.mean([metric(s, c, n) for s, c in zip(_blocks(scores, n), _blocks(correct, n))]))
+    def at(values, n: int, metric) -> float:
+        return float(np.mean([metric(s, c, n) for s, c in zip(_blocks(values, n), _blocks(correct, n))]))
 
     def vote(n: int) -> float:
         return float(np.mean([majority_vote_accuracy([row[i : i + n] for row in answers], problems, n) for i in range(0, samples - n + 1, n)]))
@@ -180,20 +178,27 @@ def brackets(policy_config, policy_params, reward_config, reward_params, problem
         "greedy_accuracy": float(greedy.mean()),
         f"majority_vote_{small_n}": vote(small_n),
         f"majority_vote_{samples}": vote(samples),
-        f"reward_argmax_{small_n}": at(small_n, best_of_n_accuracy),
-        f"reward_argmax_{samples}": best_of_n_accuracy(scores, correct, samples),
-        f"pass_at_{small_n}": at(small_n, lambda s, c, n: float(c.any(1).mean())),
+        f"pass_at_{small_n}": at(correct, small_n, lambda s, c, n: float(c.any(1).mean())),
         f"pass_at_{samples}": float(correct.any(1).mean()),
-        "auc": roc_auc(scores, correct),
-        "within_problem_auc": within_problem_auc(scores, correct),
-        "reward_correct_mean": float(scores[correct].mean()) if correct.any() else float("nan"),
-        "reward_incorrect_mean": float(scores[~correct].mean()) if (~correct).any() else float("nan"),
+        "verifiers": {},
     }
+    prompts = [task.format_prompt(p) for p in problems for _ in range(samples)]
+    for name, scorer in scorers.items():
+        scores = np.asarray(scorer(prompts, [r for row in responses for r in row]), np.float64).reshape(len(problems), samples)
+        out["verifiers"][name] = {
+            f"best_of_{small_n}": at(scores, small_n, best_of_n_accuracy),
+            f"best_of_{samples}": best_of_n_accuracy(scores, correct, samples),
+            "auc": roc_auc(scores, correct),
+            "within_problem_auc": within_problem_auc(scores, correct),
+            "reward_correct_mean": float(scores[correct].mean()) if correct.any() else float("nan"),
+            "reward_incorrect_mean": float(scores[~correct].mean()) if (~correct).any() else float("nan"),
+        }
     return out
 
 
 def format_brackets(b: dict, small_n: int = 8) -> str:
-    """The bracket table as text (accuracy rows with a binomial standard error over problems)."""
+    """The bracket table as text (accuracy rows with a binomial standard error over problems), one block of rows
+    per verifier."""
     n, k = b["problems"], b["samples"]
 
     def row(name, value, stderr=True):
@@ -209,12 +214,14 @@ def format_brackets(b: dict, small_n: int = 8) -> str:
         row("greedy", b["greedy_accuracy"]),
         row(f"majority vote (SC@{small_n})", b[f"majority_vote_{small_n}"]),
         row(f"majority vote (SC@{k})", b[f"majority_vote_{k}"]),
-        row(f"best-of-{small_n} by reward (reward argmax among {small_n})", b[f"reward_argmax_{small_n}"]),
-        row(f"best-of-{k} by reward (reward argmax among {k})", b[f"reward_argmax_{k}"]),
         row(f"oracle pass@{small_n} (any correct among {small_n})", b[f"pass_at_{small_n}"]),
         row(f"oracle pass@{k} (any correct among {k})", b[f"pass_at_{k}"]),
-        f"| {'reward AUC, all samples pooled':<52} | {b['auc']:.3f}{'':<9} |",
-        f"| {'reward AUC, within problem (what ranking needs)':<52} | {b['within_problem_auc']:.3f}{'':<9} |",
-        f"| {'mean reward: correct / incorrect samples':<52} | {b['reward_correct_mean']:+.2f} / {b['reward_incorrect_mean']:+.2f}{'':<1} |",
     ]
+    for name, v in b["verifiers"].items():
+        lines += [
+            row(f"{name}: best-of-{small_n}", v[f"best_of_{small_n}"]),
+            row(f"{name}: best-of-{k}", v[f"best_of_{k}"]),
+            f"| {name + ': AUC, pooled / within problem':<52} | {v['auc']:.3f} / {v['within_problem_auc']:.3f}{'':<1} |",
+            f"| {name + ': mean score, correct / incorrect':<52} | {v['reward_correct_mean']:+.2f} / {v['reward_incorrect_mean']:+.2f}{'':<1} |",
+        ]
     return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""What kind of reward a reward model gives: static settings, hashable, so they are part of a jitted program.
+
+- ``outcome``: a sequence classifier's raw score at the last real token (Skywork-style; the judge reward too).
+- ``process``: a step-level PRM (the Qwen2.5-Math-PRM layout). A step ends at a token listed in
+  ``step_end_ids`` and at the response's last token. With ``separator_id`` set, the separator token is inserted
+  after each step and the PRM is read there (Qwen2.5-Math-PRM); without it the PRM is read at the step-end token
+  itself (a PRM trained that way, like the testbed's newline-ended lines). A step's score is the probability of
+  label 1; the response's reward aggregates the step scores by ``aggregate``.
+- ``likelihood``: a causal LM's length-normalised log-probability of the response given the prompt, each token's
+  log-probability floored at ``clip`` when set ("a stronger model as verifier").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+OUTCOME, PROCESS, LIKELIHOOD = "outcome", "process", "likelihood"
+KINDS = (OUTCOME, PROCESS, LIKELIHOOD)
+AGGREGATES = ("min", "prod", "mean", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardKind:
+    name: str = OUTCOME
+    aggregate: str = "min"
+    step_end_ids: tuple[int, ...] = ()
+    separator_id: int | None = None
+    clip: float | None = None
+
+    def __post_init__(self):
+        if self.name not in KINDS:
+            raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {self.name!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"reward aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if self.clip is not None and not self.clip < 0:
+            raise ValueError(f"the likelihood clip is a log-probability floor and must be < 0, got {self.clip}")
+        if self.name == PROCESS and not self.step_end_ids and self.separator_id is None:
+            raise ValueError("a process reward needs step-end tokens or a separator token to find its steps")
+        object.__setattr__(self, "step_end_ids", tuple(int(i) for i in self.step_end_ids))
+
+    @property
+    def inserts_separators(self) -> bool:
+        return self.name == PROCESS and self.separator_id is not None
+
+    def response_slots(self, tokens: int) -> int:
+        """Slots ``tokens`` response tokens take in the reward input (a separator may follow each one)."""
+        return 2 * tokens if self.inserts_separators else tokens
+
+    def describe(self) -> str:
+        if self.name == PROCESS:
+            where = "at inserted separators" if self.inserts_separators else "at step-end tokens"
+            return f"process ({self.aggregate} over steps, read {where})"
+        if self.name == LIKELIHOOD:
+            return "likelihood (mean token log-prob" + (f", floored at {self.clip})" if self.clip is not None else ")")
+        return "outcome (score at the last token)"

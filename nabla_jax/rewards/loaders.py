@@ -1,0 +1,130 @@
+"""Reward models by name: a classifier or PRM checkpoint, ``likelihood:PATH`` or ``judge:PATH`` (causal LMs).
+
+The judge reward is a causal LM's own log-odds of "Yes" against "No" after a verification question::
+
+    user:      Problem: {problem}\\n\\nProposed answer: {response}\\n\\nIs the proposed answer correct? Answer Yes or No.
+    assistant: <- the score is read here: logit("Yes") - logit("No") of the next token
+
+It is built as a sequence classifier on the LM's own trunk whose one-label score head is the difference of the
+LM-head rows of "Yes" and "No", so it is differentiable through soft tokens like any reward model, shares the
+policy's vocabulary, and needs no training. It is only as good a verifier as the LM: a 135M model such as SmolLM2
+answers such questions barely above chance.
+
+The likelihood reward is a causal LM's mean token log-probability of the response (EOS included) after its own
+chat template's generation prompt, each token's log-probability floored at ``clip``: a stronger LM as verifier.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from nabla_jax.dto.templates import SENTINEL, policy_prompt_ids
+from nabla_jax.loading import Reward, load_policy, load_reward
+from nabla_jax.models import decoder
+from nabla_jax.models.config import SEQUENCE_CLASSIFICATION, load_config
+from nabla_jax.rewards.kinds import LIKELIHOOD, PROCESS, RewardKind
+
+JUDGE_PREFIX = "judge:"
+LIKELIHOOD_PREFIX = "likelihood:"
+JUDGE_QUESTION = "Is the proposed answer correct? Answer Yes or No."
+QWEN_PRM_SEPARATOR = "<extra_0>"
+
+
+def _single_token(tokenizer, text: str, what: str) -> int:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"{what}: {text!r} is {len(ids)} tokens for this tokenizer; it must be one token")
+    return ids[0]
+
+
+def judge_template(tokenizer, prompt: str, system: str | None = None) -> tuple[list[int], list[int]]:
+    """Ids before and after the response in the judge's input (its chat template, generation prompt appended)."""
+    user = f"Problem: {prompt}\n\nProposed answer: {SENTINEL}\n\n{JUDGE_QUESTION}"
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prefix, postfix = text.split(SENTINEL)
+    encode = lambda piece: list(tokenizer.encode(piece, add_special_tokens=False))
+    return encode(prefix), encode(postfix)
+
+
+def judge_reward(policy, yes: str = "Yes", no: str = "No") -> Reward:
+    """The judge reward on ``policy``'s own weights (see the module docstring)."""
+    if policy.tokenizer is None or not getattr(policy.tokenizer, "chat_template", None):
+        raise ValueError("judge reward: the policy needs a tokenizer with a chat template")
+    yes_id = _single_token(policy.tokenizer, yes, "judge reward")
+    no_id = _single_token(policy.tokenizer, no, "judge reward")
+    head = decoder.output_matrix(policy.config, policy.params)
+    params = {key: policy.params[key] for key in ("embed", "layers", "final_norm")}
+    params["score"] = {"kernel": (head[:, yes_id] - head[:, no_id])[:, None]}
+    config = policy.config.replace(kind=SEQUENCE_CLASSIFICATION, num_labels=1, tie_word_embeddings=False)
+    template = functools.partial(judge_template, policy.tokenizer)
+    return Reward(config, params, policy.tokenizer, f"{JUDGE_PREFIX}{policy.source}", template)
+
+
+def likelihood_template(tokenizer, prompt: str, system: str | None = None) -> tuple[list[int], list[int]]:
+    """The LM's own generation prompt before the response; nothing after it (only response tokens are scored)."""
+    return policy_prompt_ids(tokenizer, prompt, system), []
+
+
+def likelihood_reward(lm, clip: float | None = None) -> Reward:
+    """A causal LM (a loaded ``Policy``) as a likelihood reward (see the module docstring)."""
+    if lm.config.is_reward_model:
+        raise ValueError(f"likelihood reward: {lm.source} is a reward model, not a causal LM")
+    if lm.tokenizer is None or not getattr(lm.tokenizer, "chat_template", None):
+        raise ValueError(f"likelihood reward: {lm.source} needs a tokenizer with a chat template")
+    kind = RewardKind(LIKELIHOOD, clip=clip)
+    template = functools.partial(likelihood_template, lm.tokenizer)
+    return Reward(lm.config, lm.params, lm.tokenizer, f"{LIKELIHOOD_PREFIX}{lm.source}", template, kind=kind)
+
+
+def step_end_ids(tokenizer, vocab_size: int, step_split: str) -> tuple[int, ...]:
+    """Ids of every token whose text ends with ``step_split`` (e.g. "\\n\\n", or "\\n" for one step a line)."""
+    texts = tokenizer.batch_decode([[i] for i in range(min(vocab_size, len(tokenizer)))])
+    return tuple(i for i, text in enumerate(texts) if text.endswith(step_split))
+
+
+def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: str | None = QWEN_PRM_SEPARATOR,
+                 step_split: str = "\n\n", where: str = "process reward") -> RewardKind:
+    """The :class:`RewardKind` of a PRM: steps end at tokens ending with ``step_split`` (and at the response's end);
+    ``separator`` (a token of the PRM's vocabulary) is inserted after each step, or None to read the PRM at the
+    step-end token itself."""
+    if tokenizer is None:
+        raise ValueError(f"{where}: a process reward model needs its tokenizer to find steps and separators")
+    separator_id = None
+    if separator is not None:
+        found = tokenizer.convert_tokens_to_ids(separator)
+        if found is None or found == tokenizer.unk_token_id or not 0 <= int(found) < vocab_size:
+            raise ValueError(
+                f"{where}: the step separator token {separator!r} is not in the PRM's vocabulary; pass the token "
+                "the PRM was trained with (--reward-separator), or none to score at the step-end tokens"
+            )
+        separator_id = int(found)
+    ends = step_end_ids(tokenizer, vocab_size, step_split) if step_split else ()
+    if not ends and separator_id is None:
+        raise ValueError(f"{where}: no token of the vocabulary ends with the step split {step_split!r}")
+    return RewardKind(PROCESS, aggregate=aggregate, step_end_ids=ends, separator_id=separator_id)
+
+
+def load_reward_model(spec: str, policy=None, mesh=None, aggregate: str = "min", separator: str | None = QWEN_PRM_SEPARATOR,
+                      step_split: str = "\n\n", clip: float | None = None, dtype=None) -> Reward:
+    """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
+    source; ``clip`` floors a likelihood reward's token log-probabilities), or a reward checkpoint: a sequence
+    classifier (outcome) or a PRM (process, with ``aggregate``, ``separator`` and ``step_split``). ``mesh`` shards
+    and ``dtype`` casts what is loaded here."""
+    for prefix in (JUDGE_PREFIX, LIKELIHOOD_PREFIX):
+        if spec.startswith(prefix):
+            name = spec[len(prefix):]
+            if not name:
+                raise ValueError(f"{prefix[:-1]} reward: name a causal LM after {prefix!r}, e.g. {prefix}PATH")
+            lm = policy if policy is not None and policy.source == name else load_policy(name, dtype, mesh=mesh)
+            return judge_reward(lm) if prefix == JUDGE_PREFIX else likelihood_reward(lm, clip)
+    config = None  # a GGUF file, a bundled name or a bad path: load_reward says what it is
+    if os.path.isfile(os.path.join(spec, "config.json")):
+        config = load_config(spec)
+    if config is not None and config.is_process_reward:
+        reward = load_reward(spec, dtype, mesh=mesh, kind=RewardKind(PROCESS, separator_id=0))
+        kind = process_kind(reward.tokenizer, reward.config.vocab_size, aggregate, separator, step_split, spec)
+        return Reward(reward.config, reward.params, reward.tokenizer, reward.source, kind=kind)
+    return load_reward(spec, dtype, mesh=mesh)
+
