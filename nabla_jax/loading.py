@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
 from nabla_jax.models import decoder
 from nabla_jax.rewards.kinds import RewardKind
 from nabla_jax.models.config import DecoderConfig
@@ -119,10 +120,14 @@ class _Model:
             raise ValueError(f"token id out of range [0, {self.config.vocab_size}) for {self.source or 'model'}")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class Policy(_Model):
     """A causal LM. ``logits(token_ids, mask=None) -> [B, T, V]`` float32.
 
-    Padding may sit on either side: positions count only the tokens the mask marks as real."""
+    Padding may sit on either side: positions count only the tokens the mask marks as real. ``generation`` holds
+    the sampling defaults of the checkpoint's ``generation_config.json`` (empty when it has none)."""
+
+    generation: GenerationDefaults = GenerationDefaults()
 
     def logits(self, token_ids, mask=None) -> jax.Array:
         ids, mask = _batch(token_ids, mask)
@@ -182,7 +187,9 @@ def load_policy(path: str, dtype=None, mesh=None) -> Policy:
         raise ModelKindError(
             f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
         )
-    return Policy(config, place_params(config, params, mesh), tokenizer, path)
+    generation = read_generation_config(path if os.path.isdir(path) else None)
+    config = with_generation_eos(config, generation)
+    return Policy(config, place_params(config, params, mesh), tokenizer, path, generation)
 
 
 def load_reward(path: str, dtype=None, mesh=None, kind: RewardKind | None = None) -> Reward:

@@ -11,15 +11,21 @@ from nabla_jax.loading import SMOLLM2_NAME, load_policy, smollm2_gguf_path
 pytestmark = pytest.mark.slow
 
 
-def test_smollm2_greedy_matches_transformers(tmp_path):
+@pytest.fixture(scope="module")
+def smollm2_pair(tmp_path_factory):
+    """Our SmolLM2 and transformers on the same dequantised weights, exported to a transformers checkpoint."""
     try:
         smollm2_gguf_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
     policy = load_policy(SMOLLM2_NAME)
-    # the reference runs on the same dequantised weights, exported to a transformers checkpoint
-    save_hf_params(policy.config, policy.params, str(tmp_path / "hf"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32).eval()
+    directory = str(tmp_path_factory.mktemp("smollm2") / "hf")
+    save_hf_params(policy.config, policy.params, directory)
+    return policy, transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def test_smollm2_greedy_matches_transformers(smollm2_pair):
+    policy, model = smollm2_pair
     results = generate(policy, ["What is 2+2?", "Write a haiku about the sea."], max_new_tokens=32, temperature=0.0)
     for result in results:
         with torch.no_grad():
@@ -27,3 +33,17 @@ def test_smollm2_greedy_matches_transformers(tmp_path):
         assert result.token_ids == out[0, len(result.prompt_ids) :].tolist()
     assert results[0].finish_reason == "eos" and "4" in results[0].text  # ends at <|im_end|> (EOS kept in ids)
     assert results[1].finish_reason == "length" and len(results[1].token_ids) == 32
+
+
+def test_smollm2_greedy_with_repetition_penalty_matches_transformers(smollm2_pair):
+    """The repetition penalty has transformers' (and vLLM's) semantics: it changes the greedy path exactly as
+    ``generate(repetition_penalty=...)`` does, token for token."""
+    policy, model = smollm2_pair
+    prompt = "Write a haiku about the sea."
+    plain = generate(policy, [prompt], max_new_tokens=32, temperature=0.0)[0]
+    result = generate(policy, [prompt], max_new_tokens=32, temperature=0.0, repetition_penalty=1.3)[0]
+    with torch.no_grad():
+        out = model.generate(torch.tensor([result.prompt_ids]), max_new_tokens=32, do_sample=False,
+                             repetition_penalty=1.3)
+    assert result.token_ids == out[0, len(result.prompt_ids) :].tolist()
+    assert result.token_ids != plain.token_ids  # the penalty changed the output

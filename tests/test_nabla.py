@@ -37,14 +37,18 @@ def batched(reasoner):
     return reasoner.generate(PROMPTS, seed=3, batch_size=4)
 
 
-def test_batched_decoder_matches_eager_reference(reasoner, batched):
-    base = jax.random.key(3)
+def assert_matches_reference(reasoner, batched, seed: int = 3) -> dict:
+    """Each problem of ``batched`` (PROMPTS at ``seed``) equals the eager reference; returns the summed stats."""
+    base = jax.random.key(seed)
     for i, prompt in enumerate(PROMPTS):
         tokens, stats = reference_decode(reasoner, prompt, jax.random.fold_in(base, i))
         assert batched[i].token_ids == tokens, f"problem {i}"
         assert {k: batched[i].stats[k] for k in COMPARED} == stats, f"problem {i}"
-    # the run exercised every mechanism at least once
-    total = {k: sum(r.stats[k] for r in batched) for k in COMPARED}
+    return {k: sum(r.stats[k] for r in batched) for k in COMPARED}
+
+
+def test_batched_decoder_matches_eager_reference(reasoner, batched):
+    total = assert_matches_reference(reasoner, batched)  # and the run exercised every mechanism at least once
     assert total["proposals"] > 0 and total["rejections"] > 0 and total["skipped_tokens"] > 0
     assert total["dto_cached_steps"] > 0 and total["selector_passes"] > 0
     assert total["proposals"] > total["rejections"]  # some revisions were accepted

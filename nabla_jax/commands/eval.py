@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
+from nabla_jax.presets import PRESETS
 
 INSTRUCTIONS = {
     "none": None,
@@ -41,10 +42,16 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--n", default="8", help="comma-separated candidate counts / budgets (default 8)")
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT problems of the file")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.6)
-    parser.add_argument("--top-k", type=int, default=20)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="an official script's settings (max new tokens, sampling, --nabla-*); flags override it")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's, else 1024")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the preset's, else 0.6")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="default: the preset's, else the policy's generation_config.json, else 20")
+    parser.add_argument("--top-p", type=float, default=None, help="default: the preset's, else 0.95")
+    parser.add_argument("--repetition-penalty", type=float, default=None,
+                        help="rollouts of every method (vLLM semantics, 1 = off); default: the policy's "
+                        "generation_config.json, else 1")
     parser.add_argument("--system", default=None, help="system message (default: none, as the paper)")
     parser.add_argument("--instruction", default="none",
                         help="text appended to each problem after a blank line, or a preset: "
@@ -101,6 +108,34 @@ def add_nabla_arguments(parser) -> None:
                            type=config_option_type(field), default=argparse.SUPPRESS, help=f"default {field.default}")
 
 
+def decode_settings(args, instruction):
+    """``(DecodeSettings, preset's other nabla fields)``: each setting from its flag, else the preset, else the
+    policy's generation_config.json (top-k, repetition penalty), else the official MATH-500 script's value."""
+    import os
+
+    from nabla_jax.evaluation.context import DecodeSettings
+    from nabla_jax.generation.defaults import read_generation_config
+    from nabla_jax.presets import preset
+
+    chosen = preset(args.preset) if args.preset else {}
+    generation = read_generation_config(args.policy if os.path.isdir(args.policy) else None)
+    first = lambda *values: next(v for v in values if v is not None)  # noqa: E731
+    settings = DecodeSettings(
+        first(args.max_new_tokens, chosen.get("max_new_tokens"), 1024),
+        first(args.temperature, chosen.get("rollout_temperature"), 0.6),
+        first(args.top_k, chosen.get("rollout_top_k"), generation.top_k, 20),
+        first(args.top_p, chosen.get("rollout_top_p"), 0.95),
+        args.system,
+        instruction,
+        first(args.repetition_penalty, generation.repetition_penalty, 1.0),
+    )
+    if settings.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {settings.max_new_tokens}")
+    settings.sampling  # noqa: B018  (bad sampling settings fail here, naming the field)
+    rest = {k: v for k, v in chosen.items() if k != "max_new_tokens" and not k.startswith("rollout_")}
+    return settings, rest
+
+
 def nabla_options(args) -> dict:
     import dataclasses
 
@@ -116,19 +151,16 @@ def nabla_options(args) -> dict:
 
 def run(args) -> int:
     from nabla_jax.distributed import initialize
-    from nabla_jax.evaluation.context import DecodeSettings
     from nabla_jax.evaluation.runner import run_eval
 
     instruction = INSTRUCTIONS.get(args.instruction, args.instruction)
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    settings, preset_nabla = decode_settings(args, instruction)
     if args.wbon_temperature <= 0:
         raise ValueError(f"--wbon-temperature must be > 0, got {args.wbon_temperature}")
-    settings = DecodeSettings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.system, instruction)
     ns = _ints(args.n)
     if min(ns) < 1:
         raise ValueError(f"--n values must be >= 1, got {args.n}")
-    options = {"wbon_temperature": args.wbon_temperature, "nabla": nabla_options(args)}
+    options = {"wbon_temperature": args.wbon_temperature, "nabla": {**preset_nabla, **nabla_options(args)}}
     processes = initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
     mesh = None
     if args.mesh:

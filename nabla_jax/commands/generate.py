@@ -16,9 +16,12 @@ def register(subparsers) -> None:
     parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="default: the checkpoint's generation_config.json, else 1")
+    parser.add_argument("--top-k", type=int, default=None, help="default: generation_config.json, else 0 (off)")
+    parser.add_argument("--top-p", type=float, default=None, help="default: generation_config.json, else 1 (off)")
+    parser.add_argument("--repetition-penalty", type=float, default=None,
+                        help="vLLM/transformers semantics (1 = off); default: generation_config.json, else 1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", default=None, help="system message (default: none, as the official code)")
     parser.add_argument("--stop", action="append", default=None, help="stop string; repeat for several")
@@ -32,7 +35,8 @@ def run(args) -> int:
     from nabla_jax.generation import SamplingConfig, generate
     from nabla_jax.loading import load_policy
 
-    SamplingConfig(args.temperature, args.top_k, args.top_p)  # bad settings fail before the model loads
+    SamplingConfig(*(1.0 if v is None else v for v in (args.temperature, args.top_k, args.top_p,
+                                                       args.repetition_penalty)))  # bad settings fail before loading
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     policy = load_policy(args.policy)
@@ -43,6 +47,7 @@ def run(args) -> int:
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         stop=args.stop,
         system=args.system,

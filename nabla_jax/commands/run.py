@@ -30,7 +30,7 @@ def config_option_type(field):
     default = field.default
     if isinstance(default, bool):
         return _bool
-    if field.name.endswith("_threshold"):
+    if field.name.endswith("_threshold") or field.name == "rollout_repetition_penalty":
         return _optional_float
     if isinstance(default, int):
         return int
@@ -41,7 +41,11 @@ def config_option_type(field):
 
 def add_config_arguments(parser) -> None:
     """One ``--name`` option per NablaConfig field (official names, dashes for underscores)."""
+    from nabla_jax.presets import PRESETS
+
     group = parser.add_argument_group("∇-Reasoner settings (defaults: the official MATH-500 script)")
+    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="an official script's settings; the flags below override it")
     for name, field in _FIELDS.items():
         # SUPPRESS: an option given as "none" (a threshold switched off) is told apart from one not given
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=config_option_type(field),
@@ -50,6 +54,8 @@ def add_config_arguments(parser) -> None:
 
 def config_from_args(args) -> NablaConfig:
     changes = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    if getattr(args, "preset", None):
+        return NablaConfig.preset(args.preset, **changes)  # explicit flags override the preset
     return NablaConfig(**changes)
 
 

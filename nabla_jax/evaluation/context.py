@@ -44,10 +44,11 @@ class DecodeSettings:
     top_p: float = 0.95
     system: str | None = None
     instruction: str | None = None
+    repetition_penalty: float = 1.0
 
     @property
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.temperature, self.top_k, self.top_p)
+        return SamplingConfig(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
 
 
 @dataclasses.dataclass

@@ -22,7 +22,8 @@ def nabla_config(ctx, n: int, use_dto: bool) -> NablaConfig:
     s = ctx.settings
     return NablaConfig(**ctx.options.get("nabla", {})).replace(
         max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout_temperature=s.temperature,
-        rollout_top_k=s.top_k, rollout_top_p=s.top_p, use_dto=use_dto,
+        rollout_top_k=s.top_k, rollout_top_p=s.top_p, rollout_repetition_penalty=s.repetition_penalty,
+        use_dto=use_dto,
     )
 
 

@@ -23,6 +23,7 @@ from nabla_jax.generation.prompts import (
     stop_token_sequences,
 )
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
+from nabla_jax.generation.defaults import GenerationDefaults
 from nabla_jax.generation.sampling import SamplingConfig
 from nabla_jax.sharding import params_mesh, shard_batch
 
@@ -74,21 +75,24 @@ def generate(
     policy,
     prompts: str | Sequence[str | Sequence[int]],
     max_new_tokens: int = 256,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
     seed: int = 0,
     stop: Sequence[str | Sequence[int]] | str | None = None,
     system: str | None = None,
     chat: bool = True,
     batch_size: int = 8,
+    repetition_penalty: float | None = None,
 ) -> list[GenerationResult]:
     """Sample continuations of ``prompts`` (a string, or a list of strings / token-id lists) with ``policy``.
 
-    temperature 0 is greedy; top_k 0 and top_p 1.0 are off (see :mod:`nabla_jax.generation.sampling`). Rows end
-    at the policy's EOS tokens, at a ``stop`` sequence (strings or token ids, matched on tokens) or after
-    ``max_new_tokens``. Returns one :class:`GenerationResult` per prompt, in order."""
-    sampling = SamplingConfig(temperature, top_k, top_p)
+    temperature 0 is greedy; top_k 0, top_p 1.0 and repetition_penalty 1.0 are off (see
+    :mod:`nabla_jax.generation.sampling`). A sampling setting left None comes from the checkpoint's
+    ``generation_config.json`` when it has one, else from these defaults: temperature 1, top-k off, top-p off, no
+    repetition penalty. Rows end at the policy's EOS tokens, at a ``stop`` sequence (strings or token ids, matched
+    on tokens) or after ``max_new_tokens``. Returns one :class:`GenerationResult` per prompt, in order."""
+    sampling = sampling_from_defaults(policy, temperature, top_k, top_p, repetition_penalty)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
     if int(max_new_tokens) != max_new_tokens or max_new_tokens < 1:
@@ -125,3 +129,14 @@ def generate(
                 text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None
                 results[i] = GenerationResult(prompt_ids[i], ids, text, FINISH_NAMES[int(finish[row])])
     return results
+
+
+def sampling_from_defaults(policy, temperature=None, top_k=None, top_p=None, repetition_penalty=None) -> SamplingConfig:
+    """A :class:`SamplingConfig` from the given settings, the policy's generation config, then the library's."""
+    defaults = getattr(policy, "generation", None) or GenerationDefaults()
+    return SamplingConfig(
+        defaults.pick("temperature", temperature, 1.0),
+        defaults.pick("top_k", top_k, 0),
+        defaults.pick("top_p", top_p, 1.0),
+        defaults.pick("repetition_penalty", repetition_penalty, 1.0),
+    )

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.generation.sampling import SamplingConfig, sample_token
+from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, sample_token, seen_tokens
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
 
@@ -105,9 +105,12 @@ _stop_match = stop_match  # the earlier private name, still imported elsewhere
 def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState, hidden) -> RolloutState:
     """Sample token ``state.length`` from ``hidden [d]``, record it and its latent, and test for the end."""
     t = state.length
-    logits = decoder.lm_logits(config, params, hidden)
-    token = sample_token(logits, jax.random.fold_in(state.key, t), spec.sampling)
     slot = state.prompt_len + t
+    logits = decoder.lm_logits(config, params, hidden)
+    if spec.sampling.repetition_penalty != 1.0:  # the prompt and the tokens generated so far
+        seen = seen_tokens(state.sequence, slot, logits.shape[-1])
+        logits = penalize_repetition(logits, seen, spec.sampling.repetition_penalty)
+    token = sample_token(logits, jax.random.fold_in(state.key, t), spec.sampling)
     sequence = jax.lax.dynamic_update_index_in_dim(state.sequence, token, slot, axis=0)
     latents = jax.lax.dynamic_update_index_in_dim(state.latents, hidden.astype(state.latents.dtype), t, axis=0)
     is_eos = jnp.any(token == jnp.asarray(spec.eos_ids, jnp.int32)) if spec.eos_ids else jnp.zeros((), bool)

@@ -10,6 +10,11 @@
   The cut is then applied by value, so tokens tied with the last kept one are all kept; the official code
   keeps an arbitrary subset of such ties (whatever its sort puts first). This differs only on exact ties.
 
+* ``repetition_penalty`` 1.0 is off. Otherwise it applies, before everything else, to every token already seen
+  in the prompt or the output (vLLM's and transformers' semantics, which the official rollouts get from
+  Qwen2.5-Instruct's ``generation_config.json``: 1.05): a positive logit is divided by it, a negative one
+  multiplied. The caller passes the ``seen`` mask; rollouts build it from their sequence buffer.
+
 All functions work on ``[..., V]`` logits; settings are Python numbers (static under ``jit``).
 """
 
@@ -28,11 +33,16 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self):
         top_k = 0 if self.top_k is None else self.top_k
         top_p = 1.0 if self.top_p is None else self.top_p
+        penalty = 1.0 if self.repetition_penalty is None else self.repetition_penalty
         validate_sampling(self.temperature, top_k, top_p)
+        if isinstance(penalty, jax.Array) or not penalty > 0.0:
+            raise ValueError(f"repetition_penalty must be a number > 0 (1 means off), got {penalty}")
+        object.__setattr__(self, "repetition_penalty", float(penalty))
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_k", int(top_k))
         object.__setattr__(self, "top_p", float(top_p))
@@ -58,6 +68,21 @@ def _as_config(temperature, top_k, top_p) -> SamplingConfig:
     if isinstance(temperature, SamplingConfig):
         return temperature
     return SamplingConfig(temperature, top_k, top_p)
+
+
+def penalize_repetition(logits: jax.Array, seen: jax.Array, penalty: float) -> jax.Array:
+    """``logits [..., V]`` with the tokens marked in ``seen [..., V]`` penalised: positive logits divided by
+    ``penalty``, negative ones multiplied (``penalty`` 1 returns ``logits`` unchanged)."""
+    if penalty == 1.0:
+        return logits
+    x = jnp.asarray(logits, jnp.float32)
+    return jnp.where(seen, jnp.where(x > 0, x / penalty, x * penalty), x)
+
+
+def seen_tokens(sequence: jax.Array, length, vocab: int) -> jax.Array:
+    """``[V]`` bool: the tokens among ``sequence[:length]`` (prompt and output so far)."""
+    real = jnp.arange(sequence.shape[0]) < length
+    return jnp.zeros((vocab,), jnp.int32).at[jnp.clip(sequence, 0, vocab - 1)].add(real.astype(jnp.int32)) > 0
 
 
 def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax.Array:

@@ -48,6 +48,9 @@ class NablaReasoner:
             raise ValueError("the ∇-Reasoner needs a reward model (load one with nabla_jax.load_reward)")
         if policy.tokenizer is None or reward.tokenizer is None:
             raise ValueError("the policy and the reward model need tokenizers (chat templates) to build prompts")
+        if config.rollout_repetition_penalty is None:  # as the official rollouts: from generation_config.json
+            penalty = getattr(policy, "generation", None)
+            config = config.replace(rollout_repetition_penalty=(penalty.repetition_penalty if penalty else None) or 1.0)
         self.policy, self.reward, self.config = policy, reward, config
         self.models = dto_models(policy, reward, min_vocab_overlap)
         self.rm_pad = reward_pad_id(reward.tokenizer, reward.config)

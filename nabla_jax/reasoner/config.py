@@ -46,6 +46,7 @@ class NablaConfig:
     rollout_temperature: float = 0.6
     rollout_top_k: int = 20
     rollout_top_p: float = 0.95
+    rollout_repetition_penalty: float | None = None  # None: the policy's generation_config.json, else 1 (off)
     resample_temperature: float = 0.5
     resample_top_k: int = 20
     resample_top_p: float = 0.95
@@ -65,7 +66,8 @@ class NablaConfig:
 
     @property
     def rollout_sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.rollout_temperature, self.rollout_top_k, self.rollout_top_p)
+        penalty = 1.0 if self.rollout_repetition_penalty is None else self.rollout_repetition_penalty
+        return SamplingConfig(self.rollout_temperature, self.rollout_top_k, self.rollout_top_p, penalty)
 
     @property
     def resample_sampling(self) -> SamplingConfig:
@@ -77,6 +79,14 @@ class NablaConfig:
 
     def replace(self, **changes) -> "NablaConfig":
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "NablaConfig":
+        """An official script's settings (``official-math500``, ``official-aime``, ``official-amc``,
+        ``official-readme``; see :mod:`nabla_jax.presets`), with ``overrides`` on top."""
+        from nabla_jax.presets import preset
+
+        return cls(**{**preset(name), **overrides})
 
 
 def _positive_int(config, name):

@@ -34,7 +34,7 @@ from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.generation.sampling import sample_token
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
-from nabla_jax.reasoner.problem import NablaProblem
+from nabla_jax.reasoner.problem import NablaProblem, response_reward
 from nabla_jax.reasoner.state import NablaState
 
 
@@ -148,7 +148,7 @@ def nabla_step(
     )
     if cfg.rejection_sampling:
         def compare(problems, state, proposed_sequence):
-            score = vm(lambda p, seq, n: phases.response_reward(models, p, seq, n, rm_pad))
+            score = vm(lambda p, seq, n: response_reward(models, p, seq, n, rm_pad))
             return score(problems, state.sequence, current_len), score(problems, proposed_sequence, proposed_len)
 
         reward_current, reward_proposed = _when_any(proposing, compare, problems, state, proposed_sequence)

@@ -18,7 +18,7 @@ from nabla_jax.generation.rollouts import RolloutSpec, rollout, stop_match
 from nabla_jax.models import decoder
 from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
 from nabla_jax.reasoner.config import NablaConfig
-from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix, response_reward
+from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix
 from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
 
 # streams of the problem's key: each use is keyed by (stream, committed response length), as the official code
