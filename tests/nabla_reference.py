@@ -142,7 +142,8 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
     ahead, latents = roll(past)
     while ahead:
         stats["iterations"] += 1
-        if stats["rollouts"] >= cfg.max_n_generations:  # budget spent: commit the rest of the rollout
+        checked = cfg.budget_check == "before" or stats["iterations"] > 1  # "after": once an iteration has run
+        if checked and stats["rollouts"] >= cfg.max_n_generations:  # budget spent: commit the rest of the rollout
             past += ahead
             stats["budget_tokens"] += len(ahead)
             break

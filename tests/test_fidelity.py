@@ -86,3 +86,102 @@ def test_eval_preset_resolution(hf_checkpoint):
     assert nabla["grad_threshold"] == 8.0 and "max_new_tokens" not in nabla
     settings, nabla = decode_settings(parse(), None)
     assert (settings.max_new_tokens, settings.repetition_penalty, nabla) == (1024, 1.0, {})
+
+
+def torch_bf16_adam_trajectory(start, grads, lr, max_iters, min_lr_ratio):
+    """The official optimiser on a bfloat16 variable: torch.optim.Adam with the clipped-cosine LambdaLR."""
+    import math
+
+    import torch
+
+    param = torch.nn.Parameter(torch.tensor(start, dtype=torch.bfloat16))
+    opt = torch.optim.Adam([param], lr=lr, foreach=False)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: max(min_lr_ratio, 0.5 * (1 + math.cos(math.pi * t / max_iters))))
+    for g in grads:
+        param.grad = torch.tensor(g, dtype=torch.bfloat16)
+        opt.step()
+        schedule.step()
+    return param.detach().float().numpy()
+
+
+def run_optimizer(config, start, grads):
+    import optax
+
+    from nabla_jax.dto.optimizer import make_optimizer
+
+    opt = make_optimizer(config)
+    params = jnp.asarray(start, jnp.bfloat16 if config.dto_dtype == "bfloat16" else jnp.float32)
+    state = opt.init(params)
+    for g in grads:
+        updates, state = opt.update(jnp.asarray(g), state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+@pytest.mark.parametrize("gradients", ["random", "steady"])
+def test_bfloat16_dto_optimiser_rounds_as_torch_adam_on_bfloat16(gradients):
+    from nabla_jax.dto import DTOConfig
+
+    config = DTOConfig(dto_dtype="bfloat16")
+    rng = np.random.default_rng(0)
+    start = np.concatenate([rng.normal(0, 3, 60), [4.0, -4.0, 6.5, 0.3, -0.02]]).astype(np.float32)
+    if gradients == "random":
+        grads = rng.normal(0, 1, (config.max_iters, start.size)).astype(np.float32)
+    else:  # one sign per coordinate, as a DTO gradient that keeps pulling the same way
+        grads = (np.sign(rng.normal(size=start.size)) * rng.uniform(0.5, 1.5, (config.max_iters, start.size))).astype(np.float32)
+    params, state = run_optimizer(config, start, grads)
+    assert params.dtype == jnp.bfloat16 and state.mu.dtype == jnp.bfloat16 and state.nu.dtype == jnp.bfloat16
+    ref = torch_bf16_adam_trajectory(start, grads, config.learning_rate, config.max_iters, config.min_lr_ratio)
+    ours = np.asarray(params, np.float32)
+    assert np.array_equal(ours, ref)  # bit for bit
+    if gradients == "steady":
+        start_bf16 = np.asarray(jnp.asarray(start, jnp.bfloat16), np.float32)
+        large, small = np.abs(start_bf16) > 4, np.abs(start_bf16) < 1  # (at exactly 4 a step down fits)
+        assert large.sum() >= 5 and np.array_equal(ours[large], start_bf16[large])  # logits above 4 never move
+        assert np.any(ours[small] != start_bf16[small])  # small ones do
+        p32, _ = run_optimizer(DTOConfig(), start, grads)
+        moved = np.abs(np.asarray(p32) - start)
+        assert np.all(moved[large] > 0.05) and moved.max() <= 0.11  # float32 moves every logit by up to ~0.107
+
+
+def test_bfloat16_dto_end_to_end_keeps_large_logits_where_float32_moves_them(hf_checkpoint):
+    """dto_optimize with dto_dtype bfloat16: variables stay bfloat16, and a first-position logit of magnitude above
+    4 ends where it started, while the float32 run moves it."""
+    from nabla_jax.dto import DTOConfig, dto_optimize
+    from tests.test_dto_common import CASES, build_problem, load_pair, rollout_init
+
+    policy, reward, models = load_pair(hf_checkpoint)
+    prompt, committed, ahead_text = CASES[0]
+    _, lm, ahead = build_problem(policy, reward.tokenizer, models, prompt, committed, ahead_text)
+    init = np.asarray(rollout_init(policy, lm, ahead))[: len(ahead)]
+    done = policy.tokenizer.encode(committed, add_special_tokens=False)
+    runs = {dtype: dto_optimize(policy, reward, prompt, done, ahead, init, DTOConfig(max_iters=8, dto_dtype=dtype),
+                                models=models) for dtype in ("bfloat16", "float32")}
+    start = np.asarray(jnp.asarray(init[0], jnp.bfloat16), np.float32)
+    large = np.abs(start) > 4
+    assert runs["bfloat16"].variables.dtype == jnp.bfloat16 and large.sum() >= 1
+    bf16 = np.asarray(runs["bfloat16"].variables[0], np.float32)
+    assert np.array_equal(bf16[large], start[large])
+    assert np.all(np.abs(runs["float32"].variables[0][large] - init[0][large]) > 0)
+
+
+def test_official_budget_check_runs_one_iteration_at_one_generation(hf_checkpoint):
+    """``budget_check="after"`` (the official loop): at max_n_generations=1 one DTO run and one proposal still
+    happen; ``"before"`` (ours) stops at the first rollout. Both equal the eager reference."""
+    from tests.test_nabla import PROMPTS, SMALL, assert_matches_reference
+
+    policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
+    reward = nabla_jax.load_reward(hf_checkpoint("llama_cls")[0])
+    totals = {}
+    for check in ("before", "after"):
+        config = NablaConfig(**{**SMALL, "grad_threshold": None, "confidence_threshold": None, "max_n_generations": 1,
+                                "budget_check": check})
+        reasoner = NablaReasoner(policy, reward, config)
+        batched = reasoner.generate(PROMPTS, seed=3, batch_size=4)
+        totals[check] = assert_matches_reference(reasoner, batched)
+        assert all(r.stats["iterations"] <= (1 if check == "before" else 2) for r in batched)
+    assert totals["before"]["dto_runs"] == totals["before"]["proposals"] == 0
+    assert totals["after"]["dto_runs"] == len(PROMPTS) and totals["after"]["proposals"] >= 1
+    with pytest.raises(ValueError, match="budget_check"):
+        NablaConfig(budget_check="never")

@@ -11,6 +11,13 @@ def _budget(text: str) -> tuple[str, float]:
     return measures[kind], float(value)
 
 
+def _pair(text: str) -> tuple[str, str]:
+    a, _, b = text.partition(",")
+    if not a or not b or "," in b:
+        raise ValueError(f"--paired expects two method names A,B (e.g. nabla@8,bon@8), got {text!r}")
+    return a.strip(), b.strip()
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report",
@@ -23,12 +30,16 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="where to write the report (default: the first directory)")
     parser.add_argument("--budget", action="append", default=[],
                         help="matched-compute table: calls=X, full_calls=X or flops=X per problem; repeatable")
+    parser.add_argument("--paired", action="append", default=[], metavar="A,B",
+                        help="paired comparison of two methods on the same problems and seeds (e.g. nabla@8,bon@8): "
+                        "difference with a paired bootstrap interval and McNemar's exact test; repeatable")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from nabla_jax.evaluation.report import build_report
 
-    markdown, _ = build_report(args.directories, args.out, [_budget(b) for b in args.budget])
+    markdown, _ = build_report(args.directories, args.out, [_budget(b) for b in args.budget],
+                               [_pair(p) for p in args.paired])
     print(markdown, end="")
     return 0

@@ -109,7 +109,7 @@ def run(args) -> int:
                 print(f"    proposed: {decode(rev.proposed)!r}")
         print(result.text)
         if args.verbose:
-            values = reasoner.step_scores(result, system=args.system)
+            values = reasoner.step_scores(result)
             what = {"process": "step scores", "likelihood": "token log-probs", "outcome": "score"}[reward.kind.name]
             print(f"--- final reward {reward.kind.describe()}; {what}: " + ", ".join(f"{v:.4f}" for v in values))
         s = result.stats

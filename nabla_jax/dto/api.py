@@ -158,7 +158,7 @@ def dto_optimize(
         lm_prefix = policy_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
         rm_prefix, rm_postfix = [], []
         if uses_reward(models, config):
-            template, rm_postfix = reward_input_template(reward, text, system_prompt)
+            template, rm_postfix = reward_input_template(reward, text)
             committed_rm = np.asarray(models.reward_index)[done].tolist()
             rm_prefix, counted = prefix_input(models.reward_kind, template, committed_rm)
         rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x, counted if uses_reward(models, config) else ()))

@@ -12,6 +12,7 @@ import math
 
 EMBEDDERS = ("logits", "latents")
 UPDATE_POSITIONS = ("first", "all")
+DTO_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +26,8 @@ class DTOConfig:
     - ``grad_caching``: reuse ``dL/dy`` while no argmax changes (exact; see :mod:`nabla_jax.dto.loop`).
     - ``gumbel``: add Gumbel noise inside the straight-through one-hot (off, as in the official code). With noise on,
       the cached gradient is no longer exact.
+    - ``dto_dtype``: ``"float32"`` (default) or ``"bfloat16"``, the official runs' precision for the optimised
+      variables and the Adam state (steps below half a bfloat16 spacing are lost; see :mod:`nabla_jax.dto.optimizer`).
     - ``weight_decay`` is decoupled (AdamW, as the paper's Tab. 4). The official code uses ``torch.optim.Adam``
       whose weight decay is coupled L2; both are identical at the default 0.
     """
@@ -40,6 +43,7 @@ class DTOConfig:
     grad_caching: bool = True
     tau: float = 1.0
     gumbel: bool = False
+    dto_dtype: str = "float32"
 
     def __post_init__(self):
         validate(self)
@@ -79,6 +83,8 @@ def validate(config: DTOConfig) -> None:
             f"DTOConfig.update_positions must be one of {UPDATE_POSITIONS} "
             f"('first' = official code, 'all' = paper Alg. 2), got {config.update_positions!r}"
         )
+    if config.dto_dtype not in DTO_DTYPES:
+        raise ValueError(f"DTOConfig.dto_dtype must be one of {DTO_DTYPES}, got {config.dto_dtype!r}")
     for name in ("grad_caching", "gumbel"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"DTOConfig.{name} must be a bool, got {getattr(config, name)!r}")

@@ -51,10 +51,12 @@ def reward_template_ids(tokenizer, prompt: str, system_prompt: str | None = None
     )
 
 
-def reward_input_template(reward, prompt: str, system_prompt: str | None = None) -> tuple[list[int], list[int]]:
+def reward_input_template(reward, prompt: str) -> tuple[list[int], list[int]]:
     """``(prefix_ids, postfix_ids)`` for a loaded reward model: its own ``template`` function when it has one (the
-    judge reward of :mod:`nabla_jax.rewards`), else its tokenizer's chat template (:func:`reward_template_ids`)."""
+    judge and likelihood rewards of :mod:`nabla_jax.rewards`), else its tokenizer's chat template
+    (:func:`reward_template_ids`). As in the official code, a reward input never holds a system prompt: the system
+    message instructs the policy, and every method scores a response under the same template."""
     custom = getattr(reward, "template", None)
     if custom is not None:
-        return custom(prompt, system_prompt)
-    return reward_template_ids(reward.tokenizer, prompt, system_prompt)
+        return custom(prompt, None)
+    return reward_template_ids(reward.tokenizer, prompt, None)

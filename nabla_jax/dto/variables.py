@@ -1,7 +1,7 @@
 """The optimised variables: which positions move, how they become logits and straight-through one-hots.
 
 Only the M moving positions are parameterised (M = 1 for ``update_positions="first"``, M = A for ``"all"``), in
-float32 whatever the model dtype. The positions that do not move are stored as token ids: their one-hots are
+float32 whatever the model dtype (or bfloat16, the official runs' precision, with ``dto_dtype``). The positions that do not move are stored as token ids: their one-hots are
 constant, exactly as a frozen logit row (the official code masks their gradient, so they never change).
 """
 
@@ -44,9 +44,11 @@ def to_logits(models: DTOModels, config: DTOConfig, variables: jax.Array) -> jax
 
 
 def split_init(models: DTOModels, config: DTOConfig, init: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(moving variables [M, X] float32, token ids [A])`` from the init variables of every ahead position."""
+    """``(moving variables [M, X] in config.dto_dtype, token ids [A])`` from the init variables of every ahead
+    position (in bfloat16 the init is rounded first, as the official copy of the bfloat16 model output is)."""
     check_init_shape(models, config, init.shape)
-    moving = init[: num_moving(config, init.shape[0])].astype(jnp.float32)
+    init = init.astype(config.dto_dtype)
+    moving = init[: num_moving(config, init.shape[0])]
     token_ids = jnp.argmax(to_logits(models, config, init), axis=-1).astype(jnp.int32)
     return moving, token_ids
 

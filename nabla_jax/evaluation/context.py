@@ -125,9 +125,7 @@ class EvalContext:
         from nabla_jax.dto.templates import reward_input_template
 
         if problem.index not in self._templates:
-            self._templates[problem.index] = reward_input_template(
-                self.reward, self.message(problem), self.settings.system
-            )
+            self._templates[problem.index] = reward_input_template(self.reward, self.message(problem))
         return self._templates[problem.index]
 
     def bucket(self, problem: Problem) -> int:

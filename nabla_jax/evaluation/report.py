@@ -7,6 +7,8 @@ import os
 
 from nabla_jax.evaluation.grading import GRADERS
 from nabla_jax.evaluation.metrics import matched_budget, summarize
+from nabla_jax.evaluation.paired import compare
+from nabla_jax.evaluation.paired import markdown as paired_markdown
 from nabla_jax.evaluation.records import load_directory
 
 PLOTS = (("official_calls", "model calls per problem (official count)", "accuracy_vs_calls.png"),
@@ -107,9 +109,27 @@ def plot(runs: list[dict], measure: str, label: str, path: str) -> None:
     plt.close(fig)
 
 
-def build_report(directories: list[str], out: str | None = None, budgets=()) -> tuple[str, dict]:
+def paired_section(directories: list[str], pairs) -> tuple[str, list[dict]]:
+    """Paired comparisons ``(A, B)`` of methods (by record name, e.g. ``nabla@8``), in every directory that holds
+    both."""
+    comparisons = []
+    for a, b in pairs:
+        found = False
+        for directory in directories:
+            _, records = load_directory(directory)
+            names = {r["method"] for r in records}
+            if a in names and b in names:
+                run = os.path.basename(os.path.normpath(directory))
+                comparisons.append({"run": run, "directory": os.path.abspath(directory), **compare(records, a, b)})
+                found = True
+        if not found:
+            raise ValueError(f"no results directory holds both {a!r} and {b!r}")
+    return paired_markdown(comparisons), comparisons
+
+
+def build_report(directories: list[str], out: str | None = None, budgets=(), pairs=()) -> tuple[str, dict]:
     """Write ``summary.json``, ``results.md`` and the two PNGs into ``out`` (default: the first directory);
-    returns the markdown and the summary."""
+    returns the markdown and the summary. ``pairs`` of method names add paired comparisons."""
     if not directories:
         raise ValueError("no results directory given")
     runs = [summarize_directory(d) for d in directories]
@@ -118,7 +138,9 @@ def build_report(directories: list[str], out: str | None = None, budgets=()) -> 
     markdown = markdown_table(runs)
     matched_md, matched = matched_section(runs, list(budgets))
     markdown += matched_md
-    summary = {"runs": runs, "matched": matched}
+    paired_md, paired = paired_section(directories, list(pairs))
+    markdown += paired_md
+    summary = {"runs": runs, "matched": matched, "paired": paired}
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:

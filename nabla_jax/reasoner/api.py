@@ -79,7 +79,7 @@ class NablaReasoner:
                     f"prompt {i} has {len(ids)} tokens; with max_new_tokens={cfg.max_new_tokens} it exceeds the "
                     f"policy's context of {limit} positions"
                 )
-            prefix, postfix = reward_input_template(self.reward, prompt, system)
+            prefix, postfix = reward_input_template(self.reward, prompt)
             reward_limit = self.reward.config.max_position_embeddings
             if len(prefix) + self.reward.kind.response_slots(cfg.max_new_tokens) + len(postfix) > reward_limit:
                 raise ValueError(
@@ -141,11 +141,11 @@ class NablaReasoner:
                 )
         return results
 
-    def step_scores(self, result: NablaResult, system: str | None = None) -> list[float]:
+    def step_scores(self, result: NablaResult) -> list[float]:
         """What the reward reads from ``result``'s response, in order: a PRM's per-step probabilities, a likelihood
         reward's per-token log-probabilities, an outcome classifier's one score."""
         from nabla_jax.rewards.scoring import response_step_scores
 
-        prefix, postfix = reward_input_template(self.reward, result.prompt, system)
+        prefix, postfix = reward_input_template(self.reward, result.prompt)
         index = np.asarray(self.models.reward_index)
         return response_step_scores(self.reward, prefix, [int(index[t]) for t in result.token_ids], postfix, self.rm_pad)

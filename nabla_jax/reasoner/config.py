@@ -37,6 +37,7 @@ class NablaConfig:
     grad_caching: bool = _DTO.grad_caching
     tau: float = _DTO.tau
     gumbel: bool = _DTO.gumbel
+    dto_dtype: str = _DTO.dto_dtype
     # token selection
     confidence_threshold: float | None = 0.97
     entropy_threshold: float | None = None
@@ -55,6 +56,9 @@ class NablaConfig:
     max_new_tokens: int = 1024
     rejection_sampling: bool = True
     use_dto: bool = True
+    # "before" each iteration (ours: max_n_generations=1 is the first rollout alone) or "after" it (the official
+    # loop: one DTO run and one proposal happen even at max_n_generations=1; larger budgets behave the same)
+    budget_check: str = "before"
 
     def __post_init__(self):
         validate(self)
@@ -104,6 +108,8 @@ def validate(config: NablaConfig) -> None:
             raise ValueError(f"NablaConfig.{name} must be a finite number or None (off), got {value!r}")
     if config.confidence_threshold is not None and not 0.0 <= config.confidence_threshold <= 1.0:
         raise ValueError(f"NablaConfig.confidence_threshold must be in [0, 1], got {config.confidence_threshold}")
+    if config.budget_check not in ("before", "after"):
+        raise ValueError(f"NablaConfig.budget_check must be 'before' or 'after' (official), got {config.budget_check!r}")
     for name in ("selection", "rejection_sampling", "use_dto"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"NablaConfig.{name} must be a bool, got {getattr(config, name)!r}")

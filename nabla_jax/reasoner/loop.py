@@ -63,6 +63,8 @@ def nabla_step(
 
     # 1. rollout budget spent: commit the rest
     spent = active & (stats.rollouts >= cfg.max_n_generations)
+    if cfg.budget_check == "after":  # the official loop tests the budget only after an iteration has run
+        spent &= stats.iterations > 1
     stats = stats._replace(budget_tokens=stats.budget_tokens + jnp.where(spent, state.ahead_len, 0))
     state = _where(spent, vm(phases.commit)(state, state.ahead_len), state)
     state = state._replace(done=state.done | spent)

@@ -1,0 +1,141 @@
+"""``nabla-jax sweep SPEC.toml``: a grid of evaluation cells, each a resumable eval directory, and one report.
+
+A spec (read with the standard library's ``tomllib``)::
+
+    out = "runs/dto-lr"                 # cells go to OUT/<cell name>/, the report to OUT/report/
+    benchmark = "testbed"
+    policy = "testbed:policy"           # a path, a bundled name, or testbed:policy / testbed:verifier / testbed:reward
+    reward = "likelihood:testbed:verifier"
+    seeds = [0, 1, 2]
+    limit = 200                         # optional: the first LIMIT problems
+    n = [8]                             # budgets for methods given without @N
+    batch_size = 8
+    [decode]                            # DecodeSettings fields (max_new_tokens, temperature, top_k, top_p, ...)
+    max_new_tokens = 48
+    [reward_options]                    # load_reward_model keywords (clip, aggregate, separator, step_split)
+    clip = -6.0
+    [nabla]                             # NablaConfig fields every cell shares ("none" switches a threshold off)
+    grad_threshold = "none"
+    [grid]                              # the product of these lists is the set of cells
+    method = ["nabla@8", "nabla_no_dto@8"]
+    "nabla.learning_rate" = [0.01, 0.1]
+    paired = [["nabla@8", "nabla_no_dto@8"]]   # optional, top level: paired comparisons in the report
+
+Grid keys: ``method``, ``benchmark``, ``reward``, ``seeds``, ``n``, ``decode.FIELD``, ``nabla.FIELD``,
+``reward_options.FIELD``. A cell is an ordinary ``nabla-jax eval`` directory: a killed sweep rerun with the same
+spec finishes only what is missing, and a changed cell is refused, naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import re
+import tomllib
+
+from nabla_jax.evaluation.context import DecodeSettings
+
+TOP_LEVEL = {"out", "benchmark", "policy", "reward", "seeds", "limit", "n", "batch_size", "decode", "reward_options",
+             "nabla", "grid", "paired", "dtype", "max_rows"}
+GRID_ROOTS = {"method", "benchmark", "reward", "seeds", "n"}
+GRID_TABLES = {"decode", "nabla", "reward_options"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    name: str
+    directory: str
+    settings: dict  # the spec with this cell's grid values applied
+
+
+def testbed_path(value):
+    """``testbed:policy`` etc. (also after ``likelihood:`` / ``judge:``) as the bundled model's directory."""
+    if not isinstance(value, str):
+        return value
+    from nabla_jax.testbed import MODELS_DIR
+
+    return re.sub(r"testbed:(policy|verifier|reward)", lambda m: os.path.join(MODELS_DIR, m.group(1)), value)
+
+
+def read_spec(path: str) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            spec = tomllib.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"sweep spec not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({err})") from None
+    unknown = set(spec) - TOP_LEVEL
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("out", "benchmark", "policy"):
+        if key not in spec:
+            raise ValueError(f"{path}: missing {key!r}")
+    for key, values in spec.get("grid", {}).items():
+        root = key.split(".", 1)[0]
+        if not (key in GRID_ROOTS or (root in GRID_TABLES and "." in key)):
+            raise ValueError(f"{path}: grid key {key!r} is not one of {sorted(GRID_ROOTS)} or TABLE.FIELD "
+                             f"with TABLE in {sorted(GRID_TABLES)}")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: grid key {key!r} needs a non-empty list of values")
+    return spec
+
+
+def _cell_name(assignment: dict) -> str:
+    if not assignment:
+        return "cell"
+    text = ",".join(f"{key}={value}" for key, value in assignment.items())
+    return re.sub(r"[^A-Za-z0-9@=.,_-]+", "_", text)
+
+
+def cells(spec: dict) -> list[Cell]:
+    """Every cell of the grid, in the order the grid lists its values."""
+    grid = spec.get("grid", {})
+    out = []
+    for values in itertools.product(*grid.values()):
+        assignment = dict(zip(grid.keys(), values))
+        settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items() if k != "grid"}
+        for key, value in assignment.items():
+            table, _, field = key.partition(".")
+            if field:
+                settings.setdefault(table, {})[field] = value
+            else:
+                settings[key] = value
+        name = _cell_name(assignment)
+        out.append(Cell(name, os.path.join(spec["out"], name), settings))
+    return out
+
+
+def _none(value):
+    return None if isinstance(value, str) and value.lower() in ("none", "off") else value
+
+
+def run_cell(cell: Cell, progress: bool = True) -> int:
+    from nabla_jax.evaluation.runner import run_eval
+
+    s = cell.settings
+    ns = s.get("n", [8])
+    decode = {k: _none(v) for k, v in s.get("decode", {}).items()}
+    return run_eval(
+        testbed_path(s["benchmark"]), s.get("method", "greedy"), testbed_path(s["policy"]), testbed_path(s.get("reward")),
+        out=cell.directory, seeds=s.get("seeds", [0]), ns=ns if isinstance(ns, list) else [ns], limit=s.get("limit"),
+        settings=DecodeSettings(**decode), dtype=s.get("dtype"), batch_size=s.get("batch_size", 8),
+        max_rows=s.get("max_rows", 64), progress=progress,
+        options={"wbon_temperature": s.get("decode", {}).get("wbon_temperature", 1.0),
+                 "nabla": {k: _none(v) for k, v in s.get("nabla", {}).items()}},
+        reward_options={k: _none(v) for k, v in s.get("reward_options", {}).items()},
+    )
+
+
+def run_sweep(path: str, progress: bool = True) -> tuple[str, dict]:
+    """Run (or finish) every cell of the spec at ``path``, then write the report over all cells."""
+    from nabla_jax.evaluation.report import build_report
+
+    spec = read_spec(path)
+    todo = cells(spec)
+    for i, cell in enumerate(todo):
+        print(f"sweep: cell {i + 1}/{len(todo)}: {cell.name}", flush=True)
+        run_cell(cell, progress)
+    pairs = [tuple(p) for p in spec.get("paired", [])]
+    return build_report([c.directory for c in todo], os.path.join(spec["out"], "report"), pairs=pairs)
