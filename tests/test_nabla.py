@@ -37,10 +37,10 @@ def batched(reasoner):
     return reasoner.generate(PROMPTS, seed=3, batch_size=4)
 
 
-def assert_matches_reference(reasoner, batched, seed: int = 3) -> dict:
-    """Each problem of ``batched`` (PROMPTS at ``seed``) equals the eager reference; returns the summed stats."""
+def assert_matches_reference(reasoner, batched, seed: int = 3, prompts=PROMPTS) -> dict:
+    """Each problem of ``batched`` (``prompts`` at ``seed``) equals the eager reference; returns the summed stats."""
     base = jax.random.key(seed)
-    for i, prompt in enumerate(PROMPTS):
+    for i, prompt in enumerate(prompts):
         tokens, stats = reference_decode(reasoner, prompt, jax.random.fold_in(base, i))
         assert batched[i].token_ids == tokens, f"problem {i}"
         assert {k: batched[i].stats[k] for k in COMPARED} == stats, f"problem {i}"

@@ -129,7 +129,8 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
 
 
 def run_sweep(path: str, progress: bool = True) -> tuple[str, dict]:
-    """Run (or finish) every cell of the spec at ``path``, then write the report over all cells."""
+    """Run (or finish) every cell of the spec at ``path``, then write the report over all cells, with a plot of
+    accuracy against each numeric grid key (``accuracy_vs_<key>.png``)."""
     from nabla_jax.evaluation.report import build_report
 
     spec = read_spec(path)
@@ -138,4 +139,40 @@ def run_sweep(path: str, progress: bool = True) -> tuple[str, dict]:
         print(f"sweep: cell {i + 1}/{len(todo)}: {cell.name}", flush=True)
         run_cell(cell, progress)
     pairs = [tuple(p) for p in spec.get("paired", [])]
-    return build_report([c.directory for c in todo], os.path.join(spec["out"], "report"), pairs=pairs)
+    out = os.path.join(spec["out"], "report")
+    markdown, summary = build_report([c.directory for c in todo], out, pairs=pairs)
+    for key, values in spec.get("grid", {}).items():
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            plot_grid_key(todo, summary, key, os.path.join(out, f"accuracy_vs_{key.replace('.', '_')}.png"))
+    return markdown, summary
+
+
+def plot_grid_key(todo: list[Cell], summary: dict, key: str, path: str) -> None:
+    """Accuracy (mean over seeds, 95% bootstrap interval over problems) of each method against one grid key."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table, _, field = key.partition(".")
+    series: dict[str, list] = {}
+    for cell, run in zip(todo, summary["runs"]):
+        x = cell.settings[table][field] if field else cell.settings[key]
+        for row in run["methods"]:
+            series.setdefault(row["method"], []).append((x, row["accuracy"], row["ci95_problems"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, points in series.items():
+        points.sort()
+        xs = [p[0] for p in points]
+        ys = [100 * p[1] for p in points]
+        err = [[100 * (p[1] - p[2][0]) for p in points], [100 * (p[2][1] - p[1]) for p in points]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+    if len({p[0] for s in series.values() for p in s}) > 2 and min(p[0] for s in series.values() for p in s) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel("accuracy % (95% bootstrap CI over problems)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
