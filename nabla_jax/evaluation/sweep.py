@@ -148,7 +148,8 @@ def run_sweep(path: str, progress: bool = True) -> tuple[str, dict]:
 
 
 def plot_grid_key(todo: list[Cell], summary: dict, key: str, path: str) -> None:
-    """Accuracy (mean over seeds, 95% bootstrap interval over problems) of each method against one grid key."""
+    """Accuracy (mean over seeds, 95% bootstrap interval over problems) against one grid key: a line per method and
+    value of the other grid keys."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,8 +159,10 @@ def plot_grid_key(todo: list[Cell], summary: dict, key: str, path: str) -> None:
     series: dict[str, list] = {}
     for cell, run in zip(todo, summary["runs"]):
         x = cell.settings[table][field] if field else cell.settings[key]
+        others = [part for part in cell.name.split(",") if "=" in part and not part.startswith((key + "=", "method="))]
         for row in run["methods"]:
-            series.setdefault(row["method"], []).append((x, row["accuracy"], row["ci95_problems"]))
+            label = ", ".join([row["method"], *others])
+            series.setdefault(label, []).append((x, row["accuracy"], row["ci95_problems"]))
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, points in series.items():
         points.sort()
