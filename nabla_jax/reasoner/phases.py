@@ -140,8 +140,9 @@ def proposal_budget(cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem, 
     return jnp.where(ends, 0, room)
 
 
-def reward_length(problem: NablaProblem, length) -> jax.Array:
-    return problem.rm_prefix_len + length + problem.rm_postfix_len
+def reward_length(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
+    """Slots of a reward input for a response of ``length`` tokens (with a separator PRM's separators)."""
+    return problem.rm_prefix_len + models.reward_kind.response_slots(length) + problem.rm_postfix_len
 
 
 def probe_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:
@@ -165,4 +166,4 @@ def prefix_flops(models: DTOModels, problem: NablaProblem, state: NablaState) ->
 
 
 def score_flops(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
-    return forward_flops(models.rm_config, reward_length(problem, length), 0).astype(jnp.float32)
+    return forward_flops(models.rm_config, reward_length(models, problem, length), 0).astype(jnp.float32)
