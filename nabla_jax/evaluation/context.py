@@ -205,7 +205,7 @@ class EvalContext:
         )
         for (problem, candidate), row, value in zip(todo, rows, scores):
             candidate.reward = float(value)
-            length = len(row[0]) + self.reward.kind.response_slots(len(row[1])) + len(row[2])
+            length = self.reward.kind.input_slots(*map(len, row))
             candidate.reward_cost = reward_cost(self.reward.config, length)
         self._memo[memo_key] = self._memo.get(memo_key, 0.0) + time.perf_counter() - start
         return self._memo[memo_key]

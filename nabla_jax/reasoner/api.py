@@ -81,7 +81,7 @@ class NablaReasoner:
                 )
             prefix, postfix = reward_input_template(self.reward, prompt)
             reward_limit = self.reward.config.max_position_embeddings
-            if len(prefix) + self.reward.kind.response_slots(cfg.max_new_tokens) + len(postfix) > reward_limit:
+            if self.reward.kind.input_slots(len(prefix), cfg.max_new_tokens, len(postfix)) > reward_limit:
                 raise ValueError(
                     f"prompt {i}: the reward template ({len(prefix) + len(postfix)} tokens) plus max_new_tokens="
                     f"{cfg.max_new_tokens} exceeds the reward model's context of {reward_limit} positions"

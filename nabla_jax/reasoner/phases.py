@@ -142,7 +142,7 @@ def proposal_budget(cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem, 
 
 def reward_length(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
     """Slots of a reward input for a response of ``length`` tokens (with a separator PRM's separators)."""
-    return problem.rm_prefix_len + models.reward_kind.response_slots(length) + problem.rm_postfix_len
+    return models.reward_kind.input_slots(problem.rm_prefix_len, length, problem.rm_postfix_len)
 
 
 def probe_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:

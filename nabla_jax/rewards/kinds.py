@@ -46,6 +46,11 @@ class RewardKind:
         """Slots ``tokens`` response tokens take in the reward input (a separator may follow each one)."""
         return 2 * tokens if self.inserts_separators else tokens
 
+    def input_slots(self, prefix: int, response: int, postfix: int) -> int:
+        """Slots of a whole reward input: template prefix, the response region, template postfix (lengths may be
+        traced arrays)."""
+        return prefix + self.response_slots(response) + postfix
+
     def describe(self) -> str:
         if self.name == PROCESS:
             where = "at inserted separators" if self.inserts_separators else "at step-end tokens"

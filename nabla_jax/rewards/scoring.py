@@ -44,7 +44,7 @@ def score_batch(reward, rows: Sequence[tuple[Sequence[int], Sequence[int], Seque
     limit = reward.config.max_position_embeddings
     groups: dict[tuple[int, int, int], list[int]] = {}
     for r, (prefix, response, postfix) in enumerate(rows):
-        total = len(prefix) + reward.kind.response_slots(len(response)) + len(postfix)
+        total = reward.kind.input_slots(len(prefix), len(response), len(postfix))
         if total > limit:
             raise ValueError(f"{where(r)}: the reward input has {total} tokens, more than the reward model's context of {limit}")
         shape = (bucket_length(len(prefix)), bucket_length(len(response)), bucket_length(max(len(postfix), 1), minimum=8))
