@@ -75,6 +75,15 @@ def gguf_config(reader: GGUFReader, path: str) -> DecoderConfig:
     embed_tensor = next(t for t in reader.tensors if t.name == "token_embd.weight")
     vocab = vocab or int(embed_tensor.shape[-1])
     eos = _field(reader, "tokenizer.ggml.eos_token_id")
+    try:
+        return _gguf_decoder_config(reader, arch, names, hidden, heads, vocab, eos, need)
+    except UnsupportedModelError:
+        raise
+    except ValueError as err:
+        raise UnsupportedModelError(f"{path}: GGUF metadata: {err}") from None
+
+
+def _gguf_decoder_config(reader, arch, names, hidden, heads, vocab, eos, need) -> DecoderConfig:
     return DecoderConfig(
         family=arch,
         kind=CAUSAL_LM,

@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from convert.names import IGNORED_SUFFIXES, TensorSlot, tensor_slots
+from convert.staging import staged_directory
 from nabla_jax.models.config import DecoderConfig, config_to_dict, load_config
 from nabla_jax.models.decoder import param_shapes
 
@@ -136,10 +137,22 @@ def save_hf_params(
 ) -> None:
     """Write ``config.json``, safetensors (sharded with an index past ``max_shard_bytes``) and the tokenizer.
 
-    Refuses to write into a non-empty directory, so nothing already there is overwritten."""
+    Refuses to write into a non-empty directory, so nothing already there is overwritten. Everything is written to
+    a temporary sibling and renamed into place, so a killed export leaves no partial checkpoint behind."""
     if os.path.isdir(directory) and os.listdir(directory):
         raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite it")
-    os.makedirs(directory, exist_ok=True)
+    tensors = _hf_tensors(config, params)
+    with staged_directory(directory) as staging:
+        _write_safetensors(tensors, staging, max_shard_bytes)
+        raw = config_to_dict(config)
+        raw["torch_dtype"] = raw["dtype"] = str(next(iter(tensors.values())).dtype)
+        with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as handle:
+            json.dump(raw, handle, indent=2)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+
+
+def _hf_tensors(config: DecoderConfig, params: dict) -> dict[str, np.ndarray]:
     tensors = {}
     for slot in tensor_slots(config, params):
         leaf = params
@@ -147,24 +160,22 @@ def save_hf_params(
             leaf = leaf[key]
         array = np.asarray(leaf[slot.layer] if slot.layer is not None else leaf)
         tensors[slot.name] = np.ascontiguousarray(array.T if slot.transpose else array)
+    return tensors
+
+
+def _write_safetensors(tensors: dict, directory: str, max_shard_bytes: int | None) -> None:
     shards = _split_shards(tensors, max_shard_bytes)
     if len(shards) == 1:
         _save(shards[0], os.path.join(directory, SINGLE_FILE))
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards):
-            file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            _save(shard, os.path.join(directory, file))
-            weight_map.update({name: file for name in shard})
-        total = sum(t.nbytes for t in tensors.values())
-        with open(os.path.join(directory, INDEX_FILE), "w", encoding="utf-8") as handle:
-            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, handle, indent=2)
-    raw = config_to_dict(config)
-    raw["torch_dtype"] = raw["dtype"] = str(next(iter(tensors.values())).dtype)
-    with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as handle:
-        json.dump(raw, handle, indent=2)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        _save(shard, os.path.join(directory, file))
+        weight_map.update({name: file for name in shard})
+    total = sum(t.nbytes for t in tensors.values())
+    with open(os.path.join(directory, INDEX_FILE), "w", encoding="utf-8") as handle:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, handle, indent=2)
 
 
 def _save(tensors: dict, file: str) -> None:

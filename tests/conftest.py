@@ -6,6 +6,10 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "NABLA_JAX_CACHE_DIR" not in os.environ:  # the checkpoint-hash cache of this test session, not the user's
+    import tempfile
+
+    os.environ["NABLA_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-cache-")
 
 import pytest
 

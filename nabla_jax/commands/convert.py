@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nabla_jax.commands.parsing import add_allow_nonfinite
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -15,6 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("dst")
     parser.add_argument("--to", choices=("orbax", "hf"), default="orbax")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: keep the stored dtype")
+    add_allow_nonfinite(parser)
     parser.add_argument("--max-shard-mb", type=float, default=None, help="HF output: split safetensors into shards")
     parser.set_defaults(func=run)
 
@@ -24,7 +27,7 @@ def run(args) -> int:
     from convert.orbax_dir import save_orbax
     from nabla_jax.loading import resolve_checkpoint
 
-    config, params, tokenizer = resolve_checkpoint(args.src, dtype=args.dtype)
+    config, params, tokenizer = resolve_checkpoint(args.src, dtype=args.dtype, allow_nonfinite=args.allow_nonfinite)
     if args.to == "orbax":
         save_orbax(config, params, args.dst, tokenizer)
     else:

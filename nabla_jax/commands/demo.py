@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nabla_jax.commands.eval import _ints
+    from nabla_jax.commands.parsing import seed_list
     from nabla_jax.evaluation.context import DecodeSettings
     from nabla_jax.evaluation.report import build_report
     from nabla_jax.evaluation.runner import run_eval
@@ -60,7 +60,7 @@ def run(args) -> int:
         print(f"reward: {reward} {reward_options or ''}".rstrip())
         print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
     run_eval(
-        "testbed", methods, policy, reward, out=args.out, seeds=_ints(args.seeds), ns=budgets, limit=args.problems,
+        "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets, limit=args.problems,
         settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
         options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
         reward_options=reward_options,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nabla_jax.commands.parsing import add_allow_nonfinite, int_list, seed_list
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.presets import PRESETS
 
@@ -9,16 +10,6 @@ INSTRUCTIONS = {
     "none": None,
     "boxed": "Please reason step by step, and put your final answer within \\boxed{}.",
 }
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"expected comma-separated integers, got {text!r}")
-    return values
 
 
 def register(subparsers) -> None:
@@ -59,6 +50,7 @@ def register(subparsers) -> None:
     parser.add_argument("--wbon-temperature", type=float, default=1.0,
                         help="weighted best-of-N weights softmax(reward / T) (default 1)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the stored dtype")
+    add_allow_nonfinite(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="problems per batch (default 8)")
     parser.add_argument("--max-rows", type=int, default=64, help="most sequences per jitted call (default 64)")
     parser.add_argument("--keep-texts", action="store_true",
@@ -153,11 +145,12 @@ def run(args) -> int:
     from nabla_jax.distributed import initialize
     from nabla_jax.evaluation.runner import run_eval
 
+    seeds = seed_list(args.seeds)
     instruction = INSTRUCTIONS.get(args.instruction, args.instruction)
     settings, preset_nabla = decode_settings(args, instruction)
     if args.wbon_temperature <= 0:
         raise ValueError(f"--wbon-temperature must be > 0, got {args.wbon_temperature}")
-    ns = _ints(args.n)
+    ns = int_list(args.n, "--n")
     if min(ns) < 1:
         raise ValueError(f"--n values must be >= 1, got {args.n}")
     options = {"wbon_temperature": args.wbon_temperature, "nabla": {**preset_nabla, **nabla_options(args)}}
@@ -175,7 +168,7 @@ def run(args) -> int:
         args.policy,
         args.reward,
         out=args.out,
-        seeds=_ints(args.seeds),
+        seeds=seeds,
         ns=ns,
         limit=args.limit,
         settings=settings,
@@ -188,6 +181,7 @@ def run(args) -> int:
         processes=processes,
         mesh=mesh,
         reward_options=reward_options(args),
+        allow_nonfinite=args.allow_nonfinite,
     )
     if not processes.is_main:
         print(f"process {processes.index} of {processes.count}: wrote {written} records (merged by process 0)")

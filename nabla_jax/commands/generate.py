@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+
+from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
 
 
 def register(subparsers) -> None:
@@ -22,7 +25,8 @@ def register(subparsers) -> None:
     parser.add_argument("--top-p", type=float, default=None, help="default: generation_config.json, else 1 (off)")
     parser.add_argument("--repetition-penalty", type=float, default=None,
                         help="vLLM/transformers semantics (1 = off); default: generation_config.json, else 1")
-    parser.add_argument("--seed", type=int, default=0)
+    add_allow_nonfinite(parser)
+    parser.add_argument("--seed", type=seed_value, default=0, help="an integer in [0, 2**64)")
     parser.add_argument("--system", default=None, help="system message (default: none, as the official code)")
     parser.add_argument("--stop", action="append", default=None, help="stop string; repeat for several")
     parser.add_argument("--no-chat", action="store_true", help="use the prompt text as is, without the template")
@@ -39,7 +43,7 @@ def run(args) -> int:
                                                        args.repetition_penalty)))  # bad settings fail before loading
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    policy = load_policy(args.policy)
+    policy = load_policy(args.policy, allow_nonfinite=args.allow_nonfinite)
     results = generate(
         policy,
         args.prompt,
@@ -61,4 +65,9 @@ def run(args) -> int:
             if len(results) > 1:
                 print(f"=== prompt {i} ({result.finish_reason}, {len(result.token_ids)} tokens) ===")
             print(result.text)
+    broken = [i for i, result in enumerate(results) if result.finish_reason == "nonfinite"]
+    if broken:
+        print(f"nabla-jax generate: error: the policy's logits became NaN or infinite for prompt(s) {broken}; "
+              "their text above is cut where that happened", file=sys.stderr)
+        return 3
     return 0

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 
 def _budget(text: str) -> tuple[str, float]:
     kind, _, value = text.partition("=")
     measures = {"calls": "official_calls", "full_calls": "full_calls", "flops": "flops"}
     if kind not in measures or not value:
         raise ValueError(f"--budget expects calls=X, full_calls=X or flops=X, got {text!r}")
-    return measures[kind], float(value)
+    try:
+        budget = float(value)
+    except ValueError:
+        raise ValueError(f"--budget {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(budget) or budget <= 0:
+        raise ValueError(f"--budget {text!r}: the budget must be a positive number")
+    return measures[kind], budget
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
+from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
-
 from nabla_jax.reasoner.config import NablaConfig
 
 _FIELDS = {f.name: f for f in dataclasses.fields(NablaConfig)}
@@ -70,7 +71,8 @@ def register(subparsers) -> None:
     parser.add_argument("--policy", required=True)
     parser.add_argument("--reward", required=True, help=REWARD_HELP)
     parser.add_argument("--prompt", action="append", required=True, help="repeatable")
-    parser.add_argument("--seed", type=int, default=0)
+    add_allow_nonfinite(parser)
+    parser.add_argument("--seed", type=seed_value, default=0, help="an integer in [0, 2**64)")
     parser.add_argument("--system", default=None)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mesh", default=None, help="shard over a device mesh, e.g. data=2,fsdp=2,tensor=2 "
@@ -90,14 +92,16 @@ def run(args) -> int:
 
     config = config_from_args(args)
     mesh = make_mesh(args.mesh) if args.mesh else None
-    policy = nabla_jax.load_policy(args.policy, mesh=mesh)
-    reward = load_reward_model(args.reward, policy, mesh=mesh, **reward_options(args))
+    policy = nabla_jax.load_policy(args.policy, mesh=mesh, allow_nonfinite=args.allow_nonfinite)
+    reward = load_reward_model(args.reward, policy, mesh=mesh, allow_nonfinite=args.allow_nonfinite,
+                               **reward_options(args))
     reasoner = NablaReasoner(policy, reward, config)
     results = reasoner.generate(args.prompt, seed=args.seed, batch_size=args.batch_size, system=args.system)
     decode = policy.tokenizer.decode
     for result in results:
         if args.json:
-            print(json.dumps({"prompt": result.prompt, "text": result.text, "token_ids": result.token_ids, "stats": result.stats}))
+            print(json.dumps({"prompt": result.prompt, "text": result.text, "token_ids": result.token_ids,
+                              "stats": result.stats}))
             continue
         print(f"=== {result.prompt}")
         if args.verbose:
@@ -120,4 +124,10 @@ def run(args) -> int:
             f"{s['dto_full_steps']}/{s['dto_cached_steps']}, model calls official {s['model_calls_official']} / "
             f"full {s['model_calls_full']}, {s['flops']:.3g} FLOPs, {s['wall_time_s']:.1f} s"
         )
+    broken = [i for i, result in enumerate(results) if result.stats["nonfinite"]]
+    if broken:
+        print(f"nabla-jax run: error: NaN/inf values were met while decoding prompt(s) {broken} (rollout logits, the "
+              "DTO loss or gradient, or an acceptance reward; see the 'nonfinite' statistic): their answers are "
+              "suspect", file=sys.stderr)
+        return 3
     return 0

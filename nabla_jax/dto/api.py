@@ -25,6 +25,7 @@ from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
 from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.seeds import seed_key
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -173,7 +174,7 @@ def dto_optimize(
     init_batch = jnp.stack(
         [jnp.pad(jnp.asarray(r[4], jnp.float32), ((0, ahead_size - r[1]), (0, 0))) for r in rows]
     )
-    base = jax.random.PRNGKey(seed)
+    base = jax.random.key_data(seed_key(seed))
     keys = jnp.stack([jax.random.fold_in(base, i) for i in range(len(rows))])
     problems, init_batch, keys = shard_batch((problems, init_batch, keys), params_mesh(models.lm_params))
     state, logits, init_ids = jax.device_get(run_dto_batch(models, config, problems, init_batch, keys, reuse_prefix))

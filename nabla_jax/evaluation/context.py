@@ -32,6 +32,7 @@ from nabla_jax.generation.prompts import pad_token_id
 from nabla_jax.dto.vocab_align import reward_pad_id, vocab_alignment
 from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.seeds import seed_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Candidate:
 
 
 def problem_key(seed: int, index: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), index)
+    return jax.random.fold_in(seed_key(seed), index)
 
 
 def make_mesh():
@@ -163,7 +164,8 @@ class EvalContext:
                 prompts, lens = pad_prompts([self.prompt_ids(rows[r][0]) for r in padded], length, self.pad_id)
                 index = np.asarray([rows[r][0].index for r in padded], np.uint32)
                 sample = np.asarray([rows[r][1] for r in padded], np.uint32)
-                keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), j))(
+                base = seed_key(seed)
+                keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
                     jnp.asarray(index), jnp.asarray(sample)
                 )
                 prompts, lens, keys = self.place(prompts, lens, keys)

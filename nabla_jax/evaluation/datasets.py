@@ -74,6 +74,20 @@ def _field(obj: dict, key: str, where: str) -> str:
     return value
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object's pairs as a dict, refusing a repeated key (plain ``json`` keeps the last one silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def read_problems(path: str) -> tuple[list[Problem], str]:
     """Problems of a JSONL file and the file's sha256. Blank lines are skipped; any other bad line raises
     :class:`DatasetError` naming ``path:line``."""
@@ -92,9 +106,11 @@ def read_problems(path: str) -> tuple[list[Problem], str]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise DatasetError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+        except _DuplicateKey as err:
+            raise DatasetError(f"{where}: key {err.args[0]!r} appears twice in one object") from None
         if not isinstance(obj, dict):
             raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         pid, text, answer = (_field(obj, key, where) for key in ("id", "problem", "answer"))

@@ -36,6 +36,7 @@ class Outcome:
     wall_time_s: float
     chosen: int | None = None  # index into candidates
     stats: dict = dataclasses.field(default_factory=dict)  # JSON numbers, e.g. {"rejections": 3, "proposals": 7}
+    error: str | None = None  # why the answer is suspect (NaN/inf met on the way), recorded with it
 
 
 RunFn = Callable[[EvalContext, Sequence[Problem], int, tuple[int, ...]], list[dict[int, Outcome]]]
@@ -83,12 +84,25 @@ def vote(answers: Sequence[str | None], weights: Sequence[float], equivalent) ->
     return max(classes, key=lambda c: (c[1], -c[2]))[2]
 
 
+def nonfinite_error(candidates: Sequence[Candidate], scored: bool) -> str | None:
+    """Why candidates are suspect: logits that became NaN/inf while generating, or a NaN/inf reward."""
+    problems = []
+    cut = [i for i, c in enumerate(candidates) if c.finish == "nonfinite"]
+    if cut:
+        problems.append(f"non-finite logits cut candidate(s) {cut}")
+    unscored = [i for i, c in enumerate(candidates) if scored and not math.isfinite(c.reward)]
+    if unscored:
+        problems.append(f"non-finite reward for candidate(s) {unscored} (left out of the choice)")
+    return "; ".join(problems) or None
+
+
 def _greedy(ctx: EvalContext, problems, seed, ns):
     """Deterministic: every seed repeats the same decode (and pays for it), which keeps records self-contained."""
     start = time.perf_counter()
     candidates = ctx.rollouts([(p, 0) for p in problems], seed, SamplingConfig(0.0))
     seconds = (time.perf_counter() - start) / len(problems)
-    return [{n: Outcome(c.text, c.answer, [c], c.cost, seconds, 0) for n in ns} for c in candidates]
+    return [{n: Outcome(c.text, c.answer, [c], c.cost, seconds, 0, error=nonfinite_error([c], False)) for n in ns}
+            for c in candidates]
 
 
 def _select_sc(ctx, candidates):
@@ -96,15 +110,21 @@ def _select_sc(ctx, candidates):
 
 
 def _select_bon(ctx, candidates):
-    rewards = [c.reward for c in candidates]
-    return max(range(len(rewards)), key=lambda i: (rewards[i], -i))
+    """The highest finite reward (None when no reward is finite)."""
+    finite = [i for i, c in enumerate(candidates) if math.isfinite(c.reward)]
+    return max(finite, key=lambda i: (candidates[i].reward, -i)) if finite else None
 
 
 def _select_wbon(ctx, candidates):
+    """Vote weighted by softmax(reward / T) over the candidates with a finite reward."""
     tau = float(ctx.options.get("wbon_temperature", 1.0))
-    top = max(c.reward for c in candidates)
-    weights = [math.exp((c.reward - top) / tau) for c in candidates]
-    return vote([c.answer for c in candidates], weights, ctx.grader.equivalent)
+    finite = [c.reward for c in candidates if math.isfinite(c.reward)]
+    if not finite:
+        return None
+    top = max(finite)
+    weights = [math.exp((c.reward - top) / tau) if math.isfinite(c.reward) else 0.0 for c in candidates]
+    answers = [c.answer if math.isfinite(c.reward) else None for c in candidates]
+    return vote(answers, weights, ctx.grader.equivalent)
 
 
 def _sampled(select, needs_reward: bool) -> RunFn:
@@ -126,7 +146,8 @@ def _sampled(select, needs_reward: bool) -> RunFn:
                 if needs_reward:
                     cost = cost + total(c.reward_cost or ZERO for c in subset)
                 wall = share * n / n_max + time.perf_counter() - start
-                per_n[n] = Outcome(pick.text, pick.answer if chosen is not None else None, subset, cost, wall, chosen)
+                per_n[n] = Outcome(pick.text, pick.answer if chosen is not None else None, subset, cost, wall, chosen,
+                                   error=nonfinite_error(subset, needs_reward))
             outcomes.append(per_n)
         return outcomes
 

@@ -88,6 +88,7 @@ def summarize_method(records: list[dict], equivalent=None) -> dict:
         "seeds": sorted(seed_acc),
         "problems": len(by_problem),
         "records": len(records),
+        "errors": sum(1 for r in records if r.get("error")),  # records whose answer met NaN/inf
         "accuracy": float(np.mean(list(seed_acc.values()))),
         "accuracy_per_seed": {str(s): a for s, a in seed_acc.items()},
         "ci95_seeds": t_interval(list(seed_acc.values())),

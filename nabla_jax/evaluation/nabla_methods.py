@@ -15,7 +15,7 @@ from nabla_jax.reasoner import NablaConfig, NablaReasoner
 from nabla_jax.reasoner import loop as reasoner_loop
 
 STATS = ("rollouts", "proposals", "rejections", "acceptance_tests", "dto_runs", "dto_full_steps", "dto_cached_steps",
-         "selector_passes", "skipped_tokens", "budget_tokens")
+         "selector_passes", "skipped_tokens", "budget_tokens", "nonfinite")
 
 
 def nabla_config(ctx, n: int, use_dto: bool) -> NablaConfig:
@@ -46,8 +46,12 @@ def _run(use_dto: bool):
                 ends = bool(result.token_ids) and result.token_ids[-1] in ctx.eos_ids
                 candidate = Candidate(result.token_ids, result.text, ctx.grader.extract(result.text),
                                       "eos" if ends else "length", cost)
+                error = None
+                if st["nonfinite"]:
+                    error = (f"NaN/inf met {st['nonfinite']} times (rollout logits, DTO loss or gradient, or an "
+                             "acceptance reward): the answer is suspect")
                 out[i][n] = Outcome(result.text, candidate.answer, [candidate], cost, st["wall_time_s"], 0,
-                                    {k: st[k] for k in STATS})
+                                    {k: st[k] for k in STATS}, error)
         return out
 
     return run

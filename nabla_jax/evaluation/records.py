@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
+
+from nabla_jax.evaluation.identity import comparable, is_identity
 
 RECORDS = "records.jsonl"
 FINGERPRINT = "fingerprint.json"
-REQUIRED = {"method": str, "problem_id": str, "seed": int}
+REQUIRED = {"method": str, "problem_id": str, "seed": int, "correct": bool}
+NUMBER, INT, NONE = (int, float), (int,), (type(None),)
+# fields a report reads, checked when present: a hand-edited "correct": "yes" must not count as correct
+TYPES = {
+    "n": INT + NONE, "problem_index": INT, "answer": (str,) + NONE, "gold": (str,), "text": (str,) + NONE,
+    "chosen": INT + NONE, "candidates": (list,), "wall_time_s": NUMBER, "compiled": (bool,), "stats": (dict,),
+    "error": (str,) + NONE, "official_calls": NUMBER, "full_calls": NUMBER, "flops": NUMBER + NONE,
+    "generated_tokens": NUMBER, "rollouts": NUMBER, "reward_calls": NUMBER,
+}
 
 
 class RecordsError(ValueError):
@@ -33,6 +44,28 @@ class RecordsError(ValueError):
 
 class FingerprintMismatch(ValueError):
     """The directory holds results of a different configuration."""
+
+
+def _finite_copy(value, path: str, missing: list[str]):
+    """``value`` with every NaN/inf float replaced by None; their dotted paths go to ``missing``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        missing.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_copy(v, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_copy(v, f"{path}.{i}", missing) for i, v in enumerate(value)]
+    return value
+
+
+def record_line(record: dict) -> bytes:
+    """One strict-JSON line (no bare NaN/Infinity, which other JSON readers reject): a non-finite number is written
+    as null and its field listed under ``"nonfinite_fields"``, the reason it is missing."""
+    missing: list[str] = []
+    clean = _finite_copy(record, "", missing)
+    if missing:
+        clean["nonfinite_fields"] = missing
+    return json.dumps(clean, ensure_ascii=False, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n"
 
 
 def record_key(record: dict) -> tuple[str, str, int]:
@@ -53,15 +86,32 @@ def parse_records(path: str) -> tuple[list[dict], int]:
             raise RecordsError(f"{where}: not a JSON record ({err})") from None
         if not isinstance(record, dict):
             raise RecordsError(f"{where}: expected a JSON object")
-        for field, kind in REQUIRED.items():
-            if not isinstance(record.get(field), kind) or isinstance(record.get(field), bool):
-                raise RecordsError(f"{where}: field {field!r} missing or not a {kind.__name__}")
+        check_record_types(record, where)
         key = record_key(record)
         if key in seen:
             raise RecordsError(f"{where}: duplicate record {key} (first on line {seen[key]})")
         seen[key] = number
         records.append(record)
     return records, complete
+
+
+def _type_ok(value, kinds: tuple) -> bool:
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def check_record_types(record: dict, where: str) -> None:
+    """Required fields present with their types, other known fields of their types when present; candidates'
+    ``correct`` flags are booleans too."""
+    for field, kind in REQUIRED.items():
+        if not _type_ok(record.get(field), (kind,)):
+            raise RecordsError(f"{where}: field {field!r} missing or not a {kind.__name__} (got {record.get(field)!r})")
+    for field, kinds in TYPES.items():
+        if field in record and not _type_ok(record[field], kinds):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise RecordsError(f"{where}: field {field!r} must be {names}, got {record[field]!r}")
+    for i, candidate in enumerate(record.get("candidates") or []):
+        if not isinstance(candidate, dict) or not _type_ok(candidate.get("correct", False), (bool,)):
+            raise RecordsError(f"{where}: candidate {i} must be an object whose 'correct' is a bool")
 
 
 def read_fingerprint(directory: str) -> dict | None:
@@ -86,6 +136,12 @@ def _write_atomic(path: str, obj) -> None:
 
 
 def _differences(old, new, prefix="") -> list[str]:
+    if is_identity(old) and is_identity(new):  # a model: by content, not by path
+        old, new = comparable(old, new)
+        changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+        return [f"{prefix}{key}: {old.get(key)!r} -> {new.get(key)!r}" if key != "sha256" else
+                f"{prefix[:-1]}: the checkpoint's content (weights, config or tokenizer) changed "
+                f"(sha256 {str(old.get(key))[:12]}… -> {str(new.get(key))[:12]}…)" for key in changed]
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
@@ -169,7 +225,7 @@ class RecordStore:
                 f"{directory} holds results of a different configuration ({'; '.join(problems)}); "
                 "use a new --out directory"
             )
-        return {**stored, "methods": {**old_methods, **new["methods"]}}
+        return {**stored, "shared": new["shared"], "methods": {**old_methods, **new["methods"]}}
 
     def done(self, method: str, problem_id: str, seed: int) -> bool:
         return (method, problem_id, seed) in self.records
@@ -178,7 +234,7 @@ class RecordStore:
         key = record_key(record)
         if key in self.records:
             raise RecordsError(f"{self.path}: record {key} already written")
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
+        line = record_line(record)
         self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -193,7 +249,7 @@ class RecordStore:
             if key in self.records:
                 raise RecordsError(f"{self.path}: record {key} already written")
             self.records[key] = record
-            lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n")
+            lines.append(record_line(record))
         self._file.close()
         with open(self.path, "rb") as f:
             data = f.read()

@@ -15,12 +15,64 @@ PLOTS = (("official_calls", "model calls per problem (official count)", "accurac
          ("flops", "FLOPs per problem", "accuracy_vs_flops.png"))
 
 
-def summarize_directory(directory: str) -> dict:
+def summarize_directory(directory: str, name: str | None = None) -> dict:
     fingerprint, records = load_directory(directory)
     grader = GRADERS.get(fingerprint["shared"]["benchmark"]["grader"])
     rows = summarize(records, grader.equivalent if grader else None) if records else []
-    return {"directory": os.path.abspath(directory), "name": os.path.basename(os.path.normpath(directory)),
+    return {"directory": os.path.abspath(directory), "name": name or os.path.basename(os.path.normpath(directory)),
             "fingerprint": fingerprint, "methods": rows}
+
+
+def unique_names(directories: list[str]) -> list[str]:
+    """The shortest trailing path of each directory that tells it from the others (``a/run``, ``b/run``)."""
+    parts = [os.path.abspath(d).strip(os.sep).split(os.sep) for d in directories]
+    depth = 1
+    while depth < max(map(len, parts)):
+        names = [os.sep.join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            break
+        depth += 1
+    return [os.sep.join(p[-depth:]) for p in parts]
+
+
+def setting(run: dict) -> dict:
+    """What must agree for runs to share a table: the benchmark (name and file hash) and the decoding settings."""
+    shared = run["fingerprint"].get("shared", {})
+    return {"benchmark": shared.get("benchmark"), "decode": shared.get("decode")}
+
+
+def setting_groups(runs: list[dict]) -> list[list[dict]]:
+    groups: list[list[dict]] = []
+    for run in runs:
+        for group in groups:
+            if setting(group[0]) == setting(run):
+                group.append(run)
+                break
+        else:
+            groups.append([run])
+    return groups
+
+
+def group_heading(group: list[dict], groups: list[list[dict]]) -> str:
+    """The benchmark and the decoding settings that differ between the groups."""
+    mine = setting(group[0])
+    decodes = [setting(g[0])["decode"] or {} for g in groups]
+    differing = sorted(k for k in set().union(*decodes) if len({json.dumps(d.get(k)) for d in decodes}) > 1)
+    bench = mine["benchmark"] or {}
+    text = f"benchmark {bench.get('name')} (sha256 {str(bench.get('sha256'))[:12]}…)"
+    if differing:
+        text += "; decoding " + ", ".join(f"{k}={(mine['decode'] or {}).get(k)!r}" for k in differing)
+    return text
+
+
+def errors_note(runs: list[dict]) -> str:
+    flagged = [(run["name"], row["method"], row["errors"]) for run in runs for row in run["methods"]
+               if row.get("errors")]
+    if not flagged:
+        return ""
+    listed = "; ".join(f"{run}: {method} ({count})" for run, method, count in flagged)
+    return (f"\nWarning: records whose answer met NaN/inf values (their \"error\" field says where): {listed}. "
+            "They count as scored; check the models' weights and dtype.\n")
 
 
 def _pct(x) -> str:
@@ -35,8 +87,8 @@ def _sci(x: float) -> str:
     return f"{x:.3g}"
 
 
-def markdown_table(runs: list[dict]) -> str:
-    several = len(runs) > 1
+def markdown_table(runs: list[dict], several: bool | None = None) -> str:
+    several = len(runs) > 1 if several is None else several
     head = (["run"] if several else []) + [
         "method", "N", "seeds", "problems", "accuracy %", "±95% (seeds)", "95% CI (problems)", "pass@N %",
         "maj@N %", "calls (official)", "calls (full)", "FLOPs", "tokens", "wall s", "rejection %",
@@ -112,14 +164,14 @@ def plot(runs: list[dict], measure: str, label: str, path: str) -> None:
 def paired_section(directories: list[str], pairs) -> tuple[str, list[dict]]:
     """Paired comparisons ``(A, B)`` of methods (by record name, e.g. ``nabla@8``), in every directory that holds
     both."""
-    comparisons = []
+    comparisons, names = [], dict(zip(directories, unique_names(directories)))
     for a, b in pairs:
         found = False
         for directory in directories:
             _, records = load_directory(directory)
             names = {r["method"] for r in records}
             if a in names and b in names:
-                run = os.path.basename(os.path.normpath(directory))
+                run = names[directory]
                 comparisons.append({"run": run, "directory": os.path.abspath(directory), **compare(records, a, b)})
                 found = True
         if not found:
@@ -132,10 +184,11 @@ def build_report(directories: list[str], out: str | None = None, budgets=(), pai
     returns the markdown and the summary. ``pairs`` of method names add paired comparisons."""
     if not directories:
         raise ValueError("no results directory given")
-    runs = [summarize_directory(d) for d in directories]
+    runs = [summarize_directory(d, name) for d, name in zip(directories, unique_names(directories))]
     out = out or directories[0]
     os.makedirs(out, exist_ok=True)
-    markdown = markdown_table(runs)
+    groups = setting_groups(runs)
+    markdown = grouped_tables(groups) + errors_note(runs)
     matched_md, matched = matched_section(runs, list(budgets))
     markdown += matched_md
     paired_md, paired = paired_section(directories, list(pairs))
@@ -145,6 +198,19 @@ def build_report(directories: list[str], out: str | None = None, budgets=(), pai
         json.dump(summary, f, indent=2, ensure_ascii=False)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write(markdown)
-    for measure, label, name in PLOTS:
-        plot(runs, measure, label, os.path.join(out, name))
+    for k, group in enumerate(groups, start=1):
+        for measure, label, name in PLOTS:
+            name = name if len(groups) == 1 else name.replace(".png", f".group{k}.png")
+            plot(group, measure, label, os.path.join(out, name))
     return markdown, summary
+
+
+def grouped_tables(groups: list[list[dict]]) -> str:
+    """One table, or one per group of runs sharing a benchmark and decoding settings (never mixed in one table)."""
+    if len(groups) == 1:
+        return markdown_table(groups[0])
+    parts = [f"Warning: these runs differ in benchmark or decoding settings; they are reported as {len(groups)} "
+             "separate groups (plots: *.groupK.png).\n"]
+    for k, group in enumerate(groups, start=1):
+        parts.append(f"\n### Group {k}: {group_heading(group, groups)}\n\n" + markdown_table(group, several=True))
+    return "".join(parts)

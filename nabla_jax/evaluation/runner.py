@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import os
 from collections.abc import Sequence
 
 from nabla_jax.distributed import Processes
 from nabla_jax.evaluation.context import DecodeSettings, EvalContext
 from nabla_jax.evaluation.datasets import Benchmark, Problem, load_benchmark
+from nabla_jax.evaluation.identity import model_identity
 from nabla_jax.evaluation.methods import METHODS, MethodSpec, Outcome, method_key
 from nabla_jax.evaluation.records import RecordStore, check_directory
 from nabla_jax.evaluation.shards import merge_shards, open_shard
+from nabla_jax.seeds import check_seed
 
 KEY_RULE = "fold_in(fold_in(key(seed), problem_index), sample_index)"
 
@@ -55,12 +56,6 @@ def parse_methods(text: str, ns: Sequence[int]) -> list[tuple[MethodSpec, tuple[
     if not chosen:
         raise ValueError("no method given")
     return [(METHODS[name], tuple(sorted(budgets))) for name, budgets in chosen.items()]
-
-
-def model_identity(path: str | None, dtype: str | None) -> dict | None:
-    if path is None:
-        return None
-    return {"path": os.path.abspath(path) if os.path.exists(path) else path, "dtype": dtype or "stored"}
 
 
 def fingerprint(
@@ -140,6 +135,7 @@ def make_record(ctx: EvalContext, spec: MethodSpec, n: int, problem: Problem, se
         "wall_time_s": outcome.wall_time_s,
         "compiled": compiled,
         "stats": outcome.stats,
+        "error": outcome.error,
     }
 
 
@@ -237,6 +233,7 @@ def run_eval(
     processes: Processes = Processes(),
     mesh=None,
     reward_options: dict | None = None,
+    allow_nonfinite: bool = False,
 ) -> int:
     """Everything ``nabla-jax eval`` does. ``policy``/``reward`` are paths (loaded here, after the directory
     check) or already loaded models. With several ``processes`` each evaluates its share of the batches into its
@@ -249,8 +246,9 @@ def run_eval(
     settings.sampling  # bad sampling settings fail before anything loads
     if batch_size < 1 or max_rows < 1:
         raise ValueError("batch_size and max_rows must be >= 1")
+    seeds = [check_seed(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
     options = dict(options or {})
     bench = load_benchmark(benchmark, limit)
     chosen = parse_methods(methods, ns)
@@ -265,12 +263,13 @@ def run_eval(
     seeds = list(seeds)
 
     def context() -> EvalContext:
-        loaded = load_policy(policy, dtype, mesh=mesh) if isinstance(policy, str) else policy
+        checked = {"mesh": mesh, "allow_nonfinite": allow_nonfinite}
+        loaded = load_policy(policy, dtype, **checked) if isinstance(policy, str) else policy
         scorer = None
         if needs_reward:
             scorer = reward
             if isinstance(reward, str):
-                scorer = load_reward_model(reward, loaded, mesh=mesh, dtype=dtype, **reward_options)
+                scorer = load_reward_model(reward, loaded, dtype=dtype, **checked, **reward_options)
         return EvalContext(loaded, scorer, bench, settings, max_rows, options)
 
     def run(ctx: EvalContext, store: RecordStore, share: tuple[int, int] = (0, 1)) -> int:
@@ -281,8 +280,10 @@ def run_eval(
 
     if processes.count > 1:
         return run_processes(out, print_, processes, context, run, order)
+    check_directory(out, print_)  # a directory of another configuration is refused before the models load
+    ctx = context()
+    make_batches(ctx, batch_size)  # every prompt-length error before the directory is created
     with RecordStore.open(out, print_) as store:
-        ctx = context()
         merge_shards(store, order(ctx))  # the shards a killed multi-process run left, if any
         return run(ctx, store)
 

@@ -26,6 +26,7 @@ from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_bat
 from nabla_jax.generation.defaults import GenerationDefaults
 from nabla_jax.generation.sampling import SamplingConfig
 from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.seeds import seed_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class GenerationResult:
     prompt_ids: list[int]
     token_ids: list[int]  # generated ids, including the EOS / stop tokens that ended the row
     text: str | None  # token_ids decoded with special tokens skipped (None without a tokenizer)
-    finish_reason: str  # "eos" | "stop" | "length"
+    finish_reason: str  # "eos" | "stop" | "length" | "nonfinite" (NaN/inf logits ended the row)
 
 
 def _prompt_list(prompts) -> list:
@@ -107,7 +108,7 @@ def generate(
     stops = stop_token_sequences(tokenizer, stop)
     spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stops, pad)
 
-    base_key = jax.random.key(seed)
+    base_key = seed_key(seed)
     longest_buffer = config.max_position_embeddings - max_new_tokens
     groups: dict[int, list[int]] = {}
     for i, ids in enumerate(prompt_ids):

@@ -31,8 +31,8 @@ from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, s
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
 
-FINISH_LENGTH, FINISH_EOS, FINISH_STOP = 0, 1, 2
-FINISH_NAMES = ("length", "eos", "stop")
+FINISH_LENGTH, FINISH_EOS, FINISH_STOP, FINISH_NONFINITE = 0, 1, 2, 3
+FINISH_NAMES = ("length", "eos", "stop", "nonfinite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Rollout(NamedTuple):
     tokens: jax.Array  # [N] int32, pad_id after length
     length: jax.Array  # int32: generated tokens, incl. the EOS / stop tokens
     latents: jax.Array  # [N, d]: latents[t] produced tokens[t]; zero after length
-    finish: jax.Array  # int32 FINISH_LENGTH | FINISH_EOS | FINISH_STOP
+    finish: jax.Array  # int32 FINISH_LENGTH | FINISH_EOS | FINISH_STOP | FINISH_NONFINITE (NaN/inf logits)
     sequence: jax.Array  # [Lp + N] int32: prompt then generated tokens, right-padded with pad_id
     sequence_length: jax.Array  # int32: prompt_len + length
 
@@ -115,12 +115,14 @@ def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState,
     latents = jax.lax.dynamic_update_index_in_dim(state.latents, hidden.astype(state.latents.dtype), t, axis=0)
     is_eos = jnp.any(token == jnp.asarray(spec.eos_ids, jnp.int32)) if spec.eos_ids else jnp.zeros((), bool)
     is_stop = stop_match(sequence, slot, state.response_start, spec.stop_sequences)
-    finish = jnp.where(is_eos, FINISH_EOS, jnp.where(is_stop, FINISH_STOP, FINISH_LENGTH)).astype(jnp.int32)
+    broken = ~jnp.all(jnp.isfinite(logits))  # NaN/inf logits: the token is noise, so the row ends here, flagged
+    finish = jnp.where(is_eos, FINISH_EOS, jnp.where(is_stop, FINISH_STOP, FINISH_LENGTH))
+    finish = jnp.where(broken, FINISH_NONFINITE, finish).astype(jnp.int32)
     return state._replace(
         sequence=sequence,
         latents=latents,
         length=t + 1,
-        done=is_eos | is_stop | (t + 1 >= state.limit),
+        done=is_eos | is_stop | broken | (t + 1 >= state.limit),
         finish=finish,
     )
 

@@ -61,6 +61,18 @@ class DecoderConfig:
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
 
+    def __post_init__(self):
+        sizes = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+                 "head_dim", "max_position_embeddings", "num_labels")
+        for name in sizes:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_key_value_heads ({self.num_kv_heads}) must divide num_attention_heads ({self.num_heads})"
+            )
+
     @property
     def is_classifier(self) -> bool:
         return self.kind == SEQUENCE_CLASSIFICATION
@@ -129,6 +141,8 @@ def _rope_from_dict(raw: dict, where: str) -> tuple[float, str, tuple[float, ...
 
 def config_from_dict(raw: dict, where: str = "config.json") -> DecoderConfig:
     """Build a :class:`DecoderConfig` from the dict of a Hugging Face ``config.json``."""
+    if not isinstance(raw, dict):
+        raise UnsupportedModelError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     architectures = raw.get("architectures") or []
     model_type = raw.get("model_type")
     if architectures:
@@ -180,6 +194,10 @@ def config_from_dict(raw: dict, where: str = "config.json") -> DecoderConfig:
         )
     except KeyError as missing:
         raise UnsupportedModelError(f"{where}: required field {missing} is missing") from None
+    except UnsupportedModelError:
+        raise
+    except (TypeError, ValueError) as err:  # a field of the wrong type, or sizes that do not fit together
+        raise UnsupportedModelError(f"{where}: {err}") from None
 
 
 def load_config(path: str) -> DecoderConfig:

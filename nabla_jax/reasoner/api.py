@@ -22,6 +22,7 @@ from nabla_jax.reasoner.loop import decode_batch
 from nabla_jax.reasoner.problem import make_problem
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.seeds import seed_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,7 @@ class NablaReasoner:
             raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
         encoded = self.encode(prompts, system)
         cfg, spec = self.config, self.spec(stop)
-        base = jax.random.key(seed)
+        base = seed_key(seed)
         results: list[NablaResult | None] = [None] * len(prompts)
         for start in range(0, len(prompts), batch_size):
             chunk = list(range(start, min(start + batch_size, len(prompts))))

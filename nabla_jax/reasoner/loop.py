@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.loop import dto_run
 from nabla_jax.dto.models import DTOModels
 from nabla_jax.dto.variables import to_logits
-from nabla_jax.generation.rollouts import RolloutSpec
+from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec
 from nabla_jax.generation.sampling import sample_token
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
@@ -115,6 +115,7 @@ def nabla_step(
             dto_full_steps=stats.dto_full_steps + full,
             dto_cached_steps=stats.dto_cached_steps + jnp.where(stepping, dto_state.cached_steps, 0),
             dto_executed_steps=stats.dto_executed_steps + jnp.where(stepping, dto_state.executed_full_steps, 0),
+            nonfinite=stats.nonfinite + (stepping & (dto_state.nonfinite_step >= 0)),
             flops=stats.flops + jnp.where(stepping, dto_flops, 0.0),
         )
     else:
@@ -145,6 +146,7 @@ def nabla_step(
         rollouts=stats.rollouts + proposing,
         proposals=stats.proposals + proposing,
         generated_tokens=stats.generated_tokens + jnp.where(proposing, out.length, 0),
+        nonfinite=stats.nonfinite + (proposing & (out.finish == FINISH_NONFINITE)),
         flops=stats.flops
         + jnp.where(proposing, vm(lambda p, s, n: phases.rollout_flops(models, s.past_len + 1, n))(problems, state, out.length), 0.0),
     )
@@ -160,6 +162,7 @@ def nabla_step(
         )
         stats = stats._replace(
             acceptance_tests=stats.acceptance_tests + proposing,
+            nonfinite=stats.nonfinite + (proposing & ~(jnp.isfinite(reward_current) & jnp.isfinite(reward_proposed))),
             flops=stats.flops + jnp.where(proposing, score_cost, 0.0),
         )
     else:

@@ -14,7 +14,7 @@ from nabla_jax.dto.models import DTOModels
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
-from nabla_jax.generation.rollouts import RolloutSpec, rollout, stop_match
+from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, rollout, stop_match
 from nabla_jax.models import decoder
 from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
 from nabla_jax.reasoner.config import NablaConfig
@@ -53,6 +53,7 @@ def initial_state(models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, proble
     stats = empty_stats()._replace(
         rollouts=jnp.ones((), jnp.int32),
         generated_tokens=out.length,
+        nonfinite=(out.finish == FINISH_NONFINITE).astype(jnp.int32),
         flops=rollout_flops(models, problem.prompt_len, out.length).astype(jnp.float32),
     )
     return NablaState(

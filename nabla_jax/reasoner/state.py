@@ -44,6 +44,8 @@ class Stats(NamedTuple):
     skipped_tokens: jax.Array  # tokens committed by the selection test without optimisation
     budget_tokens: jax.Array  # tokens committed unoptimised when the rollout budget ran out
     iterations: jax.Array  # decoding-loop iterations this problem was active
+    nonfinite: jax.Array  # NaN/inf met: rollouts cut by non-finite logits, DTO runs stopped by a non-finite loss
+    # or gradient, acceptance tests with a non-finite reward (the problem's answer is then suspect)
     flops: jax.Array  # () float32 estimated FLOPs of the useful (unpadded) work
 
 

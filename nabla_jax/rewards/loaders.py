@@ -107,24 +107,26 @@ def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: 
 
 
 def load_reward_model(spec: str, policy=None, mesh=None, aggregate: str = "min", separator: str | None = QWEN_PRM_SEPARATOR,
-                      step_split: str = "\n\n", clip: float | None = None, dtype=None) -> Reward:
+                      step_split: str = "\n\n", clip: float | None = None, dtype=None,
+                      allow_nonfinite: bool = False) -> Reward:
     """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
     source; ``clip`` floors a likelihood reward's token log-probabilities), or a reward checkpoint: a sequence
     classifier (outcome) or a PRM (process, with ``aggregate``, ``separator`` and ``step_split``). ``mesh`` shards
-    and ``dtype`` casts what is loaded here."""
+    and ``dtype`` casts what is loaded here; non-finite weights are refused unless ``allow_nonfinite``."""
+    checked = {"mesh": mesh, "allow_nonfinite": allow_nonfinite}
     for prefix in (JUDGE_PREFIX, LIKELIHOOD_PREFIX):
         if spec.startswith(prefix):
             name = spec[len(prefix):]
             if not name:
                 raise ValueError(f"{prefix[:-1]} reward: name a causal LM after {prefix!r}, e.g. {prefix}PATH")
-            lm = policy if policy is not None and policy.source == name else load_policy(name, dtype, mesh=mesh)
+            lm = policy if policy is not None and policy.source == name else load_policy(name, dtype, **checked)
             return judge_reward(lm) if prefix == JUDGE_PREFIX else likelihood_reward(lm, clip)
     config = None  # a GGUF file, a bundled name or a bad path: load_reward says what it is
     if os.path.isfile(os.path.join(spec, "config.json")):
         config = load_config(spec)
     if config is not None and config.is_process_reward:
-        reward = load_reward(spec, dtype, mesh=mesh, kind=RewardKind(PROCESS, separator_id=0))
+        reward = load_reward(spec, dtype, kind=RewardKind(PROCESS, separator_id=0), **checked)
         kind = process_kind(reward.tokenizer, reward.config.vocab_size, aggregate, separator, step_split, spec)
         return Reward(reward.config, reward.params, reward.tokenizer, reward.source, kind=kind)
-    return load_reward(spec, dtype, mesh=mesh)
+    return load_reward(spec, dtype, **checked)
 
