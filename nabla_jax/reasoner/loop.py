@@ -18,11 +18,17 @@ that do not need them discard the result. A problem's tokens therefore never dep
 comes from its own key), but a batch pays for its slowest member: every active problem waits while another one's
 rollout runs. ``batch_cond=False`` vmaps the single-problem loop instead (both branches always run), which the
 benchmark compares.
+
+Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
+transition ``(kernel, problems, state, ...) -> (state, ...)`` that also adds its own costs to ``state.stats``
+(:func:`spend_budget`, :func:`select_tokens`, :func:`optimise`, :func:`propose`, :func:`judge`,
+:func:`record_proposal`, :func:`advance`), and :func:`nabla_step` is their composition.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +36,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.loop import dto_run
 from nabla_jax.dto.models import DTOModels
 from nabla_jax.dto.variables import to_logits
-from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec
+from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec
 from nabla_jax.generation.sampling import sample_token
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
@@ -50,171 +56,211 @@ def _when_any(mask, fn, *args):
     return jax.lax.cond(jnp.any(mask), lambda *a: fn(*a), zeros, *args)
 
 
+class Kernel(NamedTuple):
+    """The frozen models and static settings of one decode, bundled once and handed to every transition."""
+
+    models: DTOModels
+    cfg: NablaConfig
+    spec: RolloutSpec
+    rm_pad: int  # the reward model's pad id (reward inputs are padded with it)
+
+
+class Proposal(NamedTuple):
+    """A resampled first ahead token and, where it differs from the rollout's, the rollout after it ([B] rows)."""
+
+    token: jax.Array  # [B] int32: the resampled first ahead token
+    old_token: jax.Array  # [B] int32: the rollout's
+    position: jax.Array  # [B] int32: its index in the response
+    proposing: jax.Array  # [B] bool: stepping and the token differs
+    rollout: Rollout  # the proposal's rollout after the new token (zeros where not proposing)
+    sequence: jax.Array  # [B, S] the proposed sequence
+    length: jax.Array  # [B] response tokens of the proposal
+    current_length: jax.Array  # [B] response tokens of the current sequence
+
+
+class Verdict(NamedTuple):
+    reward_current: jax.Array  # [B] float32 (zeros without rejection sampling)
+    reward_proposed: jax.Array
+    accepted: jax.Array  # [B] bool
+
+
+def _add(state: NablaState, **increments) -> NablaState:
+    """``state`` with its statistics incremented."""
+    stats = state.stats
+    return state._replace(stats=stats._replace(**{k: getattr(stats, k) + v for k, v in increments.items()}))
+
+
 def nabla_init(models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, problems: NablaProblem) -> NablaState:
     return jax.vmap(lambda p: phases.initial_state(models, cfg, spec, p))(problems)
 
 
-def nabla_step(
-    models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, rm_pad: int, problems: NablaProblem, state: NablaState
-) -> NablaState:
-    vm = jax.vmap
+def spend_budget(k: Kernel, state: NablaState) -> NablaState:
+    """1. A problem whose rollouts reached ``max_n_generations`` commits its whole ahead rollout and stops."""
     active = ~state.done
-    stats = state.stats._replace(iterations=state.stats.iterations + active)
+    state = _add(state, iterations=active)
+    spent = active & (state.stats.rollouts >= k.cfg.max_n_generations)
+    if k.cfg.budget_check == "after":  # the official loop tests the budget only after an iteration has run
+        spent &= state.stats.iterations > 1
+    state = _add(state, budget_tokens=jnp.where(spent, state.ahead_len, 0))
+    state = _where(spent, jax.vmap(phases.commit)(state, state.ahead_len), state)
+    return state._replace(done=state.done | spent)
 
-    # 1. rollout budget spent: commit the rest
-    spent = active & (stats.rollouts >= cfg.max_n_generations)
-    if cfg.budget_check == "after":  # the official loop tests the budget only after an iteration has run
-        spent &= stats.iterations > 1
-    stats = stats._replace(budget_tokens=stats.budget_tokens + jnp.where(spent, state.ahead_len, 0))
-    state = _where(spent, vm(phases.commit)(state, state.ahead_len), state)
-    state = state._replace(done=state.done | spent)
-    choosing = ~state.done
 
-    # 2. selection, from the rollout's logits (and one gradient pass when the gradient test is on)
-    logits = vm(phases.ahead_logits, in_axes=(None, 0))(models, state)
+def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState) -> tuple[NablaState, jax.Array]:
+    """2. Commit the ahead tokens before the first one that passes the selection tests (rollout reuse); returns
+    the state and the ahead logits from the new first ahead token on."""
+    vm, choosing = jax.vmap, ~state.done
+    logits = vm(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
     grad_norm = None
-    if cfg.uses_grad_probe:
-        grad_norm = _when_any(
-            choosing, vm(lambda p, s: phases.gradient_norms(models, cfg, p, s, rm_pad)), problems, state
-        )
-        stats = stats._replace(
-            selector_passes=stats.selector_passes + choosing,
-            flops=stats.flops
-            + jnp.where(
-                choosing,
-                vm(lambda p, s: phases.probe_flops(models, p, s) + phases.prefix_flops(models, p, s))(problems, state),
-                0.0,
-            ),
-        )
-    first = vm(lambda lg, g, n: phases.first_selected(cfg, lg, g, n), in_axes=(0, 0 if grad_norm is not None else None, 0))(
-        logits, grad_norm, state.ahead_len
-    )
+    if k.cfg.uses_grad_probe:
+        probe = vm(lambda p, s: phases.gradient_norms(k.models, k.cfg, p, s, k.rm_pad))
+        grad_norm = _when_any(choosing, probe, problems, state)
+        cost = vm(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
+        state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
+    first_of = vm(lambda lg, g, n: phases.first_selected(k.cfg, lg, g, n),
+                  in_axes=(0, None if grad_norm is None else 0, 0))
+    first = first_of(logits, grad_norm, state.ahead_len)
     skip = jnp.where(choosing, first, 0)
-    stats = stats._replace(skipped_tokens=stats.skipped_tokens + skip)
-    state = vm(phases.commit)(state, skip)
+    state = _add(vm(phases.commit)(state, skip), skipped_tokens=skip)
     logits = vm(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
-    state = state._replace(done=state.done | (choosing & (state.ahead_len == 0)))
-    stepping = ~state.done
+    return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits
 
-    # 3. DTO on the ahead variables
-    if cfg.use_dto:
-        def optimise(problems, state):
-            dto_problems, caches, dto_state = vm(lambda p, s: phases.dto_start(models, cfg, p, s, rm_pad))(problems, state)
-            dto_state = dto_state._replace(step=jnp.where(stepping, 0, cfg.max_iters).astype(jnp.int32))
-            dto_state = dto_run(models, cfg.dto, dto_problems, caches, dto_state)
-            first_logits = vm(lambda v: to_logits(models, cfg.dto, v[0]))(dto_state.variables)
-            return first_logits, dto_state
 
-        first_logits, dto_state = _when_any(stepping, optimise, problems, state)
-        full = jnp.where(stepping, dto_state.full_steps, 0)
-        dto_flops = vm(
-            lambda p, s, n: phases.prefix_flops(models, p, s) + n * phases.probe_flops(models, p, s)
-        )(problems, state, full)
-        stats = stats._replace(
-            dto_runs=stats.dto_runs + stepping,
-            dto_full_steps=stats.dto_full_steps + full,
-            dto_cached_steps=stats.dto_cached_steps + jnp.where(stepping, dto_state.cached_steps, 0),
-            dto_executed_steps=stats.dto_executed_steps + jnp.where(stepping, dto_state.executed_full_steps, 0),
-            nonfinite=stats.nonfinite + (stepping & (dto_state.nonfinite_step >= 0)),
-            flops=stats.flops + jnp.where(stepping, dto_flops, 0.0),
-        )
-    else:
-        first_logits = logits[:, 0]
+def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tuple[NablaState, jax.Array]:
+    """3. DTO on the ahead variables of every stepping problem; returns the first ahead token's optimised logits
+    (the rollout's own with ``use_dto=False``: blind resampling)."""
+    if not k.cfg.use_dto:
+        return state, logits[:, 0]
+    vm, stepping = jax.vmap, ~state.done
 
-    # 4. resample the first ahead token
-    positions = state.past_len - problems.prompt_len
-    keys = vm(lambda p, n: phases.stream_key(p, phases.RESAMPLE_STREAM, n))(problems, positions)
-    new_token = vm(lambda lg, k: sample_token(lg, k, cfg.resample_sampling))(first_logits, keys)
+    def run(problems, state):
+        start = vm(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
+        dto_problems, caches, dto_state = start(problems, state)
+        dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
+        dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
+        return vm(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
+
+    first_logits, dto_state = _when_any(stepping, run, problems, state)
+    full = jnp.where(stepping, dto_state.full_steps, 0)
+    flops = vm(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
+    state = _add(
+        state,
+        dto_runs=stepping,
+        dto_full_steps=full,
+        dto_cached_steps=jnp.where(stepping, dto_state.cached_steps, 0),
+        dto_executed_steps=jnp.where(stepping, dto_state.executed_full_steps, 0),
+        nonfinite=stepping & (dto_state.nonfinite_step >= 0),
+        flops=jnp.where(stepping, flops(problems, state, full), 0.0),
+    )
+    return state, first_logits
+
+
+def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) -> tuple[NablaState, Proposal]:
+    """4-5a. Resample the first ahead token; where it differs, roll out after it."""
+    vm, stepping = jax.vmap, ~state.done
+    position = state.past_len - problems.prompt_len
+    keys = vm(lambda p, n: phases.stream_key(p, phases.RESAMPLE_STREAM, n))(problems, position)
+    token = vm(lambda lg, key: sample_token(lg, key, k.cfg.resample_sampling))(first_logits, keys)
     old_token = vm(lambda s: s.sequence[s.past_len])(state)
-    proposing = stepping & (new_token != old_token)
+    proposing = stepping & (token != old_token)
 
-    # 5. proposal rollout and acceptance test
-    def propose(problems, state, token):
+    def roll(problems, state, token):
         def one(problem, s, t, wanted):
             sequence = s.sequence.at[s.past_len].set(t)
             # a problem that is not proposing gets no budget, so it does not lengthen the batch's rollout loop
-            budget = jnp.where(wanted, phases.proposal_budget(cfg, spec, problem, s, t, sequence), 0)
-            out, sequence = phases.run_rollout(models, spec, problem, sequence, s.past_len + 1, budget)
-            return out, sequence
+            budget = jnp.where(wanted, phases.proposal_budget(k.cfg, k.spec, problem, s, t, sequence), 0)
+            return phases.run_rollout(k.models, k.spec, problem, sequence, s.past_len + 1, budget)
 
         return vm(one)(problems, state, token, proposing)
 
-    out, proposed_sequence = _when_any(proposing, propose, problems, state, new_token)
-    proposed_len = state.past_len - problems.prompt_len + 1 + out.length
-    current_len = state.past_len - problems.prompt_len + state.ahead_len
-    stats = stats._replace(
-        rollouts=stats.rollouts + proposing,
-        proposals=stats.proposals + proposing,
-        generated_tokens=stats.generated_tokens + jnp.where(proposing, out.length, 0),
-        nonfinite=stats.nonfinite + (proposing & (out.finish == FINISH_NONFINITE)),
-        flops=stats.flops
-        + jnp.where(proposing, vm(lambda p, s, n: phases.rollout_flops(models, s.past_len + 1, n))(problems, state, out.length), 0.0),
-    )
-    if cfg.rejection_sampling:
-        def compare(problems, state, proposed_sequence):
-            score = vm(lambda p, seq, n: response_reward(models, p, seq, n, rm_pad))
-            return score(problems, state.sequence, current_len), score(problems, proposed_sequence, proposed_len)
-
-        reward_current, reward_proposed = _when_any(proposing, compare, problems, state, proposed_sequence)
-        accepted = proposing & (reward_proposed > reward_current)
-        score_cost = vm(lambda p, a, b: phases.score_flops(models, p, a) + phases.score_flops(models, p, b))(
-            problems, current_len, proposed_len
-        )
-        stats = stats._replace(
-            acceptance_tests=stats.acceptance_tests + proposing,
-            nonfinite=stats.nonfinite + (proposing & ~(jnp.isfinite(reward_current) & jnp.isfinite(reward_proposed))),
-            flops=stats.flops + jnp.where(proposing, score_cost, 0.0),
-        )
-    else:
-        reward_current = reward_proposed = jnp.zeros(proposing.shape, jnp.float32)
-        accepted = proposing
-    stats = stats._replace(rejections=stats.rejections + (proposing & ~accepted))
-
-    events = state.events
-    slot = events.count
-    n = cfg.max_new_tokens
-
-    def record(events, slot, pos, old, new, rc, rp, acc, cur_seq, cur_from, prop_seq, prop_from, cur_n, prop_n):
-        window = lambda seq, start, count: jnp.where(
-            jnp.arange(n) < count, jax.lax.dynamic_slice_in_dim(jnp.pad(seq, (0, n)), start, n), 0
-        )
-        return events._replace(
-            count=slot + 1,
-            position=events.position.at[slot].set(pos),
-            old_token=events.old_token.at[slot].set(old),
-            new_token=events.new_token.at[slot].set(new),
-            reward_current=events.reward_current.at[slot].set(rc),
-            reward_proposed=events.reward_proposed.at[slot].set(rp),
-            accepted=events.accepted.at[slot].set(acc),
-            current=events.current.at[slot].set(window(cur_seq, cur_from, cur_n)),
-            proposed=events.proposed.at[slot].set(window(prop_seq, prop_from, prop_n)),
-            current_len=events.current_len.at[slot].set(cur_n),
-            proposed_len=events.proposed_len.at[slot].set(jnp.minimum(prop_n, n)),
-        )
-
-    recorded = vm(record)(
-        events, jnp.minimum(slot, cfg.max_n_generations - 1), positions, old_token, new_token, reward_current,
-        reward_proposed, accepted, state.sequence, state.past_len, proposed_sequence, state.past_len,
-        state.ahead_len, out.length + 1,
-    )
-    events = _where(proposing, recorded, events)
-
-    # take the proposal, or commit the old first token and keep the old rollout
-    taken = state._replace(
-        sequence=proposed_sequence, past_len=state.past_len + 1, ahead_len=out.length, latents=out.latents
-    )
-    kept = vm(phases.commit)(state, jnp.ones_like(state.ahead_len))
-    state = _where(accepted, taken, _where(stepping, kept, state))
-    state = state._replace(done=state.done | (stepping & (state.ahead_len == 0)), stats=stats, events=events)
-    return state
-
-
-def nabla_run(models, cfg, spec, rm_pad, problems, state) -> NablaState:
-    return jax.lax.while_loop(
-        lambda s: jnp.any(~s.done),
-        lambda s: nabla_step(models, cfg, spec, rm_pad, problems, s),
+    out, sequence = _when_any(proposing, roll, problems, state, token)
+    cost = vm(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
+    state = _add(
         state,
+        rollouts=proposing,
+        proposals=proposing,
+        generated_tokens=jnp.where(proposing, out.length, 0),
+        nonfinite=proposing & (out.finish == FINISH_NONFINITE),
+        flops=jnp.where(proposing, cost, 0.0),
     )
+    proposal = Proposal(token, old_token, position, proposing, out, sequence, position + 1 + out.length,
+                        position + state.ahead_len)
+    return state, proposal
+
+
+def judge(k: Kernel, problems: NablaProblem, state: NablaState, proposal: Proposal) -> tuple[NablaState, Verdict]:
+    """5b. Keep a proposal only if its full-sequence reward is higher (always, without rejection sampling)."""
+    proposing = proposal.proposing
+    if not k.cfg.rejection_sampling:
+        zeros = jnp.zeros(proposing.shape, jnp.float32)
+        return state, Verdict(zeros, zeros, proposing)
+    vm = jax.vmap
+
+    def compare(problems, state, sequence):
+        score = vm(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad))
+        return score(problems, state.sequence, proposal.current_length), score(problems, sequence, proposal.length)
+
+    current, proposed = _when_any(proposing, compare, problems, state, proposal.sequence)
+    accepted = proposing & (proposed > current)
+    cost = vm(lambda p, a, b: phases.score_flops(k.models, p, a) + phases.score_flops(k.models, p, b))
+    state = _add(
+        state,
+        acceptance_tests=proposing,
+        nonfinite=proposing & ~(jnp.isfinite(current) & jnp.isfinite(proposed)),
+        flops=jnp.where(proposing, cost(problems, proposal.current_length, proposal.length), 0.0),
+    )
+    return state, Verdict(current, proposed, accepted)
+
+
+def record_proposal(k: Kernel, state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaState:
+    """The proposal, its rollout and the verdict, appended to each proposing problem's event log."""
+    n = k.cfg.max_new_tokens
+
+    def window(seq, start, count):
+        return jnp.where(jnp.arange(n) < count, jax.lax.dynamic_slice_in_dim(jnp.pad(seq, (0, n)), start, n), 0)
+
+    def one(s: NablaState, p: Proposal, v: Verdict):
+        events, slot = s.events, jnp.minimum(s.events.count, k.cfg.max_n_generations - 1)
+        set_ = lambda field, value: getattr(events, field).at[slot].set(value)  # noqa: E731
+        return events._replace(
+            count=slot + 1, position=set_("position", p.position), old_token=set_("old_token", p.old_token),
+            new_token=set_("new_token", p.token), reward_current=set_("reward_current", v.reward_current),
+            reward_proposed=set_("reward_proposed", v.reward_proposed), accepted=set_("accepted", v.accepted),
+            current=set_("current", window(s.sequence, s.past_len, s.ahead_len)),
+            proposed=set_("proposed", window(p.sequence, s.past_len, p.rollout.length + 1)),
+            current_len=set_("current_len", s.ahead_len),
+            proposed_len=set_("proposed_len", jnp.minimum(p.rollout.length + 1, n)),
+        )
+
+    events = _where(proposal.proposing, jax.vmap(one)(state, proposal, verdict), state.events)
+    return state._replace(events=events)
+
+
+def advance(state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaState:
+    """6. Take an accepted proposal, or commit the old first token and keep the old rollout."""
+    stepping = ~state.done
+    state = _add(state, rejections=proposal.proposing & ~verdict.accepted)
+    taken = state._replace(
+        sequence=proposal.sequence, past_len=state.past_len + 1, ahead_len=proposal.rollout.length,
+        latents=proposal.rollout.latents,
+    )
+    kept = jax.vmap(phases.commit)(state, jnp.ones_like(state.ahead_len))
+    state = _where(verdict.accepted, taken, _where(stepping, kept, state))
+    return state._replace(done=state.done | (stepping & (state.ahead_len == 0)))
+
+
+def nabla_step(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaState:
+    """One iteration for every problem still decoding (the module docstring's steps 1-5)."""
+    state = spend_budget(k, state)
+    state, logits = select_tokens(k, problems, state)
+    state, first_logits = optimise(k, problems, state, logits)
+    state, proposal = propose(k, problems, state, first_logits)
+    state, verdict = judge(k, problems, state, proposal)
+    return advance(record_proposal(k, state, proposal, verdict), proposal, verdict)
+
+
+def nabla_run(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaState:
+    return jax.lax.while_loop(lambda s: jnp.any(~s.done), lambda s: nabla_step(k, problems, s), state)
 
 
 _traces = 0
@@ -237,13 +283,12 @@ def decode_batch(
     """Decode a batch of problems to the end in one compiled program."""
     global _traces
     _traces += 1
+    kernel = Kernel(models, cfg, spec, rm_pad)
     if batch_cond:
-        state = nabla_init(models, cfg, spec, problems)
-        return nabla_run(models, cfg, spec, rm_pad, problems, state)
+        return nabla_run(kernel, problems, nabla_init(models, cfg, spec, problems))
 
     def single(problem):
         one = jax.tree.map(lambda x: x[None], problem)
-        state = nabla_init(models, cfg, spec, one)
-        return jax.tree.map(lambda x: x[0], nabla_run(models, cfg, spec, rm_pad, one, state))
+        return jax.tree.map(lambda x: x[0], nabla_run(kernel, one, nabla_init(models, cfg, spec, one)))
 
     return jax.vmap(single)(problems)
