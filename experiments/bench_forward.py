@@ -31,7 +31,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     import nabla_jax
-    from nabla_jax import loading
+    from nabla_jax.compile_count import compilations
     from nabla_jax.loading import smollm2_gguf_path
 
     policy = nabla_jax.load_policy("smollm2-135m-instruct")
@@ -52,11 +52,11 @@ def main() -> None:
     start = time.perf_counter()
     ours()  # compile
     compile_s = time.perf_counter() - start
-    compiles_after_warmup = loading._logits._cache_size()
+    compiles_after_warmup = compilations()
     theirs()
     jax_s = median_time(ours, args.repeats)
     torch_s = median_time(theirs, args.repeats)
-    compiles_steady = loading._logits._cache_size()
+    compiles_steady = compilations()
     print(f"SmolLM2-135M forward, batch {args.batch} x {args.tokens} tokens, float32, {os.cpu_count()} CPU cores")
     print(f"{'':24}{'median s':>10}{'tokens/s':>12}")
     print(f"{'nabla-jax (jit)':24}{jax_s:10.4f}{args.batch * args.tokens / jax_s:12.0f}")

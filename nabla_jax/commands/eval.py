@@ -14,7 +14,7 @@ INSTRUCTIONS = {
 
 def register(subparsers) -> None:
     from nabla_jax.evaluation.datasets import BENCHMARKS
-    from nabla_jax.evaluation.methods import METHODS
+    from nabla_jax.evaluation.registry import METHODS
 
     methods = ", ".join(f"{name} ({spec.description})" for name, spec in METHODS.items())
     parser = subparsers.add_parser(

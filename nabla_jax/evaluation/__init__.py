@@ -16,7 +16,8 @@ from nabla_jax.evaluation.datasets import (
     register_benchmark,
 )
 from nabla_jax.evaluation.grading import GRADERS, Grader, extract_answer, get_grader, math_equivalent, register_grader
-from nabla_jax.evaluation.methods import METHODS, MethodSpec, Outcome, method_key, register_method, vote
+from nabla_jax.evaluation.methods import MethodSpec, Outcome, method_key, vote
+from nabla_jax.evaluation.registry import METHODS, register_method
 from nabla_jax.evaluation.records import FingerprintMismatch, RecordsError, RecordStore
 from nabla_jax.evaluation.report import build_report
 from nabla_jax.evaluation.runner import evaluate, fingerprint, parse_methods, run_eval

@@ -1,6 +1,7 @@
-"""Decoding methods under evaluation, as a registry of :class:`MethodSpec`.
+"""Decoding methods under evaluation: :class:`MethodSpec`, and the baselines (greedy, sc, bon, wbon). The methods
+by name are in :mod:`nabla_jax.evaluation.registry`.
 
-A method is a function ``run(ctx, problems, seed, ns) -> list[dict[int, Outcome]]``: for each problem of the batch
+A method runs a function ``run(ctx, problems, seed, ns) -> list[dict[int, Outcome]]``: for each problem of the batch
 (in order), one :class:`Outcome` per requested budget ``n`` in ``ns`` (the number of candidates for sc/bon/wbon,
 ``max_n_generations`` for the ∇-Reasoner; ``ns == (1,)`` for a method with ``uses_n=False``). Its record key is
 :func:`method_key` (``"bon@4"``, ``"greedy"``). Methods never see the gold answer; the runner grades outcomes.
@@ -14,7 +15,6 @@ generation and scoring time scaled by k / max(ns), an estimate.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,14 +50,6 @@ class MethodSpec:
     uses_n: bool
     description: str
     settings: Callable[[dict], dict] = lambda options: {}  # method settings (from ctx.options) for the fingerprint
-    compilations: Callable[[], int] | None = None  # jit cache sizes of the method's own jitted functions
-
-
-METHODS: dict[str, MethodSpec] = {}
-
-
-def register_method(spec: MethodSpec) -> None:
-    METHODS[spec.name] = spec
 
 
 def method_key(spec: MethodSpec, n: int) -> str:
@@ -154,10 +146,10 @@ def _sampled(select, needs_reward: bool) -> RunFn:
     return run
 
 
-register_method(MethodSpec("greedy", _greedy, False, False, "temperature-0 decoding"))
-register_method(MethodSpec("sc", _sampled(_select_sc, False), False, True, "self-consistency: majority vote of N"))
-register_method(MethodSpec("bon", _sampled(_select_bon, True), True, True, "best-of-N: the highest reward"))
-register_method(
+BASELINES = (
+    MethodSpec("greedy", _greedy, False, False, "temperature-0 decoding"),
+    MethodSpec("sc", _sampled(_select_sc, False), False, True, "self-consistency: majority vote of N"),
+    MethodSpec("bon", _sampled(_select_bon, True), True, True, "best-of-N: the highest reward"),
     MethodSpec(
         "wbon",
         _sampled(_select_wbon, True),
@@ -165,9 +157,5 @@ register_method(
         True,
         "weighted best-of-N: vote weighted by softmax(reward / T)",
         lambda options: {"wbon_temperature": float(options.get("wbon_temperature", 1.0))},
-    )
+    ),
 )
-
-# The ∇-Reasoner methods ("nabla", "nabla_no_dto") register themselves from this module when it exists.
-if importlib.util.find_spec("nabla_jax.evaluation.nabla_methods") is not None:
-    importlib.import_module("nabla_jax.evaluation.nabla_methods")

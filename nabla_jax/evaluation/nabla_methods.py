@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from nabla_jax.evaluation.accounting import Cost
 from nabla_jax.evaluation.context import Candidate
-from nabla_jax.evaluation.methods import MethodSpec, Outcome, register_method
+from nabla_jax.evaluation.methods import MethodSpec, Outcome
 from nabla_jax.reasoner import NablaConfig, NablaReasoner
-from nabla_jax.reasoner import loop as reasoner_loop
 
 STATS = ("rollouts", "proposals", "rejections", "acceptance_tests", "dto_runs", "dto_full_steps", "dto_cached_steps",
          "selector_passes", "skipped_tokens", "budget_tokens", "nonfinite")
@@ -61,8 +60,8 @@ def _settings(options: dict) -> dict:
     return {"nabla": dict(sorted(options.get("nabla", {}).items()))}
 
 
-register_method(MethodSpec("nabla", _run(True), True, True, "∇-Reasoner, budget max_n_generations=N",
-                           settings=_settings, compilations=reasoner_loop.trace_count))
-register_method(MethodSpec("nabla_no_dto", _run(False), True, True,
-                           "∇-Reasoner without DTO (blind resampling), budget N",
-                           settings=_settings, compilations=reasoner_loop.trace_count))
+NABLA_METHODS = (
+    MethodSpec("nabla", _run(True), True, True, "∇-Reasoner, budget max_n_generations=N", settings=_settings),
+    MethodSpec("nabla_no_dto", _run(False), True, True, "∇-Reasoner without DTO (blind resampling), budget N",
+               settings=_settings),
+)

@@ -19,11 +19,13 @@ import dataclasses
 import importlib.metadata
 from collections.abc import Sequence
 
+from nabla_jax.compile_count import compilations
 from nabla_jax.distributed import Processes
 from nabla_jax.evaluation.context import DecodeSettings, EvalContext
 from nabla_jax.evaluation.datasets import Benchmark, Problem, load_benchmark
 from nabla_jax.evaluation.identity import model_identity
-from nabla_jax.evaluation.methods import METHODS, MethodSpec, Outcome, method_key
+from nabla_jax.evaluation.methods import MethodSpec, Outcome, method_key
+from nabla_jax.evaluation.registry import METHODS
 from nabla_jax.evaluation.records import RecordStore, check_directory
 from nabla_jax.evaluation.shards import merge_shards, open_shard
 from nabla_jax.seeds import check_seed
@@ -90,18 +92,6 @@ def fingerprint(
                     entry["reward"]["kind_options"] = reward_options
             per_method[method_key(spec, n)] = entry
     return {"shared": shared, "methods": per_method}
-
-
-def _compilations(methods) -> int:
-    """Executables compiled so far by the rollout and scoring functions and the methods' own (-1 if unknown)."""
-    from nabla_jax.generation import rollouts
-    from nabla_jax.rewards import scoring
-
-    try:
-        count = rollouts.rollout_batch._cache_size() + scoring._batch_rewards._cache_size()
-    except AttributeError:
-        return -1
-    return count + sum(spec.compilations() for spec, _ in methods if spec.compilations is not None)
 
 
 def make_record(ctx: EvalContext, spec: MethodSpec, n: int, problem: Problem, seed: int, outcome: Outcome,
@@ -198,10 +188,10 @@ def evaluate(
                 if not todo:
                     continue
                 ctx.clear_memo()
-                before = _compilations(methods)
+                before = compilations()
                 results = [(spec, ns, spec.run(ctx, batch, seed, ns)) for spec, ns in methods
                            if any(not store.done(keys[spec.name, n], p.id, seed) for p in batch for n in ns)]
-                compiled = before < 0 or _compilations(methods) != before
+                compiled = compilations() != before
                 for spec, ns, outcomes in results:
                     for problem, per_n in zip(batch, outcomes, strict=True):
                         for n in ns:
