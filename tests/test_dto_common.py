@@ -14,7 +14,7 @@ import numpy as np
 import nabla_jax
 from nabla_jax.char_tokenizer import build_char_tokenizer
 from nabla_jax.loading import Reward
-from nabla_jax.dto import dto_models, make_problem, policy_prompt_ids, reward_template_ids
+from nabla_jax.dto import dto_models, make_problem, chat_prompt_ids, reward_template_ids
 from nabla_jax.models import decoder
 
 POLICY, REWARD = "llama", "qwen2_cls"
@@ -43,7 +43,7 @@ def build_problem(policy, reward_tokenizer, models, prompt, committed, ahead_tex
     """``(problem, lm_ids, ahead_ids)`` for one case, the reward side in ``reward_tokenizer``'s ids."""
     done = encode(policy.tokenizer, committed)
     ahead = encode(policy.tokenizer, ahead_text)
-    lm = policy_prompt_ids(policy.tokenizer, prompt) + done
+    lm = chat_prompt_ids(policy.tokenizer, prompt) + done
     rm_prefix, rm_postfix = reward_template_ids(reward_tokenizer, prompt)
     rm_prefix = rm_prefix + np.asarray(models.reward_index)[done].tolist()
     return make_problem(lm, len(ahead), rm_prefix, rm_postfix, sizes), lm, ahead

@@ -16,7 +16,7 @@ from nabla_jax.dto import (
     dto_optimize,
     make_models,
     make_problem,
-    policy_prompt_ids,
+    chat_prompt_ids,
     reward_template_ids,
 )
 from nabla_jax.dto.optimizer import lr_schedule
@@ -65,7 +65,7 @@ def test_reward_template_splits_around_the_response():
     prefix, postfix = reward_template_ids(tok, "Hi")
     assert tok.decode(prefix) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     assert tok.decode(postfix) == "<|im_end|>\n"
-    assert policy_prompt_ids(tok, "Hi") == prefix  # ChatML: generation prompt = reward prefix here
+    assert chat_prompt_ids(tok, "Hi") == prefix  # ChatML: generation prompt = reward prefix here
     tok.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% endif %}{% endfor %}"
     with pytest.raises(ValueError, match="does not place the assistant response"):
         reward_template_ids(tok, "Hi")

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nabla_jax.cli import main as cli_main
-from nabla_jax.dto.templates import reward_template_ids
+from nabla_jax.templates import reward_template_ids
 from nabla_jax.evaluation.accounting import reward_cost, rollout_cost
 from nabla_jax.evaluation.grading import get_grader
 from nabla_jax.evaluation.methods import vote

@@ -17,7 +17,7 @@ import nabla_jax
 from nabla_jax.char_tokenizer import build_char_tokenizer
 from nabla_jax.dto import dto_models, make_problem
 from nabla_jax.dto.prefix_cache import build_prefix_cache, rm_ahead_reward
-from nabla_jax.dto.templates import reward_input_template
+from nabla_jax.templates import reward_input_template
 from nabla_jax.rewards import RewardKind, load_reward_model
 from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.rewards.loaders import likelihood_reward

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from convert.hf import load_hf_params  # noqa: E402
-from nabla_jax.dto.templates import reward_input_template  # noqa: E402
+from nabla_jax.templates import reward_input_template  # noqa: E402
 from nabla_jax.rewards import load_reward_model  # noqa: E402
 from nabla_jax.rewards.scoring import score_batch  # noqa: E402
 from nabla_jax.dto.vocab_align import reward_pad_id  # noqa: E402

@@ -13,7 +13,7 @@ from nabla_jax.dto.prefix_cache import PrefixCache, build_prefix_cache
 from nabla_jax.dto.probes import Probes, selection_probes
 from nabla_jax.dto.problem import DTOProblem, make_problem, stack
 from nabla_jax.dto.straight_through import straight_through_onehot
-from nabla_jax.dto.templates import policy_prompt_ids, reward_template_ids
+from nabla_jax.templates import chat_prompt_ids, reward_template_ids
 from nabla_jax.dto.vocab_align import VocabAlignment, align_vocab
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "make_models",
     "make_problem",
     "onehot_loss",
-    "policy_prompt_ids",
+    "chat_prompt_ids",
     "reward_template_ids",
     "run_dto_batch",
     "selection_probes",

@@ -20,7 +20,7 @@ from nabla_jax.dto.loop import DTOState, dto_init, dto_run
 from nabla_jax.dto.models import DTOModels, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.problem import DTOProblem, bucket, make_problem, stack
-from nabla_jax.dto.templates import policy_prompt_ids, reward_input_template
+from nabla_jax.templates import chat_prompt_ids, reward_input_template
 from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
@@ -156,7 +156,7 @@ def dto_optimize(
             raise ValueError(
                 f"DTO problem {i}: init has {x.shape[0]} positions but ahead_ids has {rollout.size} tokens"
             )
-        lm_prefix = policy_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
+        lm_prefix = chat_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
         rm_prefix, rm_postfix = [], []
         if uses_reward(models, config):
             template, rm_postfix = reward_input_template(reward, text)

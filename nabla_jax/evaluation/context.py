@@ -123,7 +123,7 @@ class EvalContext:
         return self._prompts[problem.index]
 
     def reward_template(self, problem: Problem) -> tuple[list[int], list[int]]:
-        from nabla_jax.dto.templates import reward_input_template
+        from nabla_jax.templates import reward_input_template
 
         if problem.index not in self._templates:
             self._templates[problem.index] = reward_input_template(self.reward, self.message(problem))

@@ -2,7 +2,8 @@
 
 from nabla_jax.generation.api import GenerationResult, encode_prompts, generate
 from nabla_jax.generation.buckets import bucket_length, check_lengths, pad_prompts
-from nabla_jax.generation.prompts import chat_prompt_ids, eos_token_ids, stop_token_sequences
+from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
+from nabla_jax.templates import chat_prompt_ids
 from nabla_jax.generation.rollouts import (
     FINISH_EOS,
     FINISH_LENGTH,

@@ -1,30 +1,11 @@
-"""Prompt and stop-token handling through the policy's tokenizer, as the official ∇-Reasoner code does it."""
+"""End, pad and stop tokens through the policy's tokenizer, as the official ∇-Reasoner code does it (the prompts
+themselves: :mod:`nabla_jax.templates`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from nabla_jax.models.config import DecoderConfig
-
-
-def chat_prompt_ids(tokenizer, problem: str, system: str | None = None) -> list[int]:
-    """Token ids of ``problem`` as the only user message (after ``system`` if given), ready for the reply.
-
-    Like the official code: render the chat template to text with ``add_generation_prompt=True``, then encode it
-    with ``add_special_tokens=False`` (the template already holds any BOS). Templates that insert their own
-    default system prompt when none is given (Qwen2.5, SmolLM2) still do so."""
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("the tokenizer has no chat template; pass chat=False to use the raw text as the prompt")
-    messages = [{"role": "user", "content": problem}]
-    if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return list(tokenizer.encode(text, add_special_tokens=False))
-
-
-def plain_prompt_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of raw text (no template), with the tokenizer's usual special tokens (e.g. a BOS)."""
-    return list(tokenizer.encode(text))
 
 
 def eos_token_ids(config: DecoderConfig, tokenizer=None) -> tuple[int, ...]:

@@ -12,10 +12,9 @@ import numpy as np
 
 from nabla_jax.dto.models import dto_models
 from nabla_jax.dto.problem import bucket
-from nabla_jax.dto.templates import reward_input_template
 from nabla_jax.dto.vocab_align import reward_pad_id
 from nabla_jax.generation.buckets import bucket_length, bucket_rows
-from nabla_jax.generation.prompts import chat_prompt_ids, eos_token_ids, pad_token_id, stop_token_sequences
+from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
@@ -23,6 +22,7 @@ from nabla_jax.reasoner.problem import make_problem
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
+from nabla_jax.templates import chat_prompt_ids, reward_input_template
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 
-from nabla_jax.dto.templates import SENTINEL, policy_prompt_ids
+from nabla_jax.templates import SENTINEL, chat_messages, chat_prompt_ids, split_at_sentinel
 from nabla_jax.loading import Reward, load_policy, load_reward
 from nabla_jax.models import decoder
 from nabla_jax.models.config import SEQUENCE_CLASSIFICATION, load_config
@@ -41,11 +41,8 @@ def _single_token(tokenizer, text: str, what: str) -> int:
 def judge_template(tokenizer, prompt: str, system: str | None = None) -> tuple[list[int], list[int]]:
     """Ids before and after the response in the judge's input (its chat template, generation prompt appended)."""
     user = f"Problem: {prompt}\n\nProposed answer: {SENTINEL}\n\n{JUDGE_QUESTION}"
-    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    prefix, postfix = text.split(SENTINEL)
-    encode = lambda piece: list(tokenizer.encode(piece, add_special_tokens=False))
-    return encode(prefix), encode(postfix)
+    text = tokenizer.apply_chat_template(chat_messages(user, system), tokenize=False, add_generation_prompt=True)
+    return split_at_sentinel(tokenizer, text, "judge's chat template")
 
 
 def judge_reward(policy, yes: str = "Yes", no: str = "No") -> Reward:
@@ -64,7 +61,7 @@ def judge_reward(policy, yes: str = "Yes", no: str = "No") -> Reward:
 
 def likelihood_template(tokenizer, prompt: str, system: str | None = None) -> tuple[list[int], list[int]]:
     """The LM's own generation prompt before the response; nothing after it (only response tokens are scored)."""
-    return policy_prompt_ids(tokenizer, prompt, system), []
+    return chat_prompt_ids(tokenizer, prompt, system, role="likelihood reward's LM"), []
 
 
 def likelihood_reward(lm, clip: float | None = None) -> Reward:

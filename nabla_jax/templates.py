@@ -1,0 +1,74 @@
+"""Chat templates, in one place: the policy's prompt, and the token ids around a response in a reward input.
+
+Every prompt is rendered as the official code does it: the tokenizer's chat template to text (generation prompt
+appended for a policy), then encoded with ``add_special_tokens=False`` (the template already holds any BOS).
+Templates that insert their own default system prompt when none is given (Qwen2.5, SmolLM2) still do so.
+
+A reward model scores ``[template prefix] + response + [closing postfix]``: its template is rendered with
+:data:`SENTINEL` where the response goes and the text is split there, so soft tokens can be spliced in between two
+fixed id sequences (the prefix and, e.g., ``<|im_end|>\\n``). A reward input never holds a system prompt, as in the
+official code: the system message instructs the policy, and every method scores a response under one template.
+"""
+
+from __future__ import annotations
+
+SENTINEL = "@@NABLA_JAX_RESPONSE_SLOT@@"
+
+
+def chat_messages(user: str, system: str | None = None) -> list[dict]:
+    """``[system?, user]`` messages."""
+    return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+
+
+def require_template(tokenizer, role: str) -> None:
+    if tokenizer is None:
+        raise ValueError(f"the {role} has no tokenizer; a chat template is needed")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"the {role} tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template"
+            + ("; pass chat=False (--no-chat) to use the raw text as the prompt" if role == "policy" else "")
+        )
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+
+def chat_prompt_ids(tokenizer, prompt: str, system: str | None = None, role: str = "policy") -> list[int]:
+    """Token ids of ``prompt`` as the only user message (after ``system`` if given), ready for the reply."""
+    require_template(tokenizer, role)
+    text = tokenizer.apply_chat_template(chat_messages(prompt, system), tokenize=False, add_generation_prompt=True)
+    return encode(tokenizer, text)
+
+
+def plain_prompt_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of raw text (no template), with the tokenizer's usual special tokens (e.g. a BOS)."""
+    return list(tokenizer.encode(text))
+
+
+def split_at_sentinel(tokenizer, text: str, what: str) -> tuple[list[int], list[int]]:
+    """The ids of ``text`` before and after the one :data:`SENTINEL` in it."""
+    pieces = text.split(SENTINEL)
+    if len(pieces) != 2:
+        raise ValueError(
+            f"the {what} of {getattr(tokenizer, 'name_or_path', '')!r} does not place the assistant response "
+            f"exactly once (found {len(pieces) - 1} times); cannot split it around the response"
+        )
+    return encode(tokenizer, pieces[0]), encode(tokenizer, pieces[1])
+
+
+def reward_template_ids(tokenizer, prompt: str, system: str | None = None) -> tuple[list[int], list[int]]:
+    """``(prefix_ids, postfix_ids)``: a reward model's chat template before and after the assistant response."""
+    require_template(tokenizer, "reward model")
+    messages = chat_messages(prompt, system) + [{"role": "assistant", "content": SENTINEL}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return split_at_sentinel(tokenizer, text, "reward chat template")
+
+
+def reward_input_template(reward, prompt: str) -> tuple[list[int], list[int]]:
+    """``(prefix_ids, postfix_ids)`` for a loaded reward model: its own ``template`` function when it has one (the
+    judge and likelihood rewards of :mod:`nabla_jax.rewards`), else its tokenizer's chat template."""
+    custom = getattr(reward, "template", None)
+    if custom is not None:
+        return custom(prompt, None)
+    return reward_template_ids(reward.tokenizer, prompt, None)
