@@ -342,9 +342,10 @@ def test_report_separates_runs_of_other_settings_and_names_rows_uniquely(tmp_pat
                      "--method", "greedy", "--policy", POLICY, "--out", out]) == 0
         runs.append(out)
     capsys.readouterr()
-    assert main(["report", *runs, "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", *runs, "--out", str(tmp_path / "report"), "--paired", "greedy,greedy"]) == 0
     text = capsys.readouterr().out
     assert "differ in benchmark or decoding settings" in text
     assert "### Group 1: benchmark testbed" in text and "decoding max_new_tokens=8" in text
     assert "| a/run | greedy" in text and "| b/run | greedy" in text
+    assert "| a/run | greedy | greedy |" in text  # the paired table names runs the same way
     assert os.path.exists(tmp_path / "report" / "accuracy_vs_calls.group2.png")

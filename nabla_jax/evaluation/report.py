@@ -164,14 +164,14 @@ def plot(runs: list[dict], measure: str, label: str, path: str) -> None:
 def paired_section(directories: list[str], pairs) -> tuple[str, list[dict]]:
     """Paired comparisons ``(A, B)`` of methods (by record name, e.g. ``nabla@8``), in every directory that holds
     both."""
-    comparisons, names = [], dict(zip(directories, unique_names(directories)))
+    comparisons, run_names = [], dict(zip(directories, unique_names(directories)))
     for a, b in pairs:
         found = False
         for directory in directories:
             _, records = load_directory(directory)
             names = {r["method"] for r in records}
             if a in names and b in names:
-                run = names[directory]
+                run = run_names[directory]
                 comparisons.append({"run": run, "directory": os.path.abspath(directory), **compare(records, a, b)})
                 found = True
         if not found:
