@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convert.hf import CheckpointError
+from convert.errors import CheckpointError
 from convert.names import tensor_slots
 from nabla_jax.models.config import DecoderConfig
 

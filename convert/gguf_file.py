@@ -9,7 +9,7 @@ import numpy as np
 from gguf import GGUFReader, GGUFValueType
 from gguf.quants import dequantize
 
-from convert.hf import CheckpointError
+from convert.errors import CheckpointError
 from nabla_jax.models.config import CAUSAL_LM, DecoderConfig, UnsupportedModelError
 from nabla_jax.models.decoder import param_shapes
 

@@ -12,6 +12,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from convert.errors import CheckpointError
 from convert.names import IGNORED_SUFFIXES, TensorSlot, tensor_slots
 from convert.staging import staged_directory
 from nabla_jax.models.config import DecoderConfig, config_to_dict, load_config
@@ -19,10 +20,6 @@ from nabla_jax.models.decoder import param_shapes
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or does not match its config."""
 
 
 def _weight_map(directory: str) -> dict[str, str]:

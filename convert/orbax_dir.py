@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from convert.hf import CheckpointError
+from convert.errors import CheckpointError
 from convert.staging import staged_directory
 from nabla_jax.models.config import DecoderConfig, config_to_dict, load_config
 from nabla_jax.models.decoder import param_shapes

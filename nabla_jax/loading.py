@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convert.hf import CheckpointError
+from convert.errors import CheckpointError
 from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
 from nabla_jax.models import decoder
 from nabla_jax.rewards.kinds import RewardKind

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import nabla_jax
-from convert.hf import CheckpointError
+from convert.errors import CheckpointError
 from nabla_jax.loading import ModelKindError
 from nabla_jax.models.config import UnsupportedModelError
 

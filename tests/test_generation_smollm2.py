@@ -40,10 +40,10 @@ def test_smollm2_greedy_with_repetition_penalty_matches_transformers(smollm2_pai
     ``generate(repetition_penalty=...)`` does, token for token."""
     policy, model = smollm2_pair
     prompt = "Write a haiku about the sea."
-    plain = generate(policy, [prompt], max_new_tokens=32, temperature=0.0)[0]
     result = generate(policy, [prompt], max_new_tokens=32, temperature=0.0, repetition_penalty=1.3)[0]
+    ids = torch.tensor([result.prompt_ids])
     with torch.no_grad():
-        out = model.generate(torch.tensor([result.prompt_ids]), max_new_tokens=32, do_sample=False,
-                             repetition_penalty=1.3)
+        out = model.generate(ids, max_new_tokens=32, do_sample=False, repetition_penalty=1.3)
+        plain = model.generate(ids, max_new_tokens=32, do_sample=False)  # ours equals it: the test above
     assert result.token_ids == out[0, len(result.prompt_ids) :].tolist()
-    assert result.token_ids != plain.token_ids  # the penalty changed the output
+    assert result.token_ids != plain[0, len(result.prompt_ids) :].tolist()  # the penalty changed the output

@@ -19,7 +19,8 @@ from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.loop import DTOState, dto_init, dto_run
 from nabla_jax.dto.models import DTOModels, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
-from nabla_jax.dto.problem import DTOProblem, bucket, make_problem, stack
+from nabla_jax.dto.problem import DTOProblem, make_problem, stack
+from nabla_jax.generation.buckets import round_up
 from nabla_jax.templates import chat_prompt_ids, reward_input_template
 from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.dto.loss import uses_reward
@@ -165,11 +166,11 @@ def dto_optimize(
         rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x, counted if uses_reward(models, config) else ()))
 
     sizes = (
-        bucket(max(len(r[0]) for r in rows), 32),
-        bucket(max(len(r[2]) for r in rows), 32),
-        bucket(max(len(r[3]) for r in rows), 8),
+        round_up(max(len(r[0]) for r in rows), 32),
+        round_up(max(len(r[2]) for r in rows), 32),
+        round_up(max(len(r[3]) for r in rows), 8),
     )
-    ahead_size = bucket(max(r[1] for r in rows), 8)
+    ahead_size = round_up(max(r[1] for r in rows), 8)
     problems = stack([make_problem(r[0], r[1], r[2], r[3], sizes, r[5]) for r in rows])
     init_batch = jnp.stack(
         [jnp.pad(jnp.asarray(r[4], jnp.float32), ((0, ahead_size - r[1]), (0, 0))) for r in rows]

@@ -36,6 +36,7 @@ from nabla_jax.dto.optimizer import make_optimizer
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import all_onehots, moving_onehots, split_init, to_logits
+from nabla_jax.rows import where_rows
 
 
 class DTOState(NamedTuple):
@@ -91,11 +92,6 @@ def is_active(config: DTOConfig, state: DTOState) -> jax.Array:
     return (state.step < config.max_iters) & (state.nonfinite_step < 0)
 
 
-def _rows(mask: jax.Array, like: jax.Array) -> jax.Array:
-    """Broadcast a per-row mask [B] against ``like`` [B, ...]."""
-    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
-
-
 def dto_step(
     models: DTOModels,
     config: DTOConfig,
@@ -122,7 +118,7 @@ def dto_step(
         cached = lambda _: (state.loss, state.loglik, state.reward, state.grad_y)
         ran_full = jnp.any(need_full)
         new = jax.lax.cond(ran_full, full_step, cached, None)
-        loss, loglik, reward, grad_y = (jnp.where(_rows(need_full, n), n, o) for n, o in zip(new, cached(None)))
+        loss, loglik, reward, grad_y = where_rows(need_full, tuple(new), cached(None))
         executed = active & ran_full
     else:
         loss, loglik, reward, grad_y = full_step(None)
@@ -141,9 +137,8 @@ def dto_step(
     variables = optax.apply_updates(state.variables, updates)
     finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=(1, 2))
     ok = active & finite
-    keep = lambda new_leaf, old_leaf: jnp.where(_rows(ok, new_leaf), new_leaf, old_leaf)
-    variables = keep(variables, state.variables)
-    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+    variables = where_rows(ok, variables, state.variables)
+    opt_state = where_rows(ok, opt_state, state.opt_state)
 
     moving_ids = jnp.argmax(jax.vmap(lambda v: to_logits(models, config, v))(variables), axis=-1).astype(jnp.int32)
     changed = jnp.any(moving_ids != state.token_ids[:, :m], axis=1)

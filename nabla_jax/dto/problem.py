@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nabla_jax.generation.buckets import pad_ids
+
 
 class DTOProblem(NamedTuple):
     lm_prefix_ids: jax.Array  # [P] policy ids: chat-templated prompt + committed tokens
@@ -23,18 +25,6 @@ class DTOProblem(NamedTuple):
     rm_postfix_len: jax.Array  # () int32
     rm_prefix_counted: jax.Array  # [R] bool: prefix slots the reward reads (a PRM's committed steps, a likelihood
     #                                reward's committed tokens; none for an outcome reward)
-
-
-def bucket(n: int, multiple: int) -> int:
-    """``n`` rounded up to a multiple (at least one multiple), so nearby lengths share a compilation."""
-    return max(multiple, -(-n // multiple) * multiple)
-
-
-def _padded(ids: Sequence[int], size: int, what: str) -> np.ndarray:
-    ids = np.asarray(ids, np.int32).reshape(-1)
-    if ids.size > size:
-        raise ValueError(f"{what} has {ids.size} tokens, more than its buffer of {size}")
-    return np.pad(ids, (0, size - ids.size))
 
 
 def make_problem(
@@ -57,14 +47,14 @@ def make_problem(
         sizes = (len(lm_prefix_ids), max(1, len(rm_prefix_ids)), len(rm_postfix_ids))
     p, r, q = sizes
     return DTOProblem(
-        lm_prefix_ids=jnp.asarray(_padded(lm_prefix_ids, p, "policy prefix")),
+        lm_prefix_ids=jnp.asarray(pad_ids(lm_prefix_ids, p, "policy prefix")),
         lm_prefix_len=jnp.asarray(len(lm_prefix_ids), jnp.int32),
         ahead_len=jnp.asarray(ahead_len, jnp.int32),
-        rm_prefix_ids=jnp.asarray(_padded(rm_prefix_ids, r, "reward prefix")),
+        rm_prefix_ids=jnp.asarray(pad_ids(rm_prefix_ids, r, "reward prefix")),
         rm_prefix_len=jnp.asarray(len(rm_prefix_ids), jnp.int32),
-        rm_postfix_ids=jnp.asarray(_padded(rm_postfix_ids, q, "reward postfix")),
+        rm_postfix_ids=jnp.asarray(pad_ids(rm_postfix_ids, q, "reward postfix")),
         rm_postfix_len=jnp.asarray(len(rm_postfix_ids), jnp.int32),
-        rm_prefix_counted=jnp.asarray(_padded(np.asarray(rm_prefix_counted, np.int32), r, "reward prefix mask") > 0),
+        rm_prefix_counted=jnp.asarray(pad_ids(np.asarray(rm_prefix_counted, np.int32), r, "reward prefix mask") > 0),
     )
 
 

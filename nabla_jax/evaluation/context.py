@@ -27,7 +27,7 @@ from nabla_jax.generation import (
     eos_token_ids,
     rollout_batch,
 )
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, chunks, pad_prompts
 from nabla_jax.generation.prompts import pad_token_id
 from nabla_jax.dto.vocab_align import reward_pad_id, vocab_alignment
 from nabla_jax.rewards.scoring import score_batch
@@ -151,31 +151,23 @@ class EvalContext:
     def rollouts(self, rows: Sequence[tuple[Problem, int]], seed: int, sampling: SamplingConfig) -> list[Candidate]:
         """One candidate per ``(problem, sample_index)`` row, sampled with its own key, in row order."""
         spec = RolloutSpec(self.settings.max_new_tokens, sampling, self.eos_ids, (), self.pad_id)
-        groups: dict[int, list[int]] = {}
-        for r, (problem, _) in enumerate(rows):
-            groups.setdefault(self.bucket(problem), []).append(r)
         out: list[Candidate | None] = [None] * len(rows)
-        tokenizer = self.policy.tokenizer
-        for length in sorted(groups):
-            members = groups[length]
-            for start in range(0, len(members), self.max_rows):
-                chunk = members[start : start + self.max_rows]
-                padded = chunk + [chunk[0]] * (self._row_count(len(chunk)) - len(chunk))
-                prompts, lens = pad_prompts([self.prompt_ids(rows[r][0]) for r in padded], length, self.pad_id)
-                index = np.asarray([rows[r][0].index for r in padded], np.uint32)
-                sample = np.asarray([rows[r][1] for r in padded], np.uint32)
-                base = seed_key(seed)
-                keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
-                    jnp.asarray(index), jnp.asarray(sample)
-                )
-                prompts, lens, keys = self.place(prompts, lens, keys)
-                result = rollout_batch(self.policy.config, self.policy_params, spec, prompts, lens, keys)
-                tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
-                for row, r in enumerate(chunk):
-                    ids = [int(t) for t in tokens[row, : counts[row]]]
-                    text = tokenizer.decode(ids, skip_special_tokens=True)
-                    cost = rollout_cost(self.policy.config, len(self.prompt_ids(rows[r][0])), len(ids))
-                    out[r] = Candidate(ids, text, self.grader.extract(text), FINISH_NAMES[int(finish[row])], cost)
+        tokenizer, base = self.policy.tokenizer, seed_key(seed)
+        for length, chunk, padded in chunks([self.bucket(p) for p, _ in rows], self.max_rows, self._row_count):
+            prompts, lens = pad_prompts([self.prompt_ids(rows[r][0]) for r in padded], length, self.pad_id)
+            index = np.asarray([rows[r][0].index for r in padded], np.uint32)
+            sample = np.asarray([rows[r][1] for r in padded], np.uint32)
+            keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
+                jnp.asarray(index), jnp.asarray(sample)
+            )
+            prompts, lens, keys = self.place(prompts, lens, keys)
+            result = rollout_batch(self.policy.config, self.policy_params, spec, prompts, lens, keys)
+            tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
+            for row, r in enumerate(chunk):
+                ids = [int(t) for t in tokens[row, : counts[row]]]
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                cost = rollout_cost(self.policy.config, len(self.prompt_ids(rows[r][0])), len(ids))
+                out[r] = Candidate(ids, text, self.grader.extract(text), FINISH_NAMES[int(finish[row])], cost)
         return out
 
     def sample(self, problems: Sequence[Problem], seed: int, n: int) -> tuple[list[list[Candidate]], float]:

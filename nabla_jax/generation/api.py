@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, pad_prompts
+from nabla_jax.generation.buckets import bucket_length, check_lengths, chunks, pad_prompts
 from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token_sequences
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
 from nabla_jax.generation.defaults import GenerationDefaults
@@ -105,25 +105,18 @@ def generate(
 
     base_key = seed_key(seed)
     longest_buffer = config.max_position_embeddings - max_new_tokens
-    groups: dict[int, list[int]] = {}
-    for i, ids in enumerate(prompt_ids):
-        groups.setdefault(bucket_length(len(ids), maximum=longest_buffer), []).append(i)
-
+    buckets = [bucket_length(len(ids), maximum=longest_buffer) for ids in prompt_ids]
     results: list[GenerationResult | None] = [None] * len(prompt_ids)
-    for bucket in sorted(groups):
-        members = groups[bucket]
-        for start in range(0, len(members), batch_size):
-            chunk = members[start : start + batch_size]
-            rows = chunk + [chunk[0]] * (bucket_rows(len(chunk), batch_size) - len(chunk))
-            buffer, lengths = pad_prompts([prompt_ids[i] for i in rows], bucket, pad)
-            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(rows, jnp.uint32))
-            batch = shard_batch((jnp.asarray(buffer), jnp.asarray(lengths), keys), params_mesh(policy.params))
-            out = rollout_batch(config, policy.params, spec, *batch)
-            tokens, counts, finish = jax.device_get((out.tokens, out.length, out.finish))
-            for row, i in enumerate(chunk):
-                ids = [int(t) for t in tokens[row, : counts[row]]]
-                text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None
-                results[i] = GenerationResult(prompt_ids[i], ids, text, FINISH_NAMES[int(finish[row])])
+    for bucket, chunk, rows in chunks(buckets, batch_size):
+        buffer, lengths = pad_prompts([prompt_ids[i] for i in rows], bucket, pad)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(rows, jnp.uint32))
+        batch = shard_batch((jnp.asarray(buffer), jnp.asarray(lengths), keys), params_mesh(policy.params))
+        out = rollout_batch(config, policy.params, spec, *batch)
+        tokens, counts, finish = jax.device_get((out.tokens, out.length, out.finish))
+        for row, i in enumerate(chunk):
+            ids = [int(t) for t in tokens[row, : counts[row]]]
+            text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None
+            results[i] = GenerationResult(prompt_ids[i], ids, text, FINISH_NAMES[int(finish[row])])
     return results
 
 

@@ -1,8 +1,10 @@
-"""Fixed shapes for a few compilations: prompt buffers padded up to length buckets, batches up to row buckets."""
+"""Fixed shapes for a few compilations: buffers padded up to length buckets, batches up to row buckets, and the
+one loop every batched caller shares (group by bucket, cut into chunks, pad the rows: :func:`chunks`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +21,11 @@ def bucket_length(n: int, minimum: int = MIN_BUCKET, maximum: int | None = None)
     if maximum is not None:
         size = max(min(size, int(maximum)), n)
     return size
+
+
+def round_up(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple (at least one multiple), so nearby lengths share a compilation."""
+    return max(multiple, -(-n // multiple) * multiple)
 
 
 def bucket_rows(n: int, maximum: int) -> int:
@@ -46,3 +53,33 @@ def pad_prompts(prompts: Sequence[Sequence[int]], length: int, pad_id: int) -> t
     for row, ids in enumerate(prompts):
         buffer[row, : len(ids)] = ids
     return buffer, np.asarray([len(ids) for ids in prompts], np.int32)
+
+
+def pad_ids(ids: Sequence[int], size: int, what: str) -> np.ndarray:
+    """One id list right-padded with 0 to ``[size]`` int32; ValueError naming ``what`` when it does not fit."""
+    ids = np.asarray(ids, np.int32).reshape(-1)
+    if ids.size > size:
+        raise ValueError(f"{what} has {ids.size} tokens, more than its buffer of {size}")
+    return np.pad(ids, (0, size - ids.size))
+
+
+class Chunk(NamedTuple):
+    key: Hashable  # the bucket its members share
+    members: list[int]  # indices of the real rows, in input order
+    rows: list[int]  # members, padded by repeating the first one up to the chunk's row count
+
+
+def chunks(keys: Sequence[Hashable], size: int, row_count: Callable[[int], int] | None = None) -> Iterator[Chunk]:
+    """Indices ``0..len(keys)-1`` grouped by bucket key (buckets in sorted order, input order within one), cut into
+    chunks of at most ``size`` members, each padded (by repeating its first member) to ``row_count(len)`` rows:
+    power-of-two row counts by default. Padding rows are computed and dropped, so a row's result never depends on
+    its chunk."""
+    row_count = row_count or (lambda n: bucket_rows(n, size))
+    groups: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for key in sorted(groups):
+        members = groups[key]
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            yield Chunk(key, chunk, chunk + [chunk[0]] * (row_count(len(chunk)) - len(chunk)))

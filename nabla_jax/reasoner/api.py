@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.dto.problem import bucket
 from nabla_jax.dto.vocab_align import reward_pad_id
-from nabla_jax.generation.buckets import bucket_length, bucket_rows
+from nabla_jax.generation.buckets import bucket_length, chunks, round_up
 from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
@@ -112,13 +111,11 @@ class NablaReasoner:
         cfg, spec = self.config, self.spec(stop)
         base = seed_key(seed)
         results: list[NablaResult | None] = [None] * len(prompts)
-        for start in range(0, len(prompts), batch_size):
-            chunk = list(range(start, min(start + batch_size, len(prompts))))
-            rows = chunk + [chunk[0]] * (bucket_rows(len(chunk), batch_size) - len(chunk))
+        for _, chunk, rows in chunks([0] * len(prompts), batch_size):
             sizes = (
                 bucket_length(max(len(encoded[i][0]) for i in rows)) + cfg.max_new_tokens,
-                bucket(max(len(encoded[i][1]) for i in rows), 32),
-                bucket(max(len(encoded[i][2]) for i in rows), 8),
+                round_up(max(len(encoded[i][1]) for i in rows), 32),
+                round_up(max(len(encoded[i][2]) for i in rows), 8),
             )
             problems = [make_problem(*encoded[i], sizes, jax.random.fold_in(base, problem_ids[i])) for i in rows]
             batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)

@@ -42,11 +42,7 @@ from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
 from nabla_jax.reasoner.state import NablaState
-
-
-def _where(mask, new, old):
-    """Per-problem select over pytrees with a leading batch axis."""
-    return jax.tree.map(lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old)
+from nabla_jax.rows import where_rows
 
 
 def _when_any(mask, fn, *args):
@@ -102,7 +98,7 @@ def spend_budget(k: Kernel, state: NablaState) -> NablaState:
     if k.cfg.budget_check == "after":  # the official loop tests the budget only after an iteration has run
         spent &= state.stats.iterations > 1
     state = _add(state, budget_tokens=jnp.where(spent, state.ahead_len, 0))
-    state = _where(spent, jax.vmap(phases.commit)(state, state.ahead_len), state)
+    state = where_rows(spent, jax.vmap(phases.commit)(state, state.ahead_len), state)
     return state._replace(done=state.done | spent)
 
 
@@ -232,7 +228,7 @@ def record_proposal(k: Kernel, state: NablaState, proposal: Proposal, verdict: V
             proposed_len=set_("proposed_len", jnp.minimum(p.rollout.length + 1, n)),
         )
 
-    events = _where(proposal.proposing, jax.vmap(one)(state, proposal, verdict), state.events)
+    events = where_rows(proposal.proposing, jax.vmap(one)(state, proposal, verdict), state.events)
     return state._replace(events=events)
 
 
@@ -245,7 +241,7 @@ def advance(state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaSta
         latents=proposal.rollout.latents,
     )
     kept = jax.vmap(phases.commit)(state, jnp.ones_like(state.ahead_len))
-    state = _where(verdict.accepted, taken, _where(stepping, kept, state))
+    state = where_rows(verdict.accepted, taken, where_rows(stepping, kept, state))
     return state._replace(done=state.done | (stepping & (state.ahead_len == 0)))
 
 

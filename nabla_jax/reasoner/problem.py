@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from nabla_jax.generation.buckets import pad_ids
 from nabla_jax.rewards import scoring
 from nabla_jax.rewards.inputs import RewardInput, reward_input
 
@@ -22,21 +22,14 @@ class NablaProblem(NamedTuple):
     key: jax.Array  # the problem's PRNG key, from (seed, problem index)
 
 
-def pad_to(ids, size: int, what: str) -> np.ndarray:
-    ids = np.asarray(ids, np.int32).reshape(-1)
-    if ids.size > size:
-        raise ValueError(f"{what} has {ids.size} tokens, more than its buffer of {size}")
-    return np.pad(ids, (0, size - ids.size))
-
-
 def make_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[int, int, int], key) -> NablaProblem:
     s, r, q = sizes
     return NablaProblem(
-        prompt_ids=jnp.asarray(pad_to(prompt_ids, s, "prompt")),
+        prompt_ids=jnp.asarray(pad_ids(prompt_ids, s, "prompt")),
         prompt_len=jnp.asarray(len(prompt_ids), jnp.int32),
-        rm_prefix_ids=jnp.asarray(pad_to(rm_prefix_ids, r, "reward template prefix")),
+        rm_prefix_ids=jnp.asarray(pad_ids(rm_prefix_ids, r, "reward template prefix")),
         rm_prefix_len=jnp.asarray(len(rm_prefix_ids), jnp.int32),
-        rm_postfix_ids=jnp.asarray(pad_to(rm_postfix_ids, q, "reward template postfix")),
+        rm_postfix_ids=jnp.asarray(pad_ids(rm_postfix_ids, q, "reward template postfix")),
         rm_postfix_len=jnp.asarray(len(rm_postfix_ids), jnp.int32),
         key=key,
     )

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nabla_jax.generation.buckets import bucket_length, bucket_rows
+from nabla_jax.generation.buckets import bucket_length, chunks, pad_prompts
 from nabla_jax.rewards import inputs, readout
 from nabla_jax.rewards.kinds import RewardKind
 
@@ -28,13 +28,6 @@ def _batch_rewards(kind, config, pad, params, prefix, prefix_len, response, resp
     return jax.vmap(one)(prefix, prefix_len, response, response_len, postfix, postfix_len)
 
 
-def _pad_rows(rows: Sequence[Sequence[int]], size: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    out = np.full((len(rows), size), pad, np.int32)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out, np.asarray([len(row) for row in rows], np.int32)
-
-
 def score_batch(reward, rows: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]], pad: int,
                 max_rows: int = 64, place: Callable | None = None, row_count: Callable | None = None,
                 where: Callable[[int], str] = lambda r: f"row {r}") -> np.ndarray:
@@ -42,27 +35,24 @@ def score_batch(reward, rows: Sequence[tuple[Sequence[int], Sequence[int], Seque
     padded to power-of-two row counts (``row_count`` overrides, e.g. to divide over devices); ``place`` puts each
     batch's arrays on devices; ``where(r)`` names row r in errors."""
     limit = reward.config.max_position_embeddings
-    groups: dict[tuple[int, int, int], list[int]] = {}
+    shapes = []
     for r, (prefix, response, postfix) in enumerate(rows):
         total = reward.kind.input_slots(len(prefix), len(response), len(postfix))
         if total > limit:
-            raise ValueError(f"{where(r)}: the reward input has {total} tokens, more than the reward model's context of {limit}")
-        shape = (bucket_length(len(prefix)), bucket_length(len(response)), bucket_length(max(len(postfix), 1), minimum=8))
-        groups.setdefault(shape, []).append(r)
+            raise ValueError(
+                f"{where(r)}: the reward input has {total} tokens, more than the reward model's context of {limit}"
+            )
+        shapes.append((bucket_length(len(prefix)), bucket_length(len(response)),
+                       bucket_length(max(len(postfix), 1), minimum=8)))
     scores = np.zeros(len(rows), np.float32)
-    row_count = row_count or (lambda n: bucket_rows(n, max_rows))
-    for shape in sorted(groups):
-        members = groups[shape]
-        for begin in range(0, len(members), max_rows):
-            chunk = members[begin : begin + max_rows]
-            padded = chunk + [chunk[0]] * (row_count(len(chunk)) - len(chunk))
-            arrays = []
-            for part, size in enumerate(shape):
-                arrays += _pad_rows([rows[r][part] for r in padded], size, pad)
-            if place is not None:
-                arrays = place(*arrays)
-            out = np.asarray(jax.device_get(_batch_rewards(reward.kind, reward.config, pad, reward.params, *arrays)))
-            scores[chunk] = out[: len(chunk)]
+    for shape, chunk, padded in chunks(shapes, max_rows, row_count):
+        arrays = []
+        for part, size in enumerate(shape):
+            arrays += pad_prompts([rows[r][part] for r in padded], size, pad)
+        if place is not None:
+            arrays = place(*arrays)
+        out = np.asarray(jax.device_get(_batch_rewards(reward.kind, reward.config, pad, reward.params, *arrays)))
+        scores[chunk] = out[: len(chunk)]
     return scores
 
 
