@@ -29,7 +29,8 @@ from nabla_jax.sharding import (
 MESHES = {
     "data=2,fsdp=2,tensor=2": ["generation", "dto", "reasoner", "eval", "cli_run"],
     "data=8": ["generation", "eval_rollouts"],  # pure data parallelism: rows split 8 ways, eval rows padded to 8
-    "fsdp=4,tensor=2": ["generation", "dto", "reasoner"],  # pure model parallelism, batches replicated
+    # pure model parallelism, batches replicated (the reasoner runs on the mixed mesh above, which shards it too)
+    "fsdp=4,tensor=2": ["generation", "dto"],
 }
 CASES = [(mesh, part) for mesh, parts in MESHES.items() for part in parts if part != "cli_run"]
 PROBLEMS = [("p-add", "2+3=?", "5"), ("p-frac", "1/2+1/4=?", "\\frac{3}{4}"), ("p-mul", "7*6=?", "42"),
