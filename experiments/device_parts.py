@@ -408,11 +408,11 @@ def nabla_setup(ctx: Context):
 
 def nabla_batch(ctx: Context, models, cfg, batch: int):
     from nabla_jax.generation.buckets import bucket_length, round_up
-    from nabla_jax.reasoner.problem import make_problem
+    from nabla_jax.reasoner.problem import make_nabla_problem
 
     s, rng = ctx.sizes, np.random.default_rng(3)
     sizes = (bucket_length(s.nabla_prompt) + cfg.max_new_tokens, round_up(16, 32), round_up(2, 8))
-    problems = [make_problem(random_ids(rng, models.rm_config.vocab_size, s.nabla_prompt), random_ids(rng, 100, 16),
+    problems = [make_nabla_problem(random_ids(rng, models.rm_config.vocab_size, s.nabla_prompt), random_ids(rng, 100, 16),
                              [1, 2], sizes, jax.random.fold_in(jax.random.key(0), i)) for i in range(batch)]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems), sizes[0]
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from convert.errors import CheckpointError
 from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
@@ -239,6 +238,3 @@ def load_reward(
         kind = RewardKind()
     return Reward(config, place_params(config, params, mesh), tokenizer, path, kind=kind)
 
-
-def as_numpy(x) -> np.ndarray:
-    return np.asarray(jax.device_get(x))

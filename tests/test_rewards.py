@@ -273,7 +273,7 @@ def test_best_of_n_and_the_reasoner_score_a_response_alike(hf_checkpoint, prm_di
     from nabla_jax.evaluation.context import Candidate, DecodeSettings, EvalContext
     from nabla_jax.evaluation.datasets import load_benchmark
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from nabla_jax.reasoner.problem import make_problem as make_nabla_problem, response_reward
+    from nabla_jax.reasoner.problem import make_nabla_problem, response_reward
 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = {

@@ -6,7 +6,7 @@ Entry point: :func:`dto_optimize`. Pure functions for the decoding loop: :func:`
 
 from nabla_jax.dto.api import DTOResult, NonFiniteLossError, dto_optimize, run_dto_batch
 from nabla_jax.dto.config import DTOConfig
-from nabla_jax.dto.loop import DTOState, dto_init, dto_run, dto_run_single, dto_step, dto_step_single
+from nabla_jax.dto.loop import DTOState, dto_init, dto_run, dto_step, dto_step_single
 from nabla_jax.dto.loss import LossParts, loss_and_onehot_grad, onehot_loss
 from nabla_jax.dto.models import DTOModels, dto_models, make_models
 from nabla_jax.dto.prefix_cache import PrefixCache, build_prefix_cache
@@ -33,7 +33,6 @@ __all__ = [
     "dto_models",
     "dto_optimize",
     "dto_run",
-    "dto_run_single",
     "dto_step",
     "dto_step_single",
     "loss_and_onehot_grad",

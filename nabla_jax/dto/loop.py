@@ -36,7 +36,7 @@ from nabla_jax.dto.optimizer import make_optimizer
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import all_onehots, moving_onehots, split_init, to_logits
-from nabla_jax.rows import where_rows
+from nabla_jax.rows import add_row_axis, drop_row_axis, where_rows
 
 
 class DTOState(NamedTuple):
@@ -174,19 +174,7 @@ def dto_run(
     )
 
 
-def _one(tree):
-    return jax.tree.map(lambda x: x[None], tree)
-
-
-def _unone(tree):
-    return jax.tree.map(lambda x: x[0], tree)
-
-
 def dto_step_single(models, config, problem, cache, state) -> DTOState:
     """:func:`dto_step` for one problem (no batch axis); vmap it to batch with a per-row select."""
-    return _unone(dto_step(models, config, _one(problem), _one(cache), _one(state)))
+    return drop_row_axis(dto_step(models, config, add_row_axis(problem), add_row_axis(cache), add_row_axis(state)))
 
-
-def dto_run_single(models, config, problem, cache, state) -> DTOState:
-    """:func:`dto_run` for one problem (no batch axis)."""
-    return _unone(dto_run(models, config, _one(problem), _one(cache), _one(state)))

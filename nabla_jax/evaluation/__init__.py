@@ -6,7 +6,7 @@ Entry points: ``nabla-jax eval`` / ``nabla-jax report`` (:mod:`nabla_jax.command
 """
 
 from nabla_jax.evaluation.accounting import Cost, reward_cost, rollout_cost
-from nabla_jax.evaluation.context import Candidate, DecodeSettings, EvalContext, problem_key
+from nabla_jax.evaluation.context import Candidate, DecodeSettings, EvalContext
 from nabla_jax.evaluation.datasets import (
     BENCHMARKS,
     Benchmark,
@@ -21,11 +21,12 @@ from nabla_jax.evaluation.registry import METHODS, register_method
 from nabla_jax.evaluation.records import FingerprintMismatch, RecordsError, RecordStore
 from nabla_jax.evaluation.report import build_report
 from nabla_jax.evaluation.runner import evaluate, fingerprint, parse_methods, run_eval
+from nabla_jax.testbed import grading as _testbed_grading  # noqa: F401  (registers the testbed's benchmark, grader)
 
 __all__ = [
     "BENCHMARKS", "GRADERS", "METHODS", "Benchmark", "Candidate", "Cost", "DatasetError", "DecodeSettings",
     "EvalContext", "FingerprintMismatch", "Grader", "MethodSpec", "Outcome", "Problem", "RecordStore",
     "RecordsError", "build_report", "evaluate", "extract_answer", "fingerprint", "get_grader", "load_benchmark",
-    "math_equivalent", "method_key", "parse_methods", "problem_key", "register_benchmark", "register_grader",
+    "math_equivalent", "method_key", "parse_methods", "register_benchmark", "register_grader",
     "register_method", "reward_cost", "rollout_cost", "run_eval", "vote",
 ]

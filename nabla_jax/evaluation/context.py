@@ -68,10 +68,6 @@ class Candidate:
         return {"answer": self.answer, "reward": self.reward, "tokens": len(self.token_ids), "finish": self.finish}
 
 
-def problem_key(seed: int, index: int) -> jax.Array:
-    return jax.random.fold_in(seed_key(seed), index)
-
-
 def make_mesh():
     """A 1-D ``data`` mesh over this process's devices, or None on one device. Local devices only: in a
     multi-process run each process evaluates its own batches (see :mod:`nabla_jax.evaluation.shards`)."""

@@ -30,10 +30,7 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "aime2025": BenchmarkEntry(os.path.join(DATA_DIR, "aime2025.jsonl")),
     "amc": BenchmarkEntry(os.path.join(DATA_DIR, "amc.jsonl")),
     "gsm8k": BenchmarkEntry(os.path.join(DATA_DIR, "gsm8k.jsonl"), grader="gsm8k"),
-    # the bundled synthetic task (nabla_jax/testbed): exact integer answers on a final "#### N" line
-    "testbed": BenchmarkEntry(
-        os.path.join(os.path.dirname(os.path.dirname(__file__)), "testbed", "data", "test.jsonl"), grader="testbed"
-    ),
+    # "testbed", the bundled synthetic task, is registered by nabla_jax/testbed/grading.py
 }
 
 

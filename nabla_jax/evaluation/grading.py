@@ -139,18 +139,9 @@ def numbers_equal(pred: str | None, gold: str) -> bool:
         return False
 
 
-def testbed_answer(text: str) -> str | None:
-    """The bundled testbed's strict rule: the integer on a final ``#### N`` line, else no answer."""
-    from nabla_jax.testbed.task import extract_answer as testbed_extract
-
-    value = testbed_extract(text)
-    return None if value is None else str(value)
-
-
 GRADERS: dict[str, Grader] = {
     "math": Grader("math", extract_answer, math_equivalent),
     "gsm8k": Grader("gsm8k", final_number, numbers_equal),
-    "testbed": Grader("testbed", testbed_answer, numbers_equal),
 }
 
 

@@ -248,8 +248,8 @@ def run_eval(
         raise ValueError(f"method(s) {names} need a reward model: pass --reward")
     source = lambda m: m if isinstance(m, str) or m is None else m.source  # noqa: E731
     reward_options = dict(reward_options or {})
-    print_ = fingerprint(bench, settings, chosen, source(policy), source(reward) if needs_reward else None, dtype,
-                         options, reward_options)
+    run_fingerprint = fingerprint(bench, settings, chosen, source(policy), source(reward) if needs_reward else None,
+                                  dtype, options, reward_options)
     seeds = list(seeds)
 
     def context() -> EvalContext:
@@ -269,24 +269,24 @@ def run_eval(
         return record_order(make_batches(ctx, batch_size), chosen, seeds)
 
     if processes.count > 1:
-        return run_processes(out, print_, processes, context, run, order)
-    check_directory(out, print_)  # a directory of another configuration is refused before the models load
+        return run_processes(out, run_fingerprint, processes, context, run, order)
+    check_directory(out, run_fingerprint)  # a directory of another configuration is refused before the models load
     ctx = context()
     make_batches(ctx, batch_size)  # every prompt-length error before the directory is created
-    with RecordStore.open(out, print_) as store:
+    with RecordStore.open(out, run_fingerprint) as store:
         merge_shards(store, order(ctx))  # the shards a killed multi-process run left, if any
         return run(ctx, store)
 
 
-def run_processes(out: str, print_: dict, processes: Processes, context, run, order) -> int:
+def run_processes(out: str, run_fingerprint: dict, processes: Processes, context, run, order) -> int:
     """The multi-process part of :func:`run_eval`: process 0 opens the directory, every process evaluates its
     share into its shard, process 0 merges the shards once all are written."""
-    check_directory(out, print_)  # every process fails alike on a bad directory, before any waits for another
-    main = RecordStore.open(out, print_) if processes.is_main else None
+    check_directory(out, run_fingerprint)  # every process fails alike on a bad directory, before any waits for another
+    main = RecordStore.open(out, run_fingerprint) if processes.is_main else None
     try:
         processes.barrier("nabla-jax eval: directory open")
         ctx = context()
-        with open_shard(out, print_, processes.index) as shard:
+        with open_shard(out, run_fingerprint, processes.index) as shard:
             written = run(ctx, shard, (processes.index, processes.count))
         processes.barrier("nabla-jax eval: shards written")
         return written if main is None else merge_shards(main, order(ctx))

@@ -99,9 +99,6 @@ def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
     return matched
 
 
-_stop_match = stop_match  # the earlier private name, still imported elsewhere
-
-
 def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState, hidden) -> RolloutState:
     """Sample token ``state.length`` from ``hidden [d]``, record it and its latent, and test for the end."""
     t = state.length

@@ -17,7 +17,7 @@ from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
-from nabla_jax.reasoner.problem import make_problem
+from nabla_jax.reasoner.problem import make_nabla_problem
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
@@ -117,7 +117,7 @@ class NablaReasoner:
                 round_up(max(len(encoded[i][1]) for i in rows), 32),
                 round_up(max(len(encoded[i][2]) for i in rows), 8),
             )
-            problems = [make_problem(*encoded[i], sizes, jax.random.fold_in(base, problem_ids[i])) for i in rows]
+            problems = [make_nabla_problem(*encoded[i], sizes, jax.random.fold_in(base, problem_ids[i])) for i in rows]
             batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
             batch = shard_batch(batch, params_mesh(self.models.lm_params))
             began = time.perf_counter()

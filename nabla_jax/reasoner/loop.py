@@ -42,14 +42,7 @@ from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import where_rows
-
-
-def _when_any(mask, fn, *args):
-    """``fn(*args)`` if any row of ``mask`` is set, else zeros of the same structure (nothing runs)."""
-    shapes = jax.eval_shape(fn, *args)
-    zeros = lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return jax.lax.cond(jnp.any(mask), lambda *a: fn(*a), zeros, *args)
+from nabla_jax.rows import add_row_axis, drop_row_axis, when_any, where_rows
 
 
 class Kernel(NamedTuple):
@@ -105,20 +98,20 @@ def spend_budget(k: Kernel, state: NablaState) -> NablaState:
 def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState) -> tuple[NablaState, jax.Array]:
     """2. Commit the ahead tokens before the first one that passes the selection tests (rollout reuse); returns
     the state and the ahead logits from the new first ahead token on."""
-    vm, choosing = jax.vmap, ~state.done
-    logits = vm(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
+    choosing = ~state.done
+    logits = jax.vmap(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
     grad_norm = None
     if k.cfg.uses_grad_probe:
-        probe = vm(lambda p, s: phases.gradient_norms(k.models, k.cfg, p, s, k.rm_pad))
-        grad_norm = _when_any(choosing, probe, problems, state)
-        cost = vm(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
+        probe = jax.vmap(lambda p, s: phases.gradient_norms(k.models, k.cfg, p, s, k.rm_pad))
+        grad_norm = when_any(choosing, probe, problems, state)
+        cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
         state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
-    first_of = vm(lambda lg, g, n: phases.first_selected(k.cfg, lg, g, n),
+    first_of = jax.vmap(lambda lg, g, n: phases.first_selected(k.cfg, lg, g, n),
                   in_axes=(0, None if grad_norm is None else 0, 0))
     first = first_of(logits, grad_norm, state.ahead_len)
     skip = jnp.where(choosing, first, 0)
-    state = _add(vm(phases.commit)(state, skip), skipped_tokens=skip)
-    logits = vm(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
+    state = _add(jax.vmap(phases.commit)(state, skip), skipped_tokens=skip)
+    logits = jax.vmap(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
     return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits
 
 
@@ -127,18 +120,18 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tu
     (the rollout's own with ``use_dto=False``: blind resampling)."""
     if not k.cfg.use_dto:
         return state, logits[:, 0]
-    vm, stepping = jax.vmap, ~state.done
+    stepping = ~state.done
 
     def run(problems, state):
-        start = vm(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
+        start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
         dto_problems, caches, dto_state = start(problems, state)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
-        return vm(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
+        return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
-    first_logits, dto_state = _when_any(stepping, run, problems, state)
+    first_logits, dto_state = when_any(stepping, run, problems, state)
     full = jnp.where(stepping, dto_state.full_steps, 0)
-    flops = vm(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
+    flops = jax.vmap(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
     state = _add(
         state,
         dto_runs=stepping,
@@ -153,11 +146,11 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tu
 
 def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) -> tuple[NablaState, Proposal]:
     """4-5a. Resample the first ahead token; where it differs, roll out after it."""
-    vm, stepping = jax.vmap, ~state.done
+    stepping = ~state.done
     position = state.past_len - problems.prompt_len
-    keys = vm(lambda p, n: phases.stream_key(p, phases.RESAMPLE_STREAM, n))(problems, position)
-    token = vm(lambda lg, key: sample_token(lg, key, k.cfg.resample_sampling))(first_logits, keys)
-    old_token = vm(lambda s: s.sequence[s.past_len])(state)
+    keys = jax.vmap(lambda p, n: phases.stream_key(p, phases.RESAMPLE_STREAM, n))(problems, position)
+    token = jax.vmap(lambda lg, key: sample_token(lg, key, k.cfg.resample_sampling))(first_logits, keys)
+    old_token = jax.vmap(lambda s: s.sequence[s.past_len])(state)
     proposing = stepping & (token != old_token)
 
     def roll(problems, state, token):
@@ -167,10 +160,10 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
             budget = jnp.where(wanted, phases.proposal_budget(k.cfg, k.spec, problem, s, t, sequence), 0)
             return phases.run_rollout(k.models, k.spec, problem, sequence, s.past_len + 1, budget)
 
-        return vm(one)(problems, state, token, proposing)
+        return jax.vmap(one)(problems, state, token, proposing)
 
-    out, sequence = _when_any(proposing, roll, problems, state, token)
-    cost = vm(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
+    out, sequence = when_any(proposing, roll, problems, state, token)
+    cost = jax.vmap(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
     state = _add(
         state,
         rollouts=proposing,
@@ -190,15 +183,14 @@ def judge(k: Kernel, problems: NablaProblem, state: NablaState, proposal: Propos
     if not k.cfg.rejection_sampling:
         zeros = jnp.zeros(proposing.shape, jnp.float32)
         return state, Verdict(zeros, zeros, proposing)
-    vm = jax.vmap
 
     def compare(problems, state, sequence):
-        score = vm(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad))
+        score = jax.vmap(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad))
         return score(problems, state.sequence, proposal.current_length), score(problems, sequence, proposal.length)
 
-    current, proposed = _when_any(proposing, compare, problems, state, proposal.sequence)
+    current, proposed = when_any(proposing, compare, problems, state, proposal.sequence)
     accepted = proposing & (proposed > current)
-    cost = vm(lambda p, a, b: phases.score_flops(k.models, p, a) + phases.score_flops(k.models, p, b))
+    cost = jax.vmap(lambda p, a, b: phases.score_flops(k.models, p, a) + phases.score_flops(k.models, p, b))
     state = _add(
         state,
         acceptance_tests=proposing,
@@ -284,7 +276,7 @@ def decode_batch(
         return nabla_run(kernel, problems, nabla_init(models, cfg, spec, problems))
 
     def single(problem):
-        one = jax.tree.map(lambda x: x[None], problem)
-        return jax.tree.map(lambda x: x[0], nabla_run(kernel, one, nabla_init(models, cfg, spec, one)))
+        one = add_row_axis(problem)
+        return drop_row_axis(nabla_run(kernel, one, nabla_init(models, cfg, spec, one)))
 
     return jax.vmap(single)(problems)

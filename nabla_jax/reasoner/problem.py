@@ -22,7 +22,7 @@ class NablaProblem(NamedTuple):
     key: jax.Array  # the problem's PRNG key, from (seed, problem index)
 
 
-def make_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[int, int, int], key) -> NablaProblem:
+def make_nabla_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[int, int, int], key) -> NablaProblem:
     s, r, q = sizes
     return NablaProblem(
         prompt_ids=jnp.asarray(pad_ids(prompt_ids, s, "prompt")),

@@ -28,11 +28,6 @@ class Accumulator(NamedTuple):
     last: jax.Array  # the value of the last counted slot
 
 
-def empty_accumulator() -> Accumulator:
-    zero = jnp.zeros((), jnp.float32)
-    return Accumulator(zero, zero, jnp.full((), jnp.inf, jnp.float32), zero, zero)
-
-
 def accumulate(values: jax.Array, counted: jax.Array) -> Accumulator:
     values = values.astype(jnp.float32)
     slots = jnp.arange(values.shape[0])
