@@ -182,10 +182,10 @@ def cache_row(name: str, config: DecoderConfig, batch: int, length: int, dtype, 
 def dto_state_shapes(config: DecoderConfig, dto: DTOConfig, ahead: int, dtype):
     """One problem's ``DTOState`` (from ``dto_init``) as shapes."""
     from nabla_jax.dto.loop import dto_init
-    from nabla_jax.dto.models import DTOModels
+    from nabla_jax.dto.models import ModelPair
     from nabla_jax.dto.variables import variable_size
 
-    models = DTOModels(config, decoder.param_shapes(config, dtype))
+    models = ModelPair(config, decoder.param_shapes(config, dtype))
     init = jax.ShapeDtypeStruct((ahead, variable_size(models, dto)), jnp.float32)
     return jax.eval_shape(lambda m, x: dto_init(m, dto, None, x), models, init)
 

@@ -27,7 +27,7 @@ CASES = [("2+3?", "It", " is 5"), ("Hi", "", "Hello!")]
 
 
 def load_pair(hf_checkpoint):
-    """Policy, reward and their DTOModels. The reward keeps a freshly built char tokenizer: transformers 5 loads the
+    """Policy, reward and their ModelPair. The reward keeps a freshly built char tokenizer: transformers 5 loads the
     saved one next to a qwen2 config as a Qwen2Tokenizer whose byte-level pre-tokenizer drops whitespace."""
     policy = nabla_jax.load_policy(hf_checkpoint(POLICY)[0])
     loaded = nabla_jax.load_reward(hf_checkpoint(REWARD)[0])

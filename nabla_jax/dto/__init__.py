@@ -8,7 +8,7 @@ from nabla_jax.dto.api import DTOResult, NonFiniteLossError, dto_optimize, run_d
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.loop import DTOState, dto_init, dto_run, dto_step, dto_step_single
 from nabla_jax.dto.loss import LossParts, loss_and_onehot_grad, onehot_loss
-from nabla_jax.dto.models import DTOModels, dto_models, make_models
+from nabla_jax.dto.models import ModelPair, dto_models, make_models
 from nabla_jax.dto.prefix_cache import PrefixCache, build_prefix_cache
 from nabla_jax.dto.probes import Probes, selection_probes
 from nabla_jax.dto.problem import DTOProblem, make_problem, stack
@@ -18,7 +18,7 @@ from nabla_jax.dto.vocab_align import VocabAlignment, align_vocab
 
 __all__ = [
     "DTOConfig",
-    "DTOModels",
+    "ModelPair",
     "DTOProblem",
     "DTOResult",
     "DTOState",

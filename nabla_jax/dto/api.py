@@ -17,7 +17,7 @@ import numpy as np
 
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.loop import DTOState, dto_init, dto_run
-from nabla_jax.dto.models import DTOModels, dto_models
+from nabla_jax.dto.models import ModelPair, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.problem import DTOProblem, make_problem, stack
 from nabla_jax.generation.buckets import round_up
@@ -58,7 +58,7 @@ class DTOResult:
 
 @functools.partial(jax.jit, static_argnames=("config", "reuse_prefix"))
 def run_dto_batch(
-    models: DTOModels,
+    models: ModelPair,
     config: DTOConfig,
     problems: DTOProblem,
     init: jax.Array,
@@ -113,7 +113,7 @@ def dto_optimize(
     init,
     config: DTOConfig = DTOConfig(),
     *,
-    models: DTOModels | None = None,
+    models: ModelPair | None = None,
     seed: int = 0,
     min_vocab_overlap: float = 0.9,
     system_prompt: str | None = None,

@@ -31,7 +31,7 @@ import optax
 
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.loss import loss_and_onehot_grad
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.optimizer import make_optimizer
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
@@ -61,7 +61,7 @@ class DTOState(NamedTuple):
 
 
 def dto_init(
-    models: DTOModels, config: DTOConfig, problem: DTOProblem, init: jax.Array, key: jax.Array | None = None
+    models: ModelPair, config: DTOConfig, problem: DTOProblem, init: jax.Array, key: jax.Array | None = None
 ) -> DTOState:
     """State for one problem from the init variables of every ahead position (``[A, V]`` or ``[A, d]``)."""
     variables, token_ids = split_init(models, config, init)
@@ -93,7 +93,7 @@ def is_active(config: DTOConfig, state: DTOState) -> jax.Array:
 
 
 def dto_step(
-    models: DTOModels,
+    models: ModelPair,
     config: DTOConfig,
     problems: DTOProblem,
     caches: PrefixCache | None,
@@ -164,7 +164,7 @@ def dto_step(
 
 
 def dto_run(
-    models: DTOModels, config: DTOConfig, problems: DTOProblem, caches: PrefixCache | None, state: DTOState
+    models: ModelPair, config: DTOConfig, problems: DTOProblem, caches: PrefixCache | None, state: DTOState
 ) -> DTOState:
     """Step a batch until every row has taken ``max_iters`` steps or stopped on a non-finite value."""
     return jax.lax.while_loop(

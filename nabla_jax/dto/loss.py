@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from nabla_jax.dto.config import DTOConfig
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import PrefixCache, lm_ahead_logprobs, rm_ahead_reward
 from nabla_jax.dto.problem import DTOProblem
 
@@ -28,13 +28,13 @@ class LossParts(NamedTuple):
     reward: jax.Array  # raw reward score (0 without a reward model or with reward_coeff 0)
 
 
-def uses_reward(models: DTOModels, config: DTOConfig) -> bool:
+def uses_reward(models: ModelPair, config: DTOConfig) -> bool:
     """As the official code: the reward model runs only if there is one and its coefficient is nonzero."""
     return models.has_reward and config.reward_coeff != 0
 
 
 def loss_parts(
-    models: DTOModels, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
+    models: ModelPair, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
 ) -> LossParts:
     ahead = jnp.arange(y.shape[0]) < problem.ahead_len
     logp = lm_ahead_logprobs(models, problem, cache, y)
@@ -48,7 +48,7 @@ def combine(config: DTOConfig, parts: LossParts) -> jax.Array:
 
 
 def onehot_loss(
-    models: DTOModels, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
+    models: ModelPair, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
 ) -> tuple[jax.Array, LossParts]:
     """``(L, parts)`` for one-hots ``y [A, V]`` (float32); differentiate with ``has_aux=True``."""
     parts = loss_parts(models, config, problem, cache, y)
@@ -56,7 +56,7 @@ def onehot_loss(
 
 
 def loss_and_onehot_grad(
-    models: DTOModels, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
+    models: ModelPair, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
 ) -> tuple[jax.Array, LossParts, jax.Array]:
     """One forward/backward through both models: ``(L, parts, dL/dy [A, V])``."""
     (loss, parts), grad = jax.value_and_grad(onehot_loss, argnums=4, has_aux=True)(models, config, problem, cache, y)

@@ -16,8 +16,8 @@ from nabla_jax.rewards.kinds import LIKELIHOOD, OUTCOME, PROCESS, RewardKind
 
 
 @dataclasses.dataclass(frozen=True)
-class DTOModels:
-    """Policy and (optional) reward model.
+class ModelPair:
+    """Policy and (optional) reward model, as DTO, the selection probes and the ∇-Reasoner use them.
 
     ``reward_index[i]`` is the reward id of policy id ``i``; ``reward_embed`` is the reward input-embedding matrix
     re-indexed to the policy vocabulary (``[V_policy, d_reward]``), which the soft one-hots multiply. Without a reward
@@ -43,19 +43,19 @@ class DTOModels:
 
 
 jax.tree_util.register_dataclass(
-    DTOModels,
+    ModelPair,
     data_fields=["lm_params", "rm_params", "reward_embed", "reward_index"],
     meta_fields=["lm_config", "rm_config", "reward_kind"],
 )
 
 
-def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_index=None, reward_kind=None) -> DTOModels:
-    """Build :class:`DTOModels`; ``reward_index`` None means the two models share the policy's id space;
+def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_index=None, reward_kind=None) -> ModelPair:
+    """Build :class:`ModelPair`; ``reward_index`` None means the two models share the policy's id space;
     ``reward_kind`` None is an outcome reward."""
     if lm_config.is_reward_model:
         raise ValueError(f"the DTO policy must be a causal LM, got a {lm_config.architecture}")
     if rm_config is None:
-        return DTOModels(lm_config, lm_params)
+        return ModelPair(lm_config, lm_params)
     reward_kind = RewardKind() if reward_kind is None else reward_kind
     check_reward_model(rm_config, reward_kind)
     if reward_index is None:
@@ -69,7 +69,7 @@ def make_models(lm_config, lm_params, rm_config=None, rm_params=None, reward_ind
     if reward_index.shape != (lm_config.vocab_size,):
         raise ValueError(f"reward_index must have shape ({lm_config.vocab_size},), got {reward_index.shape}")
     embed = jnp.take(decoder.embedding_matrix(rm_params), reward_index, axis=0)
-    return DTOModels(lm_config, lm_params, rm_config, rm_params, embed, reward_index, reward_kind)
+    return ModelPair(lm_config, lm_params, rm_config, rm_params, embed, reward_index, reward_kind)
 
 
 def check_reward_model(rm_config, kind: RewardKind) -> None:
@@ -86,8 +86,8 @@ def check_reward_model(rm_config, kind: RewardKind) -> None:
         )
 
 
-def dto_models(policy, reward=None, min_vocab_overlap: float = 0.9) -> DTOModels:
-    """:class:`DTOModels` from a loaded ``Policy`` and ``Reward``, aligning the vocabularies by token string.
+def dto_models(policy, reward=None, min_vocab_overlap: float = 0.9) -> ModelPair:
+    """:class:`ModelPair` from a loaded ``Policy`` and ``Reward``, aligning the vocabularies by token string.
 
     Build this once per (policy, reward) pair: the alignment copies the reward embedding matrix.
     """

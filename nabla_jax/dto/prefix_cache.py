@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.models import decoder
 from nabla_jax.rewards import readout
@@ -50,7 +50,7 @@ def _prefix_kv(config, params, ids, length, buffer_len):
     return hidden[0], cache
 
 
-def build_prefix_cache(models: DTOModels, problem: DTOProblem, ahead_size: int) -> PrefixCache:
+def build_prefix_cache(models: ModelPair, problem: DTOProblem, ahead_size: int) -> PrefixCache:
     """Keys/values of both frozen prefixes, and the policy logits that predict ahead token 0."""
     p = problem.lm_prefix_ids.shape[0]
     hidden, lm_kv = _prefix_kv(
@@ -67,7 +67,7 @@ def build_prefix_cache(models: DTOModels, problem: DTOProblem, ahead_size: int) 
     return PrefixCache(lm_kv, last_logits, rm_kv, share, last_hidden)
 
 
-def _rm_prefix_share(models: DTOModels, problem: DTOProblem, hidden: jax.Array):
+def _rm_prefix_share(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
     """``(accumulator, last hidden [d])`` of the reward prefix's hidden states ``[R, d]``."""
     kind = models.reward_kind
     last_hidden = hidden[jnp.maximum(problem.rm_prefix_len - 1, 0)]
@@ -81,7 +81,7 @@ def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:
     return jnp.dot(y.astype(matrix.dtype), matrix)
 
 
-def lm_ahead_logprobs(models: DTOModels, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
+def lm_ahead_logprobs(models: ModelPair, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
     """``[A, V]`` float32 log-probabilities the policy assigns at each ahead position given the tokens before it.
 
     Row 0 comes from the prefix alone; row i >= 1 from the hidden state of ahead token i - 1 (fed as ``y E``).
@@ -111,7 +111,7 @@ def lm_ahead_logprobs(models: DTOModels, problem: DTOProblem, cache: PrefixCache
     return jax.nn.log_softmax(logits, axis=-1)
 
 
-def rm_ahead_reward(models: DTOModels, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
+def rm_ahead_reward(models: ModelPair, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
     """The reward of template prefix + committed + soft ahead + closing ids, for any reward kind.
 
     The chunk after the prefix comes from :func:`reward_input` on the forward tokens ``argmax(y)`` (the

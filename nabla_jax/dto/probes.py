@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.loss import loss_and_onehot_grad
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import check_init_shape, to_logits
@@ -30,7 +30,7 @@ class Probes(NamedTuple):
 
 
 def selection_probes(
-    models: DTOModels, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, init: jax.Array
+    models: ModelPair, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, init: jax.Array
 ) -> Probes:
     """Probes for every ahead position from the init variables ``[A, V]`` or ``[A, d]`` (per ``config.embedder``)."""
     check_init_shape(models, config, init.shape)

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec
 from nabla_jax.generation.sampling import sample_token
@@ -48,7 +48,7 @@ from nabla_jax.rows import add_row_axis, drop_row_axis, when_any, where_rows
 class Kernel(NamedTuple):
     """The frozen models and static settings of one decode, bundled once and handed to every transition."""
 
-    models: DTOModels
+    models: ModelPair
     cfg: NablaConfig
     spec: RolloutSpec
     rm_pad: int  # the reward model's pad id (reward inputs are padded with it)
@@ -79,7 +79,7 @@ def _add(state: NablaState, **increments) -> NablaState:
     return state._replace(stats=stats._replace(**{k: getattr(stats, k) + v for k, v in increments.items()}))
 
 
-def nabla_init(models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, problems: NablaProblem) -> NablaState:
+def nabla_init(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, problems: NablaProblem) -> NablaState:
     return jax.vmap(lambda p: phases.initial_state(models, cfg, spec, p))(problems)
 
 
@@ -261,7 +261,7 @@ def trace_count() -> int:
 
 @functools.partial(jax.jit, static_argnames=("cfg", "spec", "rm_pad", "batch_cond"))
 def decode_batch(
-    models: DTOModels,
+    models: ModelPair,
     cfg: NablaConfig,
     spec: RolloutSpec,
     rm_pad: int,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_init
-from nabla_jax.dto.models import DTOModels
+from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
@@ -35,7 +35,7 @@ def response_len(problem: NablaProblem, state: NablaState) -> jax.Array:
     return state.past_len - problem.prompt_len
 
 
-def run_rollout(models: DTOModels, spec: RolloutSpec, problem: NablaProblem, sequence, prefix_len, budget):
+def run_rollout(models: ModelPair, spec: RolloutSpec, problem: NablaProblem, sequence, prefix_len, budget):
     """A rollout after ``sequence[:prefix_len]``; returns ``(rollout, new sequence [S])``."""
     key = stream_key(problem, ROLLOUT_STREAM, prefix_len - problem.prompt_len)
     out = rollout(
@@ -44,11 +44,11 @@ def run_rollout(models: DTOModels, spec: RolloutSpec, problem: NablaProblem, seq
     return out, out.sequence[: sequence.shape[0]]
 
 
-def rollout_flops(models: DTOModels, prefix_len, generated) -> jax.Array:
+def rollout_flops(models: ModelPair, prefix_len, generated) -> jax.Array:
     return decode_flops(models.lm_config, prefix_len, generated)
 
 
-def initial_state(models: DTOModels, cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem) -> NablaState:
+def initial_state(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem) -> NablaState:
     out, sequence = run_rollout(models, spec, problem, problem.prompt_ids, problem.prompt_len, cfg.max_new_tokens)
     stats = empty_stats()._replace(
         rollouts=jnp.ones((), jnp.int32),
@@ -77,12 +77,12 @@ def commit(state: NablaState, count) -> NablaState:
     )
 
 
-def ahead_logits(models: DTOModels, state: NablaState) -> jax.Array:
+def ahead_logits(models: ModelPair, state: NablaState) -> jax.Array:
     """``[N, V]`` float32: the distributions the ahead tokens were sampled from."""
     return decoder.lm_logits(models.lm_config, models.lm_params, state.latents)
 
 
-def dto_inputs(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def dto_inputs(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
     """``(DTOProblem, init variables [N, X])`` for the current prefix and ahead rollout."""
     rm_prefix = committed_reward_prefix(models, problem, state.sequence, state.past_len, rm_pad)
     dto_problem = DTOProblem(
@@ -99,14 +99,14 @@ def dto_inputs(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state
     return dto_problem, init
 
 
-def gradient_norms(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def gradient_norms(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
     """The official gradient selector: ``||dL/dy_i||`` at every ahead position, one forward/backward."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     cache = build_prefix_cache(models, dto_problem, init.shape[0])
     return selection_probes(models, cfg.dto, dto_problem, cache, init).grad_norm
 
 
-def dto_start(models: DTOModels, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
     """``(DTOProblem, PrefixCache, DTOState)`` ready for ``dto_run``."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     cache = build_prefix_cache(models, dto_problem, init.shape[0])
@@ -141,12 +141,12 @@ def proposal_budget(cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem, 
     return jnp.where(ends, 0, room)
 
 
-def reward_length(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
+def reward_length(models: ModelPair, problem: NablaProblem, length) -> jax.Array:
     """Slots of a reward input for a response of ``length`` tokens (with a separator PRM's separators)."""
     return models.reward_kind.input_slots(problem.rm_prefix_len, length, problem.rm_postfix_len)
 
 
-def probe_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:
+def probe_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
     """One forward/backward of both models over the ahead tokens after their cached prefixes."""
     rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
     lm = forward_flops(models.lm_config, state.ahead_len, state.past_len) + backward_flops(
@@ -157,7 +157,7 @@ def probe_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> 
     return (lm + rm).astype(jnp.float32)
 
 
-def prefix_flops(models: DTOModels, problem: NablaProblem, state: NablaState) -> jax.Array:
+def prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
     """The two frozen-prefix passes of a DTO call (or a selector pass)."""
     rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
     return (
@@ -166,5 +166,5 @@ def prefix_flops(models: DTOModels, problem: NablaProblem, state: NablaState) ->
     ).astype(jnp.float32)
 
 
-def score_flops(models: DTOModels, problem: NablaProblem, length) -> jax.Array:
+def score_flops(models: ModelPair, problem: NablaProblem, length) -> jax.Array:
     return forward_flops(models.rm_config, reward_length(models, problem, length), 0).astype(jnp.float32)
