@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -141,64 +141,84 @@ def dto_optimize(
         models = dto_models(policy, reward, min_vocab_overlap)
     if uses_reward(models, config) and reward is None:
         raise ValueError("models has a reward model but reward is None; its tokenizer is needed for the template")
-    vocab = models.vocab_size
-    rows = []
-    for i, (text, done, rollout, x) in enumerate(zip(prompts, committed, ahead, inits)):
-        done = np.asarray(done, np.int64).reshape(-1)
-        rollout = np.asarray(rollout, np.int64).reshape(-1)
-        x = np.asarray(x)
-        if rollout.size == 0:
-            raise ValueError(f"DTO problem {i}: the ahead sequence is empty; there is nothing to optimise")
-        for name, ids in (("committed_ids", done), ("ahead_ids", rollout)):
-            if ids.size and (ids.min() < 0 or ids.max() >= vocab):
-                raise ValueError(f"DTO problem {i}: {name} has ids outside the policy vocabulary [0, {vocab})")
-        check_init_shape(models, config, x.shape, where=f"DTO problem {i}: init")
-        if x.shape[0] != rollout.size:
-            raise ValueError(
-                f"DTO problem {i}: init has {x.shape[0]} positions but ahead_ids has {rollout.size} tokens"
-            )
-        lm_prefix = chat_prompt_ids(policy.tokenizer, text, system_prompt) + done.tolist()
-        rm_prefix, rm_postfix = [], []
-        if uses_reward(models, config):
-            template, rm_postfix = reward_input_template(reward, text)
-            committed_rm = np.asarray(models.reward_index)[done].tolist()
-            rm_prefix, counted = prefix_input(models.reward_kind, template, committed_rm)
-        rows.append((lm_prefix, rollout.size, rm_prefix, rm_postfix, x, counted if uses_reward(models, config) else ()))
+    rows = [
+        _problem_row(i, models, config, policy, reward, text, done, rollout, x, system_prompt)
+        for i, (text, done, rollout, x) in enumerate(zip(prompts, committed, ahead, inits))
+    ]
+    state, logits, init_ids = _run_rows(models, config, rows, seed, reuse_prefix)
+    raise_if_nonfinite(state, config)
+    results = [_result(config, row, i, state, logits, init_ids) for i, row in enumerate(rows)]
+    return results[0] if single else results
 
+
+class _Row(NamedTuple):
+    """One DTO problem on the host, before padding."""
+
+    lm_prefix: list[int]  # the policy's chat prompt and the committed ids
+    ahead_len: int
+    rm_prefix: list[int]  # the reward input before the ahead tokens (template and committed ids)
+    rm_postfix: list[int]
+    init: np.ndarray  # [ahead_len, X] the rollout's variables
+    rm_prefix_counted: list  # which rm_prefix slots a process/likelihood reward reads
+
+
+def _problem_row(i, models, config, policy, reward, text, committed, ahead, init, system_prompt) -> _Row:
+    """Check one problem's ids and init, and build its prefixes from the two templates."""
+    vocab = models.vocab_size
+    committed = np.asarray(committed, np.int64).reshape(-1)
+    ahead = np.asarray(ahead, np.int64).reshape(-1)
+    init = np.asarray(init)
+    if ahead.size == 0:
+        raise ValueError(f"DTO problem {i}: the ahead sequence is empty; there is nothing to optimise")
+    for name, ids in (("committed_ids", committed), ("ahead_ids", ahead)):
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            raise ValueError(f"DTO problem {i}: {name} has ids outside the policy vocabulary [0, {vocab})")
+    check_init_shape(models, config, init.shape, where=f"DTO problem {i}: init")
+    if init.shape[0] != ahead.size:
+        raise ValueError(f"DTO problem {i}: init has {init.shape[0]} positions but ahead_ids has {ahead.size} tokens")
+    lm_prefix = chat_prompt_ids(policy.tokenizer, text, system_prompt) + committed.tolist()
+    rm_prefix, rm_postfix, counted = [], [], ()
+    if uses_reward(models, config):
+        template, rm_postfix = reward_input_template(reward, text)
+        committed_rm = np.asarray(models.reward_index)[committed].tolist()
+        rm_prefix, counted = prefix_input(models.reward_kind, template, committed_rm)
+    return _Row(lm_prefix, int(ahead.size), rm_prefix, rm_postfix, init, counted)
+
+
+def _run_rows(models, config, rows: list[_Row], seed: int, reuse_prefix: bool):
+    """Pad the rows to shared buckets and run them as one jitted batch: ``(state, logits, init ids)`` on the host."""
     sizes = (
-        round_up(max(len(r[0]) for r in rows), 32),
-        round_up(max(len(r[2]) for r in rows), 32),
-        round_up(max(len(r[3]) for r in rows), 8),
+        round_up(max(len(r.lm_prefix) for r in rows), 32),
+        round_up(max(len(r.rm_prefix) for r in rows), 32),
+        round_up(max(len(r.rm_postfix) for r in rows), 8),
     )
-    ahead_size = round_up(max(r[1] for r in rows), 8)
-    problems = stack([make_problem(r[0], r[1], r[2], r[3], sizes, r[5]) for r in rows])
+    ahead_size = round_up(max(r.ahead_len for r in rows), 8)
+    problems = stack([
+        make_problem(r.lm_prefix, r.ahead_len, r.rm_prefix, r.rm_postfix, sizes, r.rm_prefix_counted) for r in rows
+    ])
     init_batch = jnp.stack(
-        [jnp.pad(jnp.asarray(r[4], jnp.float32), ((0, ahead_size - r[1]), (0, 0))) for r in rows]
+        [jnp.pad(jnp.asarray(r.init, jnp.float32), ((0, ahead_size - r.ahead_len), (0, 0))) for r in rows]
     )
     base = jax.random.key_data(seed_key(seed))
     keys = jnp.stack([jax.random.fold_in(base, i) for i in range(len(rows))])
     problems, init_batch, keys = shard_batch((problems, init_batch, keys), params_mesh(models.lm_params))
-    state, logits, init_ids = jax.device_get(run_dto_batch(models, config, problems, init_batch, keys, reuse_prefix))
+    return jax.device_get(run_dto_batch(models, config, problems, init_batch, keys, reuse_prefix))
 
-    raise_if_nonfinite(state, config)
-    results = []
-    for i, r in enumerate(rows):
-        n = r[1]
-        m = state.variables.shape[1] if config.update_positions == "first" else n
-        results.append(
-            DTOResult(
-                variables=np.asarray(state.variables[i, :m]),
-                logits=np.asarray(logits[i, :m]),
-                token_ids=np.asarray(state.token_ids[i, :n]),
-                init_token_ids=np.asarray(init_ids[i, :n]),
-                full_steps=int(state.full_steps[i]),
-                cached_steps=int(state.cached_steps[i]),
-                executed_full_steps=int(state.executed_full_steps[i]),
-                loss=float(state.loss[i]),
-                loglik=float(state.loglik[i]),
-                reward=float(state.reward[i]),
-                loss_trace=np.asarray(state.loss_trace[i]),
-                relaxed_trace=np.asarray(state.relaxed_trace[i]),
-            )
-        )
-    return results[0] if single else results
+
+def _result(config, row: _Row, i: int, state, logits, init_ids) -> DTOResult:
+    n = row.ahead_len
+    m = state.variables.shape[1] if config.update_positions == "first" else n
+    return DTOResult(
+        variables=np.asarray(state.variables[i, :m]),
+        logits=np.asarray(logits[i, :m]),
+        token_ids=np.asarray(state.token_ids[i, :n]),
+        init_token_ids=np.asarray(init_ids[i, :n]),
+        full_steps=int(state.full_steps[i]),
+        cached_steps=int(state.cached_steps[i]),
+        executed_full_steps=int(state.executed_full_steps[i]),
+        loss=float(state.loss[i]),
+        loglik=float(state.loglik[i]),
+        reward=float(state.reward[i]),
+        loss_trace=np.asarray(state.loss_trace[i]),
+        relaxed_trace=np.asarray(state.relaxed_trace[i]),
+    )
