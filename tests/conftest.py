@@ -10,6 +10,13 @@ if "NABLA_JAX_CACHE_DIR" not in os.environ:  # the checkpoint-hash cache of this
     import tempfile
 
     os.environ["NABLA_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-cache-")
+# one XLA compilation cache for the session, shared with the subprocesses the tests start (the CLI, multi-process
+# and 8-device runs compile many of the same programs again); executables are reused whole, so no result changes
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-xla-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest
 
