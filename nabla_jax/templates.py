@@ -1,4 +1,5 @@
-"""Chat templates, in one place: the policy's prompt, and the token ids around a response in a reward input.
+"""Tokenizer rules, in one place: the policy's chat prompt, the token ids around a response in a reward input, the
+pad ids, and a response's ids in the reward model's vocabulary.
 
 Every prompt is rendered as the official code does it: the tokenizer's chat template to text (generation prompt
 appended for a policy), then encoded with ``add_special_tokens=False`` (the template already holds any BOS).
@@ -11,6 +12,8 @@ official code: the system message instructs the policy, and every method scores 
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 SENTINEL = "@@NABLA_JAX_RESPONSE_SLOT@@"
 
@@ -72,3 +75,33 @@ def reward_input_template(reward, prompt: str) -> tuple[list[int], list[int]]:
     if custom is not None:
         return custom(prompt, None)
     return reward_template_ids(reward.tokenizer, prompt, None)
+
+
+def tokenizer_name(tokenizer) -> str:
+    return getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+
+
+def pad_token_id(config, tokenizer=None) -> int:
+    """The id written after a generated row ends: the tokenizer's pad, else the config's, else 0."""
+    for value in (getattr(tokenizer, "pad_token_id", None), config.pad_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def reward_pad_id(reward_tokenizer, reward_config=None) -> int:
+    """The reward model's pad id, which reward inputs are padded with and unknown policy tokens map to: its
+    tokenizer's pad id, else its config's."""
+    for candidate in (getattr(reward_tokenizer, "pad_token_id", None), getattr(reward_config, "pad_token_id", None)):
+        if candidate is not None:
+            return int(candidate)
+    raise ValueError(
+        f"reward tokenizer {tokenizer_name(reward_tokenizer)!r} has no pad token; vocabulary alignment needs one "
+        "for policy tokens the reward model does not know"
+    )
+
+
+def to_reward_ids(reward_index, token_ids) -> list[int]:
+    """Policy ids as reward-model ids, through the vocabulary alignment ``reward_index[policy id]``."""
+    index = np.asarray(reward_index)
+    return [int(index[t]) for t in token_ids]

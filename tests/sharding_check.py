@@ -32,8 +32,8 @@ from nabla_jax.evaluation.datasets import load_benchmark
 from nabla_jax.evaluation.runner import run_eval
 from nabla_jax.generation import RolloutSpec, SamplingConfig, rollout_batch
 from nabla_jax.generation.buckets import bucket_length, pad_prompts
-from nabla_jax.generation.prompts import eos_token_ids, pad_token_id
-from nabla_jax.templates import chat_prompt_ids
+from nabla_jax.generation.prompts import eos_token_ids
+from nabla_jax.templates import chat_prompt_ids, pad_token_id
 from nabla_jax.reasoner import NablaConfig, NablaReasoner
 from nabla_jax.sharding import make_mesh, params_mesh, shard_batch
 

@@ -20,7 +20,7 @@ from nabla_jax.dto import (
     reward_template_ids,
 )
 from nabla_jax.dto.optimizer import lr_schedule
-from nabla_jax.dto.vocab_align import reward_pad_id
+from nabla_jax.templates import reward_pad_id
 from nabla_jax.models import decoder
 from tests.test_dto_common import load_pair
 

@@ -24,7 +24,7 @@ from convert.hf import load_hf_params  # noqa: E402
 from nabla_jax.templates import reward_input_template  # noqa: E402
 from nabla_jax.rewards import load_reward_model  # noqa: E402
 from nabla_jax.rewards.scoring import score_batch  # noqa: E402
-from nabla_jax.dto.vocab_align import reward_pad_id  # noqa: E402
+from nabla_jax.templates import reward_pad_id  # noqa: E402
 from nabla_jax.testbed import POLICY_DIR, REWARD_DIR, VERIFIER_DIR, encoding, evaluation, task  # noqa: E402
 
 DEFAULT_VERIFIERS = (f"verifier=likelihood:{VERIFIER_DIR}", f"classifier={REWARD_DIR}")

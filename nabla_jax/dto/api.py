@@ -21,7 +21,7 @@ from nabla_jax.dto.models import ModelPair, dto_models
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.problem import DTOProblem, make_problem, stack
 from nabla_jax.generation.buckets import round_up
-from nabla_jax.templates import chat_prompt_ids, reward_input_template
+from nabla_jax.templates import chat_prompt_ids, reward_input_template, to_reward_ids
 from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.dto.loss import uses_reward
 from nabla_jax.dto.variables import check_init_shape, to_logits
@@ -180,7 +180,7 @@ def _problem_row(i, models, config, policy, reward, text, committed, ahead, init
     rm_prefix, rm_postfix, counted = [], [], ()
     if uses_reward(models, config):
         template, rm_postfix = reward_input_template(reward, text)
-        committed_rm = np.asarray(models.reward_index)[committed].tolist()
+        committed_rm = to_reward_ids(models.reward_index, committed)
         rm_prefix, counted = prefix_input(models.reward_kind, template, committed_rm)
     return _Row(lm_prefix, int(ahead.size), rm_prefix, rm_postfix, init, counted)
 

@@ -13,6 +13,8 @@ import dataclasses
 
 import numpy as np
 
+from nabla_jax.templates import reward_pad_id, tokenizer_name
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class VocabAlignment:
@@ -21,21 +23,6 @@ class VocabAlignment:
     index: np.ndarray
     matched_fraction: float
     identical: bool
-
-
-def tokenizer_name(tokenizer) -> str:
-    return getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-
-
-def reward_pad_id(reward_tokenizer, reward_config=None) -> int:
-    """The id unknown tokens map to: the reward tokenizer's pad id, else the reward config's."""
-    for candidate in (getattr(reward_tokenizer, "pad_token_id", None), getattr(reward_config, "pad_token_id", None)):
-        if candidate is not None:
-            return int(candidate)
-    raise ValueError(
-        f"reward tokenizer {tokenizer_name(reward_tokenizer)!r} has no pad token; vocabulary alignment needs one "
-        "for policy tokens the reward model does not know"
-    )
 
 
 def align_vocab(

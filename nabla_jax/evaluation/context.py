@@ -28,8 +28,8 @@ from nabla_jax.generation import (
     rollout_batch,
 )
 from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, chunks, pad_prompts
-from nabla_jax.generation.prompts import pad_token_id
-from nabla_jax.dto.vocab_align import reward_pad_id, vocab_alignment
+from nabla_jax.dto.vocab_align import vocab_alignment
+from nabla_jax.templates import pad_token_id, reward_pad_id, to_reward_ids
 from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
@@ -204,8 +204,7 @@ class EvalContext:
         """``(template prefix, response, postfix)`` in reward ids: the response is the policy's ids, final EOS
         included (the official rule, and what the ∇-Reasoner scores), mapped through the vocabulary alignment."""
         prefix, postfix = self.reward_template(problem)
-        index = self.reward_index
-        return list(prefix), [int(index[t]) for t in token_ids], list(postfix)
+        return list(prefix), to_reward_ids(self.reward_index, token_ids), list(postfix)
 
     @functools.cached_property
     def reward_index(self) -> np.ndarray:

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.generation.buckets import bucket_length, check_lengths, chunks, pad_prompts
-from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token_sequences
+from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
 from nabla_jax.generation.defaults import GenerationDefaults
 from nabla_jax.generation.sampling import SamplingConfig
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
-from nabla_jax.templates import chat_prompt_ids, plain_prompt_ids
+from nabla_jax.templates import chat_prompt_ids, pad_token_id, plain_prompt_ids
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,14 +17,6 @@ def eos_token_ids(config: DecoderConfig, tokenizer=None) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def pad_token_id(config: DecoderConfig, tokenizer=None) -> int:
-    """The id written after a row ends: the tokenizer's pad, else the config's, else 0."""
-    for value in (getattr(tokenizer, "pad_token_id", None), config.pad_token_id):
-        if value is not None:
-            return int(value)
-    return 0
-
-
 def stop_token_sequences(tokenizer, stop: Sequence[str | Sequence[int]] | str | None) -> tuple[tuple[int, ...], ...]:
     """Stop strings or token-id lists as token-id tuples.
 

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.dto.vocab_align import reward_pad_id
 from nabla_jax.generation.buckets import bucket_length, chunks, round_up
-from nabla_jax.generation.prompts import eos_token_ids, pad_token_id, stop_token_sequences
+from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
@@ -21,7 +20,7 @@ from nabla_jax.reasoner.problem import make_nabla_problem
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
-from nabla_jax.templates import chat_prompt_ids, reward_input_template
+from nabla_jax.templates import chat_prompt_ids, pad_token_id, reward_input_template, reward_pad_id, to_reward_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,5 +144,5 @@ class NablaReasoner:
         from nabla_jax.rewards.scoring import response_step_scores
 
         prefix, postfix = reward_input_template(self.reward, result.prompt)
-        index = np.asarray(self.models.reward_index)
-        return response_step_scores(self.reward, prefix, [int(index[t]) for t in result.token_ids], postfix, self.rm_pad)
+        response = to_reward_ids(self.models.reward_index, result.token_ids)
+        return response_step_scores(self.reward, prefix, response, postfix, self.rm_pad)
