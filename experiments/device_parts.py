@@ -21,7 +21,7 @@ import numpy as np
 
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig, config_from_dict, config_to_dict
-from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
+from nabla_jax.models.flops import decode_flops, dto_step_flops
 
 GiB = float(1 << 30)
 _QWEN = dict(rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=True, pad_token_id=0, vocab_size=151936)
@@ -307,13 +307,6 @@ def part_generation(ctx: Context, budget, rows: list) -> None:
 
 def fmt_pct(x: float | None) -> str:
     return "n/a (no peak for this device)" if x is None else f"{100 * x:.1f}%"
-
-
-def dto_step_flops(lm: DecoderConfig, rm: DecoderConfig, prompt: int, ahead: int, rm_prefix: int, postfix: int):
-    """One full DTO step: both models forward and backward over the ahead chunk after their cached prefixes."""
-    lm_flops = forward_flops(lm, ahead, prompt) + backward_flops(lm, ahead, prompt)
-    rm_flops = forward_flops(rm, ahead + postfix, rm_prefix) + backward_flops(rm, ahead + postfix, rm_prefix)
-    return lm_flops + rm_flops
 
 
 def dto_models_for(ctx: Context, policy_name: str, reward_name: str):

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # compile faster (about a fifth less CPU in this suite): LLVM's optimisation level changes no float semantics
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
@@ -7,14 +8,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if "NABLA_JAX_CACHE_DIR" not in os.environ:  # the checkpoint-hash cache of this test session, not the user's
-    import tempfile
-
     os.environ["NABLA_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-cache-")
 # one XLA compilation cache for the session, shared with the subprocesses the tests start (the CLI, multi-process
 # and 8-device runs compile many of the same programs again); executables are reused whole, so no result changes
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import tempfile
-
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-xla-cache-")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 

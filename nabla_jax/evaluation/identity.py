@@ -51,19 +51,20 @@ def _write_cache(cache: dict) -> None:
         pass
 
 
-def file_sha256(path: str, cache: dict) -> str:
-    """sha256 of one file, from ``cache`` when its size and mtime are unchanged (``cache`` is updated)."""
+def file_sha256(path: str, cache: dict) -> tuple[str, bool]:
+    """``(sha256, hashed afresh)`` of one file, from ``cache`` when its size and mtime are unchanged (a fresh hash
+    is added to ``cache``)."""
     stat = os.stat(path)
     key, stamp = os.path.abspath(path), [stat.st_size, stat.st_mtime_ns]
     entry = cache.get(key)
     if isinstance(entry, dict) and entry.get("stamp") == stamp:
-        return entry["sha256"]
+        return entry["sha256"], False
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     cache[key] = {"stamp": stamp, "sha256": digest.hexdigest()}
-    return cache[key]["sha256"]
+    return cache[key]["sha256"], True
 
 
 def checkpoint_files(path: str) -> list[str]:
@@ -82,15 +83,16 @@ def checkpoint_files(path: str) -> list[str]:
 def content_sha256(path: str) -> str:
     """One sha256 over a checkpoint's identity files (names and contents), or over the file itself."""
     cache = _read_cache()
-    before = json.dumps(cache, sort_keys=True)
     if os.path.isfile(path):
-        result = file_sha256(path, cache)
+        result, fresh = file_sha256(path, cache)
     else:
-        digest = hashlib.sha256()
+        digest, fresh = hashlib.sha256(), False
         for name in checkpoint_files(path):
-            digest.update(f"{name}\0{file_sha256(os.path.join(path, name), cache)}\n".encode())
+            file_digest, hashed = file_sha256(os.path.join(path, name), cache)
+            digest.update(f"{name}\0{file_digest}\n".encode())
+            fresh |= hashed
         result = digest.hexdigest()
-    if json.dumps(cache, sort_keys=True) != before:
+    if fresh:
         _write_cache(cache)
     return result
 

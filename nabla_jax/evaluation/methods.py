@@ -110,12 +110,12 @@ def _select_bon(ctx, candidates):
 def _select_wbon(ctx, candidates):
     """Vote weighted by softmax(reward / T) over the candidates with a finite reward."""
     tau = float(ctx.options.get("wbon_temperature", 1.0))
-    finite = [c.reward for c in candidates if math.isfinite(c.reward)]
-    if not finite:
+    finite = [math.isfinite(c.reward) for c in candidates]
+    if not any(finite):
         return None
-    top = max(finite)
-    weights = [math.exp((c.reward - top) / tau) if math.isfinite(c.reward) else 0.0 for c in candidates]
-    answers = [c.answer if math.isfinite(c.reward) else None for c in candidates]
+    top = max(c.reward for c, ok in zip(candidates, finite) if ok)
+    weights = [math.exp((c.reward - top) / tau) if ok else 0.0 for c, ok in zip(candidates, finite)]
+    answers = [c.answer if ok else None for c, ok in zip(candidates, finite)]
     return vote(answers, weights, ctx.grader.equivalent)
 
 

@@ -49,3 +49,12 @@ def decode_flops(config: DecoderConfig, prompt_len: int, generated: int) -> floa
 
 def backward_flops(config: DecoderConfig, new_tokens: int, context: int = 0, with_head: bool = True) -> float:
     return 2.0 * forward_flops(config, new_tokens, context, with_head)
+
+
+def dto_step_flops(lm: DecoderConfig, rm: DecoderConfig, lm_prefix: int, ahead: int, rm_prefix: int, rm_postfix: int):
+    """One full DTO step (or a selection probe): both models forward and backward over the ahead chunk after their
+    cached prefixes, the reward model also over its closing postfix."""
+    lm_flops = forward_flops(lm, ahead, lm_prefix) + backward_flops(lm, ahead, lm_prefix)
+    rm_new = ahead + rm_postfix
+    rm_flops = forward_flops(rm, rm_new, rm_prefix) + backward_flops(rm, rm_new, rm_prefix)
+    return lm_flops + rm_flops

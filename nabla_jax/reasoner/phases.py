@@ -16,7 +16,7 @@ from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, rollout, stop_match
 from nabla_jax.models import decoder
-from nabla_jax.models.flops import backward_flops, decode_flops, forward_flops
+from nabla_jax.models.flops import decode_flops, dto_step_flops, forward_flops
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, committed_reward_prefix
 from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
@@ -149,12 +149,9 @@ def reward_length(models: ModelPair, problem: NablaProblem, length) -> jax.Array
 def probe_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
     """One forward/backward of both models over the ahead tokens after their cached prefixes."""
     rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
-    lm = forward_flops(models.lm_config, state.ahead_len, state.past_len) + backward_flops(
-        models.lm_config, state.ahead_len, state.past_len
-    )
-    rm_new = state.ahead_len + problem.rm_postfix_len
-    rm = forward_flops(models.rm_config, rm_new, rm_prefix) + backward_flops(models.rm_config, rm_new, rm_prefix)
-    return (lm + rm).astype(jnp.float32)
+    flops = dto_step_flops(models.lm_config, models.rm_config, state.past_len, state.ahead_len, rm_prefix,
+                           problem.rm_postfix_len)
+    return flops.astype(jnp.float32)
 
 
 def prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
