@@ -1,12 +1,16 @@
-"""Rollouts: prefill plus sampled decode of ONE sequence, as an ``(init, step)`` pair run by ``lax.while_loop``.
+"""Rollouts: prefill plus sampled decode of a batch of rows, as an ``(init, step)`` pair run by ``lax.while_loop``.
 
-Everything here is per sequence, pure and traceable (``prompt_len``, ``key``, ``budget`` and ``response_start``
-may be traced), so callers use it inside their own ``jit``/``vmap``/``while_loop``. Batches are ``jax.vmap`` of
-:func:`rollout` (:func:`rollout_batch`), so a row's result never depends on the rest of its batch.
+Everything here is pure and traceable (prompt lengths, keys, budgets and response starts may be traced), so callers
+use it inside their own ``jit``/``while_loop``. The loop is batch-native: all rows advance together, one token per
+step, so step t writes every row's keys and values into the same cache slot (one ``dynamic_update_slice``, not a
+per-row scatter), and rows that have finished stop changing. A row's result never depends on the rest of its batch:
+each row keeps its own rotary positions, mask and key. :func:`rollout` is one row (a batch of one).
 
-Buffer layout: the prompt buffer ``[Lp]`` is right-padded; the sequence buffer and the KV cache have
-``S = Lp + max_new_tokens`` slots; prompt token j sits in slot j (rotary position j), generated token t in slot
-``prompt_len + t``.
+Buffer layout. The prompt buffer ``[B, Lp]`` is right-padded. The output ``sequence [B, Lp + N]`` holds prompt
+token j in slot j and generated token t in slot ``prompt_len + t`` (then ``pad_id``). The KV cache has
+``Lp + N`` slots too, but generated token t sits in cache slot ``Lp + t`` for every row (rotary position
+``prompt_len + t``), and slots ``[prompt_len, Lp)`` are masked out: the same keys at the same positions, in a slot
+shared by the batch.
 
 Alignment (what DTO optimises): ``latents[t]`` is the final hidden state, after the last norm, that produced
 ``tokens[t]`` (for t = 0, the prefill's last prompt position), so ``lm_logits(latents[t])`` are exactly the logits
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, sample_token, seen_tokens
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.rows import drop_row_axis
 
 FINISH_LENGTH, FINISH_EOS, FINISH_STOP, FINISH_NONFINITE = 0, 1, 2, 3
 FINISH_NAMES = ("length", "eos", "stop", "nonfinite")
@@ -62,18 +67,20 @@ class RolloutSpec:
 
 
 class RolloutState(NamedTuple):
-    """Loop state of one sequence: ``length`` tokens are generated, the last one in slot prompt_len + length - 1."""
+    """Loop state of a batch of rows. After ``step`` steps every unfinished row has generated ``step`` tokens."""
 
-    sequence: jax.Array  # [S] int32: prompt, generated tokens, pad
-    latents: jax.Array  # [N, d] params dtype
-    cache: decoder.KVCache  # [L, 1, S, kvh, hd] each
-    prompt_len: jax.Array  # int32
-    response_start: jax.Array  # int32: first slot a stop sequence may cover
-    length: jax.Array  # int32
-    limit: jax.Array  # int32: min(budget, N)
-    done: jax.Array  # bool
-    finish: jax.Array  # int32 FINISH_*
-    key: jax.Array
+    sequence: jax.Array  # [B, S] int32: prompt, generated tokens, pad (the output layout)
+    latents: jax.Array  # [B, N, d] params dtype
+    cache: decoder.KVCache  # [L, B, S, kvh, hd] each (the cache layout: generated token t in slot Lp + t)
+    seen: jax.Array | None  # [B, V] bool: tokens seen so far (with a repetition penalty only)
+    prompt_len: jax.Array  # [B] int32
+    response_start: jax.Array  # [B] int32: first slot a stop sequence may cover
+    length: jax.Array  # [B] int32
+    limit: jax.Array  # [B] int32: min(budget, N)
+    done: jax.Array  # [B] bool
+    finish: jax.Array  # [B] int32 FINISH_*
+    key: jax.Array  # [B]
+    step: jax.Array  # int32, shared by the batch
 
 
 class Rollout(NamedTuple):
@@ -99,95 +106,111 @@ def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
     return matched
 
 
+def _sample(spec: RolloutSpec, state: RolloutState, logits) -> jax.Array:
+    """Token ``state.step`` of every row from its ``logits [B, V]``."""
+    if spec.sampling.repetition_penalty != 1.0:  # the prompt and the tokens generated so far
+        logits = penalize_repetition(logits, state.seen, spec.sampling.repetition_penalty)
+    keys = jax.vmap(lambda key: jax.random.fold_in(key, state.step))(state.key)
+    return jax.vmap(lambda lg, key: sample_token(lg, key, spec.sampling))(logits, keys)
+
+
 def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState, hidden) -> RolloutState:
-    """Sample token ``state.length`` from ``hidden [d]``, record it and its latent, and test for the end."""
-    t = state.length
+    """Sample token ``state.step`` of every unfinished row from ``hidden [B, d]``, record it and its latent, and test
+    for the end; finished rows do not change."""
+    t, active = state.step, ~state.done
     slot = state.prompt_len + t
     logits = decoder.lm_logits(config, params, hidden)
-    if spec.sampling.repetition_penalty != 1.0:  # the prompt and the tokens generated so far
-        seen = seen_tokens(state.sequence, slot, logits.shape[-1])
-        logits = penalize_repetition(logits, seen, spec.sampling.repetition_penalty)
-    token = sample_token(logits, jax.random.fold_in(state.key, t), spec.sampling)
-    sequence = jax.lax.dynamic_update_index_in_dim(state.sequence, token, slot, axis=0)
-    latents = jax.lax.dynamic_update_index_in_dim(state.latents, hidden.astype(state.latents.dtype), t, axis=0)
-    is_eos = jnp.any(token == jnp.asarray(spec.eos_ids, jnp.int32)) if spec.eos_ids else jnp.zeros((), bool)
-    is_stop = stop_match(sequence, slot, state.response_start, spec.stop_sequences)
-    broken = ~jnp.all(jnp.isfinite(logits))  # NaN/inf logits: the token is noise, so the row ends here, flagged
+    token = jnp.where(active, _sample(spec, state, logits), spec.pad_id)
+    here = active[:, None] & (jnp.arange(state.sequence.shape[1]) == slot[:, None])
+    sequence = jnp.where(here, token[:, None], state.sequence)
+    written = jnp.where(active[:, None], hidden, 0).astype(state.latents.dtype)
+    latents = jax.lax.dynamic_update_slice_in_dim(state.latents, written[:, None], t, axis=1)
+    seen = state.seen
+    if seen is not None:
+        rows = jnp.arange(token.shape[0])
+        seen = seen.at[rows, token].set(seen[rows, token] | active)
+    is_eos = jnp.isin(token, jnp.asarray(spec.eos_ids, jnp.int32)) if spec.eos_ids else jnp.zeros_like(active)
+    match = functools.partial(stop_match, stop_sequences=spec.stop_sequences)
+    is_stop = jax.vmap(match)(sequence, slot, state.response_start)
+    broken = ~jnp.all(jnp.isfinite(logits), axis=-1)  # NaN/inf logits: the token is noise, so the row ends, flagged
     finish = jnp.where(is_eos, FINISH_EOS, jnp.where(is_stop, FINISH_STOP, FINISH_LENGTH))
     finish = jnp.where(broken, FINISH_NONFINITE, finish).astype(jnp.int32)
     return state._replace(
         sequence=sequence,
         latents=latents,
-        length=t + 1,
-        done=is_eos | is_stop | broken | (t + 1 >= state.limit),
-        finish=finish,
+        seen=seen,
+        length=jnp.where(active, t + 1, state.length),
+        done=state.done | (active & (is_eos | is_stop | broken | (t + 1 >= state.limit))),
+        finish=jnp.where(active, finish, state.finish),
+        step=t + 1,
     )
 
 
 def rollout_init(
-    config: DecoderConfig, params, spec: RolloutSpec, prompt, prompt_len, key, budget=None, response_start=None
+    config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, budgets=None, response_starts=None
 ) -> RolloutState:
-    """Prefill the prompt buffer ``[Lp]`` (first ``prompt_len`` tokens real) and sample the first token.
+    """Prefill the prompt buffers ``[B, Lp]`` (the first ``prompt_lens`` tokens of each real) and sample each row's
+    first token.
 
-    ``budget`` (optional, traced) caps the new tokens below ``spec.max_new_tokens`` (0 generates none);
-    ``response_start`` (default ``prompt_len``) is the first slot a stop sequence may cover."""
-    prompt = jnp.asarray(prompt, jnp.int32)
-    buffer_len = prompt.shape[0]
+    ``budgets [B]`` (optional, traced) cap the new tokens below ``spec.max_new_tokens`` (0 generates none);
+    ``response_starts [B]`` (default ``prompt_lens``) are the first slots a stop sequence may cover."""
+    prompts = jnp.asarray(prompts, jnp.int32)
+    rows, buffer_len = prompts.shape
     n = spec.max_new_tokens
-    prompt_len = jnp.asarray(prompt_len, jnp.int32)
-    valid = jnp.arange(buffer_len) < prompt_len
-    hidden, kv = decoder.forward(
-        config, params, decoder.embed(params, prompt[None]), jnp.arange(buffer_len)[None], valid[None]
-    )
+    prompt_lens = jnp.asarray(prompt_lens, jnp.int32)
+    valid = jnp.arange(buffer_len)[None] < prompt_lens[:, None]
+    positions = jnp.broadcast_to(jnp.arange(buffer_len), (rows, buffer_len))
+    hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
     grow = [(0, 0)] * kv.k.ndim
     grow[2] = (0, n)  # the slot axis: room for the generated tokens
     cache = decoder.KVCache(jnp.pad(kv.k, grow), jnp.pad(kv.v, grow))
-    sequence = jnp.concatenate([jnp.where(valid, prompt, spec.pad_id), jnp.full((n,), spec.pad_id, jnp.int32)])
-    limit = jnp.int32(n) if budget is None else jnp.clip(jnp.asarray(budget, jnp.int32), 0, n)
+    sequence = jnp.concatenate([jnp.where(valid, prompts, spec.pad_id), jnp.full((rows, n), spec.pad_id, jnp.int32)], 1)
+    limit = jnp.full((rows,), n, jnp.int32) if budgets is None else jnp.clip(jnp.asarray(budgets, jnp.int32), 0, n)
+    seen = None
+    if spec.sampling.repetition_penalty != 1.0:
+        seen = jax.vmap(lambda s, p: seen_tokens(s, p, config.vocab_size))(sequence, prompt_lens)
     state = RolloutState(
         sequence=sequence,
-        latents=jnp.zeros((n, config.hidden_size), hidden.dtype),
+        latents=jnp.zeros((rows, n, config.hidden_size), hidden.dtype),
         cache=cache,
-        prompt_len=prompt_len,
-        response_start=prompt_len if response_start is None else jnp.asarray(response_start, jnp.int32),
-        length=jnp.int32(0),
+        seen=seen,
+        prompt_len=prompt_lens,
+        response_start=prompt_lens if response_starts is None else jnp.asarray(response_starts, jnp.int32),
+        length=jnp.zeros((rows,), jnp.int32),
         limit=limit,
         done=limit <= 0,
-        finish=jnp.int32(FINISH_LENGTH),
-        key=key,
+        finish=jnp.full((rows,), FINISH_LENGTH, jnp.int32),
+        key=keys,
+        step=jnp.int32(0),
     )
-    last = jax.lax.dynamic_index_in_dim(hidden[0], prompt_len - 1, axis=0, keepdims=False)
-    first = _emit(config, params, spec, state, last)
-    go = limit > 0
-    return first._replace(
-        sequence=jnp.where(go, first.sequence, state.sequence),
-        latents=jnp.where(go, first.latents, state.latents),
-        length=jnp.where(go, first.length, state.length),
-        done=jnp.where(go, first.done, state.done),
-    )
+    last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
+    return _emit(config, params, spec, state, last)
 
 
 def rollout_step(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState) -> RolloutState:
-    """Feed the last generated token through the cached decoder and sample the next one."""
-    slot = state.prompt_len + state.length - 1
-    token = jax.lax.dynamic_index_in_dim(state.sequence, slot, axis=0, keepdims=False)
-    kv_valid = jnp.arange(state.sequence.shape[0]) <= slot
+    """Feed every row's last generated token through the cached decoder and sample the next one."""
+    t = state.step - 1  # the token fed in: generated token t, cached in slot Lp + t
+    prompt_slots = state.sequence.shape[1] - spec.max_new_tokens
+    token = jnp.take_along_axis(state.sequence, (state.prompt_len + t)[:, None], axis=1)
+    slots = jnp.arange(state.sequence.shape[1])[None]
+    kv_valid = (slots < state.prompt_len[:, None]) | ((slots >= prompt_slots) & (slots <= prompt_slots + t))
     hidden, cache = decoder.forward(
         config,
         params,
-        decoder.embed(params, token.reshape(1, 1)),
-        slot.reshape(1, 1),
-        kv_valid[None],
+        decoder.embed(params, token),
+        (state.prompt_len + t)[:, None],
+        kv_valid,
         state.cache,
-        write_index=slot,
+        write_index=prompt_slots + t,
     )
-    return _emit(config, params, spec, state._replace(cache=cache), hidden[0, 0])
+    return _emit(config, params, spec, state._replace(cache=cache), hidden[:, 0])
 
 
 def rollout_result(spec: RolloutSpec, state: RolloutState) -> Rollout:
-    tokens = jax.lax.dynamic_slice_in_dim(state.sequence, state.prompt_len, spec.max_new_tokens)
+    """The rows' outputs ``[B, ...]``."""
+    take = jax.vmap(lambda seq, start: jax.lax.dynamic_slice_in_dim(seq, start, spec.max_new_tokens))
     return Rollout(
-        tokens=tokens,
+        tokens=take(state.sequence, state.prompt_len),
         length=state.length,
         latents=state.latents,
         finish=state.finish,
@@ -196,16 +219,27 @@ def rollout_result(spec: RolloutSpec, state: RolloutState) -> Rollout:
     )
 
 
+def rollout_rows(
+    config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, budgets=None, response_starts=None
+) -> Rollout:
+    """Generate up to ``spec.max_new_tokens`` tokens after each ``prompts[b, :prompt_lens[b]]`` (no host work);
+    every output has a leading row axis.
+
+    The caller validates lengths: each prompt length in [1, Lp] and ``prompt_len + max_new_tokens`` within the
+    model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
+    state = rollout_init(config, params, spec, prompts, prompt_lens, keys, budgets, response_starts)
+    state = jax.lax.while_loop(
+        lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, spec), state
+    )
+    return rollout_result(spec, state)
+
+
 def rollout(
     config: DecoderConfig, params, spec: RolloutSpec, prompt, prompt_len, key, budget=None, response_start=None
 ) -> Rollout:
-    """Generate up to ``spec.max_new_tokens`` tokens after ``prompt[:prompt_len]`` (one sequence, no host work).
-
-    The caller validates lengths: ``prompt_len`` in [1, Lp] and ``prompt_len + max_new_tokens`` within the
-    model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
-    state = rollout_init(config, params, spec, prompt, prompt_len, key, budget, response_start)
-    state = jax.lax.while_loop(lambda s: ~s.done, functools.partial(rollout_step, config, params, spec), state)
-    return rollout_result(spec, state)
+    """:func:`rollout_rows` for one sequence: prompt ``[Lp]`` and scalars in, outputs without a row axis."""
+    batch = jax.tree.map(lambda x: jnp.expand_dims(x, 0), (prompt, prompt_len, key, budget, response_start))
+    return drop_row_axis(rollout_rows(config, params, spec, *batch))
 
 
 def rollout_logits(config: DecoderConfig, params, latents: jax.Array) -> jax.Array:
@@ -223,7 +257,7 @@ def trace_count() -> int:
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def rollout_batch(config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys) -> Rollout:
-    """:func:`rollout` vmapped over rows: prompts ``[B, Lp]``, prompt_lens ``[B]``, keys ``[B]``."""
+    """The rows of a batch, jitted: prompts ``[B, Lp]``, prompt_lens ``[B]``, keys ``[B]``."""
     global _traces
     _traces += 1
-    return jax.vmap(lambda p, n, k: rollout(config, params, spec, p, n, k))(prompts, prompt_lens, keys)
+    return rollout_rows(config, params, spec, prompts, prompt_lens, keys)

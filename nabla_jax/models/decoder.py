@@ -117,15 +117,31 @@ def forward(
     mask = attention_mask(kv_valid, x.shape[1], write_index)
     layer = DecoderLayer(config, dtype)
 
-    def run_layer(h, scanned):
-        layer_params, cache_kv = scanned
-        h, new_kv = layer.apply({"params": layer_params}, h, cos, sin, mask, cache_kv, write_index)
-        return h, new_kv
+    def run_layer(h, layer_params, cache_kv=None):
+        return layer.apply({"params": layer_params}, h, cos, sin, mask, cache_kv, write_index)
 
-    cache_kv = None if cache is None else (cache.k, cache.v)
-    x, (keys, values) = jax.lax.scan(run_layer, x, (params["layers"], cache_kv))
+    if cache is None:
+        x, (keys, values) = jax.lax.scan(run_layer, x, params["layers"])
+        new_cache = KVCache(keys, values)
+    else:
+        x, new_cache = _run_cached(run_layer, x, params["layers"], cache, write_index)
     hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
-    return hidden, KVCache(keys, values)
+    return hidden, new_cache
+
+
+def _run_cached(run_layer, x, layers, cache: KVCache, write_index):
+    """The layers over a cache carried through the scan: each layer writes only this chunk's keys and values, in
+    place (no per-step copy of the whole cache)."""
+
+    def body(carry, scanned):
+        h, cache = carry
+        layer_params, index = scanned
+        h, (k, v) = run_layer(h, layer_params, (cache.k, cache.v, index))
+        return (h, KVCache(k, v)), None
+
+    layer_ids = jnp.arange(cache.k.shape[0])
+    (x, cache), _ = jax.lax.scan(body, (x, cache), (layers, layer_ids), unroll=True)
+    return x, cache
 
 
 def output_matrix(config: DecoderConfig, params: dict) -> jax.Array:

@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.generation.buckets import bucket_length, chunks, round_up
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, round_up
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
-from nabla_jax.reasoner.problem import make_nabla_problem
+from nabla_jax.reasoner.problem import NablaProblem, make_nabla_problem
+from nabla_jax.reasoner.queue import decode_queue
+from nabla_jax.reasoner.state import NablaState
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
@@ -36,8 +38,9 @@ class NablaResult:
 class NablaReasoner:
     """The ∇-Reasoner decoder for a policy and a reward model (vocabularies aligned by token string).
 
-    ``generate`` runs batches of ``batch_size`` problems as one compiled program each; problem i's randomness comes
-    from ``fold_in(key(seed), problem_ids[i])`` (default: its index), so its output does not depend on its batch.
+    ``generate`` puts the problems of each prompt-length bucket in one queue that ``batch_size`` row slots decode in
+    one compiled program (continuous batching, :mod:`nabla_jax.reasoner.queue`); problem i's randomness comes from
+    ``fold_in(key(seed), problem_ids[i])`` (default: its index), so its output does not depend on its batch.
     """
 
     def __init__(self, policy, reward, config: NablaConfig = NablaConfig(), min_vocab_overlap: float = 0.9):
@@ -107,36 +110,52 @@ class NablaReasoner:
         if len(problem_ids) != len(prompts):
             raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
         encoded = self.encode(prompts, system)
-        cfg, spec = self.config, self.spec(stop)
-        base = seed_key(seed)
+        spec, base = self.spec(stop), seed_key(seed)
         results: list[NablaResult | None] = [None] * len(prompts)
-        for _, chunk, rows in chunks([0] * len(prompts), batch_size):
-            sizes = (
-                bucket_length(max(len(encoded[i][0]) for i in rows)) + cfg.max_new_tokens,
-                round_up(max(len(encoded[i][1]) for i in rows), 32),
-                round_up(max(len(encoded[i][2]) for i in rows), 8),
-            )
-            problems = [make_nabla_problem(*encoded[i], sizes, jax.random.fold_in(base, problem_ids[i])) for i in rows]
-            batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
-            batch = shard_batch(batch, params_mesh(self.models.lm_params))
+        buckets = [bucket_length(len(ids)) for ids, _, _ in encoded]
+        size = len(prompts) if batch_cond else batch_size  # one queue per prompt bucket, or fixed batches
+        for _, chunk, _ in chunks(buckets, size, row_count=lambda n: n):
+            problems = self._problems([encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base)
             began = time.perf_counter()
-            state = jax.block_until_ready(decode_batch(self.models, cfg, spec, self.rm_pad, batch, batch_cond))
+            state = jax.block_until_ready(self._decode(problems, len(chunk), spec, batch_size, batch_cond))
             wall = time.perf_counter() - began
             state = jax.device_get(state)
             for row, i in enumerate(chunk):
-                prompt_len = len(encoded[i][0])
-                end = int(state.past_len[row])
-                token_ids = [int(t) for t in np.asarray(state.sequence[row, prompt_len:end])]
-                stats = problem_stats(self.models, state, row, wall / len(chunk), wall)
-                results[i] = NablaResult(
-                    prompt=prompts[i],
-                    prompt_ids=list(encoded[i][0]),
-                    token_ids=token_ids,
-                    text=self.policy.tokenizer.decode(token_ids, skip_special_tokens=True),
-                    stats=stats,
-                    revisions=revisions(state, row),
-                )
+                results[i] = self._result(prompts[i], encoded[i][0], state, row, wall / len(chunk), wall)
         return results
+
+    def _problems(self, encoded, problem_ids, base_key) -> NablaProblem:
+        """The problems stacked ``[Q]``, padded to shared sizes; Q is a power of two (repeats of the first problem
+        fill it; they are never decoded by the queue)."""
+        sizes = (
+            bucket_length(max(len(ids) for ids, _, _ in encoded)) + self.config.max_new_tokens,
+            round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
+            round_up(max(len(postfix) for _, _, postfix in encoded), 8),
+        )
+        problems = [make_nabla_problem(*e, sizes, jax.random.fold_in(base_key, i)) for e, i in zip(encoded, problem_ids)]
+        problems += [problems[0]] * (bucket_rows(len(problems), 1 << 30) - len(problems))
+        batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
+        return shard_batch(batch, params_mesh(self.models.lm_params))
+
+    def _decode(self, problems: NablaProblem, count: int, spec, batch_size: int, batch_cond: bool) -> NablaState:
+        """Final states ``[Q]``: a queue decoded by ``batch_size`` row slots, or (``batch_cond=False``) the vmapped
+        one-problem loop over a batch of at most ``batch_size``."""
+        if not batch_cond:
+            return decode_batch(self.models, self.config, spec, self.rm_pad, problems, batch_cond=False)
+        rows = bucket_rows(min(count, batch_size), batch_size)
+        return decode_queue(self.models, self.config, spec, self.rm_pad, problems, jnp.int32(count), rows)
+
+    def _result(self, prompt, prompt_ids, state: NablaState, row: int, share: float, wall: float) -> NablaResult:
+        end = int(state.past_len[row])
+        token_ids = [int(t) for t in np.asarray(state.sequence[row, len(prompt_ids) : end])]
+        return NablaResult(
+            prompt=prompt,
+            prompt_ids=list(prompt_ids),
+            token_ids=token_ids,
+            text=self.policy.tokenizer.decode(token_ids, skip_special_tokens=True),
+            stats=problem_stats(self.models, state, row, share, wall),
+            revisions=revisions(state, row),
+        )
 
     def step_scores(self, result: NablaResult) -> list[float]:
         """What the reward reads from ``result``'s response, in order: a PRM's per-step probabilities, a likelihood

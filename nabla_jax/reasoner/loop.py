@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.loop import dto_run
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.variables import to_logits
-from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec
+from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
 from nabla_jax.generation.sampling import sample_token
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
@@ -79,8 +79,24 @@ def _add(state: NablaState, **increments) -> NablaState:
     return state._replace(stats=stats._replace(**{k: getattr(stats, k) + v for k, v in increments.items()}))
 
 
-def nabla_init(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, problems: NablaProblem) -> NablaState:
-    return jax.vmap(lambda p: phases.initial_state(models, cfg, spec, p))(problems)
+def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budgets) -> tuple[Rollout, jax.Array]:
+    """:func:`phases.run_rollout` for every row at once, in one batch-native rollout loop (rows with a budget of 0
+    generate nothing and do not lengthen it); returns the rollouts and the new sequences ``[B, S]``."""
+    keys = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))(problems, prefix_lens - problems.prompt_len)
+    lm = k.models
+    out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len)
+    return out, out.sequence[:, : sequences.shape[1]]
+
+
+def start_rows(k: Kernel, problems: NablaProblem, starting: jax.Array) -> NablaState:
+    """Each starting row's first rollout and state (other rows get a rollout of 0 tokens)."""
+    budgets = jnp.where(starting, k.cfg.max_new_tokens, 0)
+    out, sequences = run_rollouts(k, problems, problems.prompt_ids, problems.prompt_len, budgets)
+    return jax.vmap(lambda p, o, s: phases.start_state(k.models, k.cfg, p, o, s))(problems, out, sequences)
+
+
+def nabla_init(k: Kernel, problems: NablaProblem) -> NablaState:
+    return start_rows(k, problems, jnp.ones(problems.prompt_len.shape, bool))
 
 
 def spend_budget(k: Kernel, state: NablaState) -> NablaState:
@@ -154,13 +170,13 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
     proposing = stepping & (token != old_token)
 
     def roll(problems, state, token):
-        def one(problem, s, t, wanted):
+        def budget_of(problem, s, t, wanted):
             sequence = s.sequence.at[s.past_len].set(t)
             # a problem that is not proposing gets no budget, so it does not lengthen the batch's rollout loop
-            budget = jnp.where(wanted, phases.proposal_budget(k.cfg, k.spec, problem, s, t, sequence), 0)
-            return phases.run_rollout(k.models, k.spec, problem, sequence, s.past_len + 1, budget)
+            return sequence, jnp.where(wanted, phases.proposal_budget(k.cfg, k.spec, problem, s, t, sequence), 0)
 
-        return jax.vmap(one)(problems, state, token, proposing)
+        sequences, budgets = jax.vmap(budget_of)(problems, state, token, proposing)
+        return run_rollouts(k, problems, sequences, state.past_len + 1, budgets)
 
     out, sequence = when_any(proposing, roll, problems, state, token)
     cost = jax.vmap(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
@@ -273,10 +289,10 @@ def decode_batch(
     _traces += 1
     kernel = Kernel(models, cfg, spec, rm_pad)
     if batch_cond:
-        return nabla_run(kernel, problems, nabla_init(models, cfg, spec, problems))
+        return nabla_run(kernel, problems, nabla_init(kernel, problems))
 
     def single(problem):
         one = add_row_axis(problem)
-        return drop_row_axis(nabla_run(kernel, one, nabla_init(models, cfg, spec, one)))
+        return drop_row_axis(nabla_run(kernel, one, nabla_init(kernel, one)))
 
     return jax.vmap(single)(problems)

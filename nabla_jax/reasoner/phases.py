@@ -50,6 +50,11 @@ def rollout_flops(models: ModelPair, prefix_len, generated) -> jax.Array:
 
 def initial_state(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem) -> NablaState:
     out, sequence = run_rollout(models, spec, problem, problem.prompt_ids, problem.prompt_len, cfg.max_new_tokens)
+    return start_state(models, cfg, problem, out, sequence)
+
+
+def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out, sequence) -> NablaState:
+    """The state after the first rollout ``out`` (which wrote ``sequence``)."""
     stats = empty_stats()._replace(
         rollouts=jnp.ones((), jnp.int32),
         generated_tokens=out.length,

@@ -1,0 +1,240 @@
+"""Throughput against batch size, measured side by side in one run (the machine is shared: read the ratios, and the
+load average printed with each part):
+
+* ``limits``: this machine's float32 matmul peak (GFLOP/s) and memory bandwidth (GB/s), and what they bound
+  SmolLM2-135M greedy decoding to (tokens/s: every step reads all the weights; every token costs 2 x params FLOPs);
+* ``smollm2``: SmolLM2-135M-Instruct greedy tokens/s, ours against transformers, at batch 1, 8 and 32;
+* ``testbed``: greedy time per problem on the bundled testbed at batch 1, 8 and 32 (``generate``, warm);
+* ``nabla``: the ∇-Reasoner on the testbed with the demo's settings (verifier reward, N = 8), warm time per
+  problem at batch 1, 8, 16 and 32: the queue (continuous batching) against fixed batches;
+* ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
+  settings, 32 new tokens, batch 1, warm): seconds per official model call.
+
+    python experiments/bench_throughput.py [--parts limits,smollm2,testbed,nabla,nabla_smollm2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from timing import median_time  # noqa: E402
+
+PARTS = ("limits", "smollm2", "testbed", "nabla", "nabla_smollm2")
+TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
+
+
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def machine_limits() -> tuple[float, float]:
+    """(float32 matmul GFLOP/s, memory GB/s), measured with XLA on this machine."""
+    a = jnp.ones((2048, 2048), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    gflops = 2 * 2048**3 / median_time(lambda: matmul(a).block_until_ready(), 5) / 1e9
+    big = jnp.ones((512 * 2**20 // 4,), jnp.float32)  # 512 MiB, far beyond the caches
+    total = jax.jit(jnp.sum)
+    total(big).block_until_ready()
+    gbs = big.nbytes / median_time(lambda: total(big).block_until_ready(), 5) / 1e9
+    return gflops, gbs
+
+
+def part_limits(args, shared) -> None:
+    from nabla_jax.loading import SMOLLM2_NAME, load_policy
+    from nabla_jax.models.decoder import count_params
+
+    gflops, gbs = machine_limits()
+    policy = load_policy(SMOLLM2_NAME)
+    params = count_params(policy.params)
+    weight_bytes = 4 * params
+    shared["policy"] = policy
+    print(f"[limits] {load()}: float32 matmul {gflops:.0f} GFLOP/s, memory read {gbs:.1f} GB/s; SmolLM2-135M "
+          f"{params / 1e6:.0f}M params = {weight_bytes / 1e6:.0f} MB float32")
+    for batch in (1, 8, 32):
+        memory_bound = batch * gbs * 1e9 / weight_bytes
+        compute_bound = gflops * 1e9 / (2 * params)
+        print(f"  batch {batch:2d}: memory-bound {memory_bound:6.0f} tok/s, compute-bound {compute_bound:6.0f} tok/s, "
+              f"limit {min(memory_bound, compute_bound):6.0f} tok/s")
+    shared["limits"] = (gflops, gbs, weight_bytes, params)
+
+
+def part_smollm2(args, shared) -> None:
+    import tempfile
+
+    import torch
+    import transformers
+    from bench_generation import PROMPTS, hf_generate, ours_generate
+    from convert.hf import save_hf_params
+    from nabla_jax.generation import bucket_length, chat_prompt_ids
+    from nabla_jax.loading import SMOLLM2_NAME, load_policy
+
+    policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_hf_params(policy.config, policy.params, os.path.join(tmp, "hf"))
+        model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "hf"), dtype=torch.float32)
+    model.eval()
+    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROMPTS]
+    by_bucket = {}
+    for ids in encoded:
+        by_bucket.setdefault(bucket_length(len(ids)), []).append(ids)
+    same_bucket = max(by_bucket.values(), key=len)
+    n = args.max_new_tokens
+    print(f"[smollm2] greedy, float32, max_new_tokens={n}, torch threads {torch.get_num_threads()}")
+    for batch in (1, 8, 32):
+        prompts = (same_bucket * 8)[:batch]
+        hf_generate(model, policy.tokenizer, prompts, 4)  # warm-up
+        hf_tokens, hf_seconds = hf_generate(model, policy.tokenizer, prompts, n)
+        ours_tokens, ours_seconds, _ = ours_generate(policy, prompts, n)
+        ours, hf = ours_tokens / ours_seconds, hf_tokens / hf_seconds
+        line = f"  batch {batch:2d}: ours {ours:6.1f} tok/s, transformers {hf:6.1f} tok/s, ratio {ours / hf:.2f}"
+        if "limits" in shared:
+            gflops, gbs, weight_bytes, params = shared["limits"]
+            bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
+            line += f"; {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
+        print(line + f"  ({load()})")
+
+
+def testbed_prompts(count: int) -> list[str]:
+    from nabla_jax.evaluation.datasets import load_benchmark, user_message
+
+    problems = load_benchmark("testbed").problems[:count]
+    return [user_message(p, None) for p in problems]
+
+
+def part_testbed(args, shared) -> None:
+    from nabla_jax.generation import generate
+    from nabla_jax.loading import load_policy
+
+    policy = load_policy(os.path.join(TESTBED, "policy"))
+    prompts = testbed_prompts(args.testbed_problems)
+    print(f"[testbed] greedy, {len(prompts)} problems, max_new_tokens 64")
+    base = None
+    for batch in (1, 8, 32):
+        def run():
+            return generate(policy, prompts, max_new_tokens=64, temperature=0.0, batch_size=batch)
+
+        run()  # compile every shape
+        seconds = median_time(run, 3) / len(prompts)
+        base = base or seconds
+        print(f"  batch {batch:2d}: {1e3 * seconds:6.2f} ms/problem, throughput {base / seconds:5.1f}x batch 1  ({load()})")
+
+
+def demo_reasoner(policy_path: str, reward_spec: str, clip: float | None, **overrides):
+    from nabla_jax.commands.demo import DEMO_NABLA
+    from nabla_jax.loading import load_policy
+    from nabla_jax.reasoner import NablaConfig, NablaReasoner
+    from nabla_jax.rewards.loaders import load_reward_model
+
+    policy = load_policy(policy_path)
+    reward = load_reward_model(reward_spec, policy=policy, clip=clip)
+    config = NablaConfig(**DEMO_NABLA).replace(**overrides)
+    return NablaReasoner(policy, reward, config)
+
+
+def part_nabla(args, shared) -> None:
+    from nabla_jax.reasoner.loop import decode_batch
+
+    reasoner = demo_reasoner(os.path.join(TESTBED, "policy"), "likelihood:" + os.path.join(TESTBED, "verifier"), -6.0,
+                             max_n_generations=8, max_new_tokens=64, rollout_temperature=0.6, rollout_top_k=20,
+                             rollout_top_p=0.95)
+    prompts = testbed_prompts(args.nabla_problems)
+    print(f"[nabla] testbed, demo settings (verifier, N = 8, 64 new tokens), {len(prompts)} problems")
+    base = None
+    for batch in (1, 8, 16, 32):
+        def queue():
+            return reasoner.generate(prompts, seed=0, batch_size=batch)
+
+        queue()
+        seconds = median_time(queue, args.repeats) / len(prompts)
+        base = base or seconds
+        line = f"  batch {batch:2d}: queue {1e3 * seconds:7.1f} ms/problem ({seconds / base:.2f}x batch 1)"
+        if batch > 1:
+            fixed = fixed_batches(reasoner, prompts, batch, decode_batch)
+            line += f"; fixed batches {1e3 * fixed:7.1f} ms/problem ({fixed / base:.2f}x batch 1)"
+        print(line + f"  ({load()})")
+
+
+def fixed_batches(reasoner, prompts, batch: int, decode_batch) -> float:
+    """Seconds per problem of the plain batched loop: batches of ``batch`` problems, each run to its last problem."""
+    from nabla_jax.seeds import seed_key
+
+    encoded = reasoner.encode(prompts)
+    spec = reasoner.spec()
+    groups = [list(range(i, min(i + batch, len(prompts)))) for i in range(0, len(prompts), batch)]
+    problems = [reasoner._problems([encoded[i] for i in g], g, seed_key(0)) for g in groups]
+
+    def run():
+        for p in problems:
+            jax.block_until_ready(decode_batch(reasoner.models, reasoner.config, spec, reasoner.rm_pad, p))
+
+    run()
+    return median_time(run, args_repeats[0]) / len(prompts)
+
+
+args_repeats = [3]
+
+
+def part_nabla_smollm2(args, shared) -> None:
+    import tempfile
+
+    from convert.hf import save_hf_params
+    from nabla_jax.loading import SMOLLM2_NAME, load_policy
+    from nabla_jax.models.config import config_from_dict, config_to_dict
+    from nabla_jax.models.decoder import init_params
+
+    policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
+    small = {**config_to_dict(policy.config), "num_hidden_layers": 2, "architectures": ["LlamaForSequenceClassification"],
+             "num_labels": 1}
+    reward_config = config_from_dict(small)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "reward")
+        save_hf_params(reward_config, init_params(reward_config, jax.random.key(1)), path)
+        policy.tokenizer.save_pretrained(path)
+        from nabla_jax.rewards.loaders import load_reward_model
+        from nabla_jax.reasoner import NablaConfig, NablaReasoner
+
+        reward = load_reward_model(path)
+        reasoner = NablaReasoner(policy, reward, NablaConfig(max_new_tokens=32))
+    prompt = ["What is the sum of the interior angles of a hexagon, and why?"]
+    reasoner.generate(prompt, seed=0, batch_size=1)
+    began = time.perf_counter()
+    result = reasoner.generate(prompt, seed=0, batch_size=1)[0]
+    seconds = time.perf_counter() - began
+    calls = result.stats["model_calls_official"]
+    print(f"[nabla_smollm2] official MATH-500 settings, 32 new tokens, batch 1, warm: {seconds:.1f} s for {calls} "
+          f"official model calls = {seconds / calls:.3f} s/call  ({load()})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="SmolLM2 greedy tokens per row")
+    parser.add_argument("--testbed-problems", type=int, default=128)
+    parser.add_argument("--nabla-problems", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    args_repeats[0] = args.repeats
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    print(f"{os.cpu_count()} cores, jax {jax.__version__}, {load()}")
+    shared: dict = {}
+    for part in parts:
+        globals()["part_" + part](args, shared)
+
+
+if __name__ == "__main__":
+    main()
