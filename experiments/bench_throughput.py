@@ -75,7 +75,7 @@ def part_smollm2(args, shared) -> None:
 
     import torch
     import transformers
-    from bench_generation import PROMPTS, hf_generate, ours_generate
+    from bench_generation import PROBLEMS, hf_generate, ours_generate
     from convert.hf import save_hf_params
     from nabla_jax.generation import bucket_length, chat_prompt_ids
     from nabla_jax.loading import SMOLLM2_NAME, load_policy
@@ -85,7 +85,7 @@ def part_smollm2(args, shared) -> None:
         save_hf_params(policy.config, policy.params, os.path.join(tmp, "hf"))
         model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "hf"), dtype=torch.float32)
     model.eval()
-    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROMPTS]
+    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROBLEMS]
     by_bucket = {}
     for ids in encoded:
         by_bucket.setdefault(bucket_length(len(ids)), []).append(ids)
@@ -144,8 +144,6 @@ def demo_reasoner(policy_path: str, reward_spec: str, clip: float | None, **over
 
 
 def part_nabla(args, shared) -> None:
-    from nabla_jax.reasoner.loop import decode_batch
-
     reasoner = demo_reasoner(os.path.join(TESTBED, "policy"), "likelihood:" + os.path.join(TESTBED, "verifier"), -6.0,
                              max_n_generations=8, max_new_tokens=64, rollout_temperature=0.6, rollout_top_k=20,
                              rollout_top_p=0.95)
@@ -161,13 +159,14 @@ def part_nabla(args, shared) -> None:
         base = base or seconds
         line = f"  batch {batch:2d}: queue {1e3 * seconds:7.1f} ms/problem ({seconds / base:.2f}x batch 1)"
         if batch > 1:
-            fixed = fixed_batches(reasoner, prompts, batch, decode_batch)
+            fixed = fixed_batches(reasoner, prompts, batch, args.repeats)
             line += f"; fixed batches {1e3 * fixed:7.1f} ms/problem ({fixed / base:.2f}x batch 1)"
         print(line + f"  ({load()})")
 
 
-def fixed_batches(reasoner, prompts, batch: int, decode_batch) -> float:
+def fixed_batches(reasoner, prompts, batch: int, repeats: int) -> float:
     """Seconds per problem of the plain batched loop: batches of ``batch`` problems, each run to its last problem."""
+    from nabla_jax.reasoner.loop import decode_batch
     from nabla_jax.seeds import seed_key
 
     encoded = reasoner.encode(prompts)
@@ -180,10 +179,7 @@ def fixed_batches(reasoner, prompts, batch: int, decode_batch) -> float:
             jax.block_until_ready(decode_batch(reasoner.models, reasoner.config, spec, reasoner.rm_pad, p))
 
     run()
-    return median_time(run, args_repeats[0]) / len(prompts)
-
-
-args_repeats = [3]
+    return median_time(run, repeats) / len(prompts)
 
 
 def part_nabla_smollm2(args, shared) -> None:
@@ -225,7 +221,6 @@ def main() -> None:
     parser.add_argument("--nabla-problems", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    args_repeats[0] = args.repeats
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:

@@ -29,6 +29,7 @@ from nabla_jax.generation import (
     rollout_logits,
     trace_count,
 )
+from nabla_jax.generation.rollouts import rollout_rows as batch_native
 from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
 from tests.hf_models import CAUSAL_SPECS
@@ -198,6 +199,13 @@ def test_stop_rules_match_a_reference(llama):
         assert (np.asarray(out.tokens[row, length:]) == 0).all()
     assert int(out.finish[2]) == FINISH_STOP and int(out.length[2]) == 1  # boundary stop, response_start = 0
     assert int(out.length[3]) == 0  # a budget of 0 generates nothing
+    # the batch-native loop (all rows in one loop, one shared cache slot per step) equals each row run alone
+    together = jax.jit(batch_native, static_argnums=(0, 2))(
+        policy.config, policy.params, spec, buffer, np.full(len(cases), p, np.int32), row_keys(range(len(cases))),
+        np.asarray([c[0] for c in cases], np.int32), np.asarray([c[1] for c in cases], np.int32),
+    )
+    for field in ("tokens", "length", "finish", "sequence"):
+        np.testing.assert_array_equal(getattr(together, field), getattr(out, field))
 
 
 # --- API: prompts, compilation, errors, CLI -----------------------------------------------------------------------

@@ -61,6 +61,22 @@ def test_batch_of_one_equals_batch_of_four(reasoner, batched):
         assert {k: alone.stats[k] for k in COMPARED} == {k: batched[i].stats[k] for k in COMPARED}
 
 
+def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, batched):
+    from nabla_jax.reasoner.queue import trace_count
+
+    queued = reasoner.generate(PROMPTS, seed=3, batch_size=2)  # 4 problems through 2 row slots: rows are refilled
+    for one, other in zip(queued, batched, strict=True):
+        assert one.token_ids == other.token_ids
+        assert {k: one.stats[k] for k in COMPARED} == {k: other.stats[k] for k in COMPARED}
+        assert one.revisions == other.revisions
+    before = trace_count()  # the same queues in another order: no new compilation, the same records
+    again = reasoner.generate(PROMPTS[::-1], seed=3, batch_size=2, problem_ids=[3, 2, 1, 0])
+    assert trace_count() == before
+    assert [r.token_ids for r in again[::-1]] == [r.token_ids for r in batched]
+    encoded = reasoner.encode(PROMPTS[:3])  # a queue of 3 is padded to 4 entries (never decoded)
+    assert reasoner._problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (4,)
+
+
 def test_statistics_are_consistent(batched):
     for r in batched:
         s = r.stats

@@ -1,4 +1,4 @@
-"""Generation: sampling, per-sequence rollouts (prefill + decode in one ``lax.while_loop``) and ``generate``."""
+"""Generation: sampling, batch-native rollouts (prefill and decode of all rows in one ``lax.while_loop``)."""
 
 from nabla_jax.generation.api import GenerationResult, encode_prompts, generate
 from nabla_jax.generation.buckets import bucket_length, check_lengths, pad_prompts
@@ -17,6 +17,7 @@ from nabla_jax.generation.rollouts import (
     rollout_batch,
     rollout_init,
     rollout_logits,
+    rollout_rows,
     rollout_step,
     stop_match,
     trace_count,
@@ -53,6 +54,7 @@ __all__ = [
     "rollout_batch",
     "rollout_init",
     "rollout_logits",
+    "rollout_rows",
     "rollout_step",
     "sample_token",
     "stop_match",

@@ -71,7 +71,7 @@ class RolloutState(NamedTuple):
 
     sequence: jax.Array  # [B, S] int32: prompt, generated tokens, pad (the output layout)
     latents: jax.Array  # [B, N, d] params dtype
-    cache: decoder.KVCache  # [L, B, S, kvh, hd] each (the cache layout: generated token t in slot Lp + t)
+    cache: tuple[decoder.KVCache, ...]  # per layer, [B, S, kvh, hd] each (generated token t in slot Lp + t)
     seen: jax.Array | None  # [B, V] bool: tokens seen so far (with a repetition penalty only)
     prompt_len: jax.Array  # [B] int32
     response_start: jax.Array  # [B] int32: first slot a stop sequence may cover
@@ -163,7 +163,8 @@ def rollout_init(
     hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
     grow = [(0, 0)] * kv.k.ndim
     grow[2] = (0, n)  # the slot axis: room for the generated tokens
-    cache = decoder.KVCache(jnp.pad(kv.k, grow), jnp.pad(kv.v, grow))
+    k, v = jnp.pad(kv.k, grow), jnp.pad(kv.v, grow)
+    cache = tuple(decoder.KVCache(k[i], v[i]) for i in range(k.shape[0]))
     sequence = jnp.concatenate([jnp.where(valid, prompts, spec.pad_id), jnp.full((rows, n), spec.pad_id, jnp.int32)], 1)
     limit = jnp.full((rows,), n, jnp.int32) if budgets is None else jnp.clip(jnp.asarray(budgets, jnp.int32), 0, n)
     seen = None
@@ -187,21 +188,17 @@ def rollout_init(
     return _emit(config, params, spec, state, last)
 
 
-def rollout_step(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState) -> RolloutState:
-    """Feed every row's last generated token through the cached decoder and sample the next one."""
+def rollout_step(config: DecoderConfig, params, layers, spec: RolloutSpec, state: RolloutState) -> RolloutState:
+    """Feed every row's last generated token through the cached decoder and sample the next one. ``layers`` are
+    the per-layer params (:func:`nabla_jax.models.decoder.split_layers`), split once outside the loop."""
     t = state.step - 1  # the token fed in: generated token t, cached in slot Lp + t
     prompt_slots = state.sequence.shape[1] - spec.max_new_tokens
     token = jnp.take_along_axis(state.sequence, (state.prompt_len + t)[:, None], axis=1)
     slots = jnp.arange(state.sequence.shape[1])[None]
     kv_valid = (slots < state.prompt_len[:, None]) | ((slots >= prompt_slots) & (slots <= prompt_slots + t))
-    hidden, cache = decoder.forward(
-        config,
-        params,
-        decoder.embed(params, token),
-        (state.prompt_len + t)[:, None],
-        kv_valid,
-        state.cache,
-        write_index=prompt_slots + t,
+    hidden, cache = decoder.forward_layers(
+        config, params, layers, decoder.embed(params, token), (state.prompt_len + t)[:, None], kv_valid, state.cache,
+        prompt_slots + t,
     )
     return _emit(config, params, spec, state._replace(cache=cache), hidden[:, 0])
 
@@ -228,8 +225,9 @@ def rollout_rows(
     The caller validates lengths: each prompt length in [1, Lp] and ``prompt_len + max_new_tokens`` within the
     model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
     state = rollout_init(config, params, spec, prompts, prompt_lens, keys, budgets, response_starts)
+    layers = decoder.split_layers(params)
     state = jax.lax.while_loop(
-        lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, spec), state
+        lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, layers, spec), state
     )
     return rollout_result(spec, state)
 

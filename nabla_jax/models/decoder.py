@@ -117,31 +117,15 @@ def forward(
     mask = attention_mask(kv_valid, x.shape[1], write_index)
     layer = DecoderLayer(config, dtype)
 
-    def run_layer(h, layer_params, cache_kv=None):
-        return layer.apply({"params": layer_params}, h, cos, sin, mask, cache_kv, write_index)
+    def run_layer(h, scanned):
+        layer_params, cache_kv = scanned
+        h, new_kv = layer.apply({"params": layer_params}, h, cos, sin, mask, cache_kv, write_index)
+        return h, new_kv
 
-    if cache is None:
-        x, (keys, values) = jax.lax.scan(run_layer, x, params["layers"])
-        new_cache = KVCache(keys, values)
-    else:
-        x, new_cache = _run_cached(run_layer, x, params["layers"], cache, write_index)
+    cache_kv = None if cache is None else (cache.k, cache.v)
+    x, (keys, values) = jax.lax.scan(run_layer, x, (params["layers"], cache_kv))
     hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
-    return hidden, new_cache
-
-
-def _run_cached(run_layer, x, layers, cache: KVCache, write_index):
-    """The layers over a cache carried through the scan: each layer writes only this chunk's keys and values, in
-    place (no per-step copy of the whole cache)."""
-
-    def body(carry, scanned):
-        h, cache = carry
-        layer_params, index = scanned
-        h, (k, v) = run_layer(h, layer_params, (cache.k, cache.v, index))
-        return (h, KVCache(k, v)), None
-
-    layer_ids = jnp.arange(cache.k.shape[0])
-    (x, cache), _ = jax.lax.scan(body, (x, cache), (layers, layer_ids), unroll=True)
-    return x, cache
+    return hidden, KVCache(keys, values)
 
 
 def output_matrix(config: DecoderConfig, params: dict) -> jax.Array:
@@ -167,3 +151,35 @@ def score(config: DecoderConfig, params: dict, hidden: jax.Array, mask: jax.Arra
     last = last_valid_index(mask)
     pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
     return jnp.dot(pooled, params["score"]["kernel"], preferred_element_type=jnp.float32)
+
+
+def split_layers(params: dict) -> tuple[dict, ...]:
+    """The stacked layer params as one tree per layer. A decode loop built with them reads each layer's own buffers:
+    slicing a layer out of the stack at every step copies its kernels on XLA CPU (experiments/README.md)."""
+    count = jax.tree_util.tree_leaves(params["layers"])[0].shape[0]
+    return tuple(jax.tree.map(lambda x, i=i: x[i], params["layers"]) for i in range(count))
+
+
+def forward_layers(
+    config: DecoderConfig,
+    params: dict,
+    layers: tuple[dict, ...],
+    embeds: jax.Array,
+    positions: jax.Array,
+    kv_valid: jax.Array,
+    caches: tuple[KVCache, ...],
+    write_index,
+) -> tuple[jax.Array, tuple[KVCache, ...]]:
+    """:func:`forward` with a cache, over per-layer params (:func:`split_layers`) and per-layer caches
+    ``[B, S, kvh, hd]``, the layers unrolled: each layer updates its own cache buffer in place."""
+    dtype = params_dtype(params)
+    x = embeds.astype(dtype)
+    cos, sin = rotary_angles(config, positions)
+    mask = attention_mask(kv_valid, x.shape[1], write_index)
+    layer = DecoderLayer(config, dtype)
+    updated = []
+    for layer_params, cache in zip(layers, caches, strict=True):
+        x, (k, v) = layer.apply({"params": layer_params}, x, cos, sin, mask, (cache.k, cache.v), write_index)
+        updated.append(KVCache(k, v))
+    hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
+    return hidden, tuple(updated)

@@ -34,11 +34,7 @@ def _dense(features: int, use_bias: bool, name: str, dtype) -> nn.Dense:
 
 
 class Attention(nn.Module):
-    """Grouped-query attention with rotary embeddings, optional q/k RMSNorm (Qwen3) and an explicit KV cache.
-
-    With a cache (``(k, v, layer)``: every layer's keys and values ``[L, B, S, kvh, hd]`` and this layer's
-    index) the chunk's keys and values are written in place at slot ``write_index`` of this layer, the chunk attends
-    to the layer's slots, and the updated ``(k, v)`` of every layer is returned; without one, the chunk's own."""
+    """Grouped-query attention with rotary embeddings, optional q/k RMSNorm (Qwen3) and an explicit KV cache."""
 
     config: DecoderConfig
     dtype: jnp.dtype = jnp.float32
@@ -58,43 +54,20 @@ class Attention(nn.Module):
             k = RMSNorm(cfg.rms_norm_eps, self.dtype, name="k_norm")(k)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
-        q = q.reshape(batch, length, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
-        keys, values = k, v
         if cache_kv is not None:
-            cache_k, cache_v, layer = cache_kv
-            start = (layer, 0, write_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype)[None], start)
-            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype)[None], start)
-            keys, values = k[layer], v[layer]
-        if cache_kv is not None and length == 1:
-            out = _decode_attention(q, keys, values, mask, self.dtype)
-        else:
-            out = _chunk_attention(q, keys, values, mask, self.dtype)
+            cache_k, cache_v = cache_kv
+            k = jax.lax.dynamic_update_slice_in_dim(cache_k, k.astype(cache_k.dtype), write_index, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(cache_v, v.astype(cache_v.dtype), write_index, axis=1)
+        groups = cfg.num_heads // cfg.num_kv_heads
+        q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+        scores = scores * (cfg.head_dim**-0.5)
+        scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        out = jnp.einsum("bkgts,bskd->btkgd", weights, v.astype(self.dtype))
         out = out.reshape(batch, length, cfg.num_heads * cfg.head_dim)
         out = _dense(cfg.hidden_size, cfg.o_bias, "o_proj", self.dtype)(out)
         return out, (k, v)
-
-
-def _chunk_attention(q, keys, values, mask, dtype):
-    """Attention of queries ``[B, T, kvh, g, hd]`` over ``keys``/``values`` ``[B, S, kvh, hd]`` (matmuls)."""
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, keys.astype(q.dtype)).astype(jnp.float32)
-    scores = scores * (q.shape[-1] ** -0.5)
-    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
-    return jnp.einsum("bkgts,bskd->btkgd", weights, values.astype(dtype))
-
-
-def _decode_attention(q, keys, values, mask, dtype):
-    """One query per row over the cache, as multiply-and-sum loops: on a CPU, batches of tiny [g, hd] x [hd, S]
-    matmuls cost far more than their arithmetic (profile in experiments/README). Sums run in float32, as a matmul
-    with float32 accumulation."""
-    f32 = jnp.float32
-    query = q[:, 0].astype(f32)  # [B, kvh, g, hd]
-    scores = jnp.sum(query[:, None] * keys.astype(f32)[:, :, :, None, :], axis=-1)  # [B, S, kvh, g]
-    scores = jnp.where(mask[:, 0, :, None, None], scores * (q.shape[-1] ** -0.5), jnp.finfo(f32).min)
-    weights = jax.nn.softmax(scores, axis=1).astype(dtype).astype(f32)
-    out = jnp.sum(weights[..., None] * values.astype(f32)[:, :, :, None, :], axis=1)  # [B, kvh, g, hd]
-    return out.astype(dtype)[:, None]
 
 
 class MLP(nn.Module):

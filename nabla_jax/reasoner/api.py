@@ -132,7 +132,8 @@ class NablaReasoner:
             round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
             round_up(max(len(postfix) for _, _, postfix in encoded), 8),
         )
-        problems = [make_nabla_problem(*e, sizes, jax.random.fold_in(base_key, i)) for e, i in zip(encoded, problem_ids)]
+        keys = [jax.random.fold_in(base_key, i) for i in problem_ids]
+        problems = [make_nabla_problem(*e, sizes, key) for e, key in zip(encoded, keys)]
         problems += [problems[0]] * (bucket_rows(len(problems), 1 << 30) - len(problems))
         batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
         return shard_batch(batch, params_mesh(self.models.lm_params))

@@ -16,7 +16,8 @@ that runs both branches (jax-ml/jax#8409), so the loop instead decides once per 
 the proposal rollouts and the reward comparisons each run only when at least one problem needs them, and problems
 that do not need them discard the result. A problem's tokens therefore never depend on its batch (its randomness
 comes from its own key), but a batch pays for its slowest member: every active problem waits while another one's
-rollout runs. ``batch_cond=False`` vmaps the single-problem loop instead (both branches always run), which the
+rollout runs (:mod:`nabla_jax.reasoner.queue` refills a finished row with the next problem, so no row waits for the
+end of its batch). ``batch_cond=False`` vmaps the single-problem loop instead (both branches always run), which the
 benchmark compares.
 
 Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
@@ -82,7 +83,8 @@ def _add(state: NablaState, **increments) -> NablaState:
 def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budgets) -> tuple[Rollout, jax.Array]:
     """:func:`phases.run_rollout` for every row at once, in one batch-native rollout loop (rows with a budget of 0
     generate nothing and do not lengthen it); returns the rollouts and the new sequences ``[B, S]``."""
-    keys = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))(problems, prefix_lens - problems.prompt_len)
+    key_of = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))
+    keys = key_of(problems, prefix_lens - problems.prompt_len)
     lm = k.models
     out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len)
     return out, out.sequence[:, : sequences.shape[1]]
@@ -254,13 +256,20 @@ def advance(state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaSta
 
 
 def nabla_step(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaState:
-    """One iteration for every problem still decoding (the module docstring's steps 1-5)."""
-    state = spend_budget(k, state)
-    state, logits = select_tokens(k, problems, state)
-    state, first_logits = optimise(k, problems, state, logits)
-    state, proposal = propose(k, problems, state, first_logits)
-    state, verdict = judge(k, problems, state, proposal)
-    return advance(record_proposal(k, state, proposal, verdict), proposal, verdict)
+    """One iteration for every problem still decoding (the module docstring's steps 1-5). Each transition runs under
+    its own ``jax.named_scope``, so profiles (``experiments/README.md``) attribute time to it."""
+    with jax.named_scope("spend_budget"):
+        state = spend_budget(k, state)
+    with jax.named_scope("select_tokens"):
+        state, logits = select_tokens(k, problems, state)
+    with jax.named_scope("optimise"):
+        state, first_logits = optimise(k, problems, state, logits)
+    with jax.named_scope("propose"):
+        state, proposal = propose(k, problems, state, first_logits)
+    with jax.named_scope("judge"):
+        state, verdict = judge(k, problems, state, proposal)
+    with jax.named_scope("advance"):
+        return advance(record_proposal(k, state, proposal, verdict), proposal, verdict)
 
 
 def nabla_run(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaState:

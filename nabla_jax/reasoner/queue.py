@@ -74,7 +74,8 @@ def load(k: Kernel, problems: NablaProblem, count, state: QueueState) -> QueueSt
 
 def queue_step(k: Kernel, problems: NablaProblem, count, state: QueueState) -> QueueState:
     """Retire finished rows, refill free ones, then one ∇-Reasoner iteration for every row."""
-    state = load(k, problems, count, retire(state))
+    with jax.named_scope("refill"):
+        state = load(k, problems, count, retire(state))
     return state._replace(rows=nabla_step(k, _take(problems, state.row_problem), state.rows))
 
 

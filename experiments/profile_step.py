@@ -1,0 +1,144 @@
+"""Where the time goes: a ``jax.profiler`` trace of testbed greedy decoding and of the ∇-Reasoner, summarised.
+
+* ``decode``: the testbed policy's rollout loop (64 new tokens, no EOS, so every row runs every step) at the given
+  batch sizes: time per step, and the heaviest compiled operations with what they compute (from the HLO metadata);
+* ``nabla``: the ∇-Reasoner with the demo's settings on 32 testbed problems at the given row counts: device time
+  per iteration phase (the ``jax.named_scope`` of each transition in ``reasoner/loop.py``).
+
+    python experiments/profile_step.py [--parts decode,nabla] [--batches 1,8,32]
+
+Traces land in ``/tmp/nabla_profile/`` (open ``*.trace.json.gz`` in Perfetto). Only ratios between rows of one
+run mean anything on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+PHASES = ("refill", "spend_budget", "select_tokens", "optimise", "propose", "judge", "advance")
+WRAPPERS = ("while", "cond", "call", "conditional", "$", "Thunk", "Slinky", "PjitFunction")
+
+
+def traced(fn, name: str) -> collections.Counter:
+    """Microseconds per compiled operation while ``fn()`` runs (wrapper events that contain others left out)."""
+    folder = os.path.join("/tmp/nabla_profile", name)
+    shutil.rmtree(folder, ignore_errors=True)
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+        fn()
+    path = glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True)[0]
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    total = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(WRAPPERS):
+            total[e["name"]] += e.get("dur", 0)
+    return total
+
+
+def op_names(compiled_text: str) -> dict[str, str]:
+    """Compiled operation -> the jax op path it came from (HLO ``op_name`` metadata)."""
+    names = {}
+    for line in compiled_text.splitlines():
+        match = re.match(r'\s*%?([\w.\-]+) = .*op_name="([^"]+)"', line)
+        if match:
+            names[match.group(1)] = match.group(2)
+    return names
+
+
+def profile_decode(batches) -> None:
+    from nabla_jax.generation.rollouts import RolloutSpec, rollout_batch
+    from nabla_jax.generation.sampling import SamplingConfig
+    from nabla_jax.loading import load_policy
+
+    policy = load_policy(os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models", "policy"))
+    spec = RolloutSpec(64, SamplingConfig(0.0), (), (), 0)
+    print("[decode] testbed policy, greedy, prompt buffer 32, 64 new tokens (no EOS: every row runs every step)")
+    for batch in batches:
+        rng = np.random.default_rng(0)
+        args = (jnp.asarray(rng.integers(3, policy.config.vocab_size, (batch, 32)), jnp.int32),
+                jnp.full((batch,), 28, jnp.int32), jax.random.split(jax.random.key(0), batch))
+        run = lambda: jax.block_until_ready(rollout_batch(policy.config, policy.params, spec, *args))  # noqa: E731
+        run()
+        times = []
+        for _ in range(5):
+            began = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - began)
+        step = sorted(times)[2] / 64
+        names = op_names(rollout_batch.lower(policy.config, policy.params, spec, *args).compile().as_text())
+        total = traced(run, f"decode_{batch}")
+        print(f"  batch {batch:2d}: {1e3 * step:.3f} ms/step, {1e6 * step / batch:.1f} us per row-step; heaviest ops:")
+        for name, us in total.most_common(5):
+            where = names.get(name, "").split("/")[-2:]
+            print(f"    {us / 1e3 / 64:7.3f} ms/step  {name:40s} {'/'.join(where)}")
+
+
+def profile_nabla(batches) -> None:
+    from bench_throughput import TESTBED, demo_reasoner, testbed_prompts
+
+    reasoner = demo_reasoner(os.path.join(TESTBED, "policy"), "likelihood:" + os.path.join(TESTBED, "verifier"), -6.0,
+                             max_n_generations=8, max_new_tokens=64, rollout_temperature=0.6, rollout_top_k=20,
+                             rollout_top_p=0.95)
+    prompts = testbed_prompts(32)
+    print("[nabla] testbed, demo settings, 32 problems: device time per phase, ms per problem")
+    print("  rows  " + "".join(f"{p:>14s}" for p in PHASES) + "      wall")
+    for batch in batches:
+        run = lambda: reasoner.generate(prompts, seed=0, batch_size=batch)  # noqa: E731
+        run()
+        began = time.perf_counter()
+        run()
+        wall = time.perf_counter() - began
+        total = traced(run, f"nabla_{batch}")
+        names = _queue_op_names(reasoner, prompts, batch)
+        phases = collections.Counter()
+        for name, us in total.items():
+            path = names.get(name, "")
+            phases[next((p for p in PHASES if f"/{p}/" in f"/{path}"), "other")] += us
+        cells = "".join(f"{phases[p] / 1e3 / len(prompts):14.2f}" for p in PHASES)
+        print(f"  {batch:4d}  {cells}  {1e3 * wall / len(prompts):8.1f}  (other: {phases['other'] / 1e3 / len(prompts):.2f})")
+
+
+def _queue_op_names(reasoner, prompts, batch) -> dict[str, str]:
+    from nabla_jax.generation.buckets import bucket_rows
+    from nabla_jax.reasoner.queue import decode_queue
+    from nabla_jax.seeds import seed_key
+
+    encoded = reasoner.encode(prompts)
+    problems = reasoner._problems(encoded, list(range(len(prompts))), seed_key(0))
+    rows = bucket_rows(min(len(prompts), batch), batch)
+    lowered = decode_queue.lower(reasoner.models, reasoner.config, reasoner.spec(), reasoner.rm_pad, problems,
+                                 jnp.int32(len(prompts)), rows)
+    return op_names(lowered.compile().as_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="decode,nabla")
+    parser.add_argument("--batches", default="1,8,32")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    print("load average %.2f %.2f %.2f" % os.getloadavg())
+    if "decode" in args.parts:
+        profile_decode(batches)
+    if "nabla" in args.parts:
+        profile_nabla(batches)
+
+
+if __name__ == "__main__":
+    main()
