@@ -27,3 +27,30 @@ def add_row_axis(tree):
 def drop_row_axis(tree):
     """The one row of a batch of one."""
     return jax.tree.map(lambda x: x[0], tree)
+
+
+def when_any_rows(mask: jax.Array, fn, chunk: int, *args):
+    """:func:`when_any` in chunks of ``chunk`` rows: the rows where ``mask`` is set are gathered first (in order),
+    each chunk runs ``fn`` only if it holds one, and the outputs go back to their rows. The work then grows with the
+    rows that need ``fn``, not with the batch. ``fn`` maps rows ``[C, ...]`` to outputs ``[C, ...]`` row by row;
+    the outputs of rows whose mask is unset are unspecified (callers discard them)."""
+    rows = mask.shape[0]
+    if chunk >= rows:
+        return when_any(mask, fn, *args)
+    if rows % chunk:
+        raise ValueError(f"{rows} rows do not split into chunks of {chunk}")
+    order = jnp.argsort(~mask, stable=True)
+    needs, gathered = mask[order], jax.tree.map(lambda x: x[order], args)
+    parts = []
+    for start in range(0, rows, chunk):
+        part = jax.tree.map(lambda x: x[start : start + chunk], gathered)
+        parts.append(when_any(needs[start : start + chunk], fn, *part))
+    out = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+    inverse = jnp.argsort(order)
+    return jax.tree.map(lambda x: x[inverse], out)
+
+
+def compaction_chunk(rows: int) -> int:
+    """Chunk size for :func:`when_any_rows`: a quarter of the batch from 16 rows on when 4 divides it (each chunk is
+    compiled once more), else the whole batch."""
+    return rows // 4 if rows >= 16 and rows % 4 == 0 else rows

@@ -58,3 +58,13 @@ def smollm2_torch():
     return AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
     ).eval()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop each test module's compiled programs when it ends, so the session's memory does not grow with every
+    module (programs shared across modules come back from the compilation cache above)."""
+    yield
+    import jax
+
+    jax.clear_caches()

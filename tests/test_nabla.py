@@ -221,3 +221,20 @@ def test_evaluation_methods_record_what_the_decoder_returns(models, reasoner, tm
         assert record["stats"]["rejections"] == direct[i].stats["rejections"]
         blind = records[("nabla_no_dto@4", i)]["stats"]
         assert blind["dto_runs"] == 0 and blind["dto_full_steps"] == 0 and blind["rollouts"] >= 1
+
+
+def test_compacted_phases_run_only_the_chunks_that_need_them():
+    from nabla_jax.rows import when_any_rows
+
+    x = jnp.arange(8.0)
+    mask = jnp.asarray([False, True, False, False, True, False, False, False])
+    double = lambda v, w: (2 * v, v + w)  # noqa: E731  (row by row)
+    out, other = jax.jit(lambda m, v: when_any_rows(m, double, 2, v, v))(mask, x)
+    np.testing.assert_array_equal(np.asarray(out)[[1, 4]], [2.0, 8.0])  # the rows that need it, in place
+    np.testing.assert_array_equal(np.asarray(other)[[1, 4]], [2.0, 8.0])
+    # rows 1 and 4 are gathered into the first chunk; the other three chunks hold no such row and do not run
+    assert np.count_nonzero(np.asarray(out)) == 2
+    none, _ = jax.jit(lambda m, v: when_any_rows(m, double, 2, v, v))(jnp.zeros(8, bool), x + 1)
+    assert not np.asarray(none).any()
+    with pytest.raises(ValueError, match="do not split"):
+        when_any_rows(mask[:6], double, 4, x[:6], x[:6])

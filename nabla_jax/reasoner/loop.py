@@ -17,8 +17,10 @@ the proposal rollouts and the reward comparisons each run only when at least one
 that do not need them discard the result. A problem's tokens therefore never depend on its batch (its randomness
 comes from its own key), but a batch pays for its slowest member: every active problem waits while another one's
 rollout runs (:mod:`nabla_jax.reasoner.queue` refills a finished row with the next problem, so no row waits for the
-end of its batch). ``batch_cond=False`` vmaps the single-problem loop instead (both branches always run), which the
-benchmark compares.
+end of its batch). From 16 rows on, DTO, the proposal rollouts and the reward comparisons run in chunks of a quarter
+of the rows, the rows that need them gathered first, so only the chunks that hold such a row run
+(:func:`nabla_jax.rows.when_any_rows`). ``batch_cond=False`` vmaps the single-problem loop instead (both branches
+always run), which the benchmark compares.
 
 Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
 transition ``(kernel, problems, state, ...) -> (state, ...)`` that also adds its own costs to ``state.stats``
@@ -43,7 +45,7 @@ from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import add_row_axis, drop_row_axis, when_any, where_rows
+from nabla_jax.rows import add_row_axis, compaction_chunk, drop_row_axis, when_any, when_any_rows, where_rows
 
 
 class Kernel(NamedTuple):
@@ -53,6 +55,7 @@ class Kernel(NamedTuple):
     cfg: NablaConfig
     spec: RolloutSpec
     rm_pad: int  # the reward model's pad id (reward inputs are padded with it)
+    chunk: int  # rows per chunk of the expensive phases (rows.when_any_rows)
 
 
 class Proposal(NamedTuple):
@@ -140,14 +143,14 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tu
         return state, logits[:, 0]
     stepping = ~state.done
 
-    def run(problems, state):
+    def run(problems, state, stepping):
         start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
         dto_problems, caches, dto_state = start(problems, state)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
-    first_logits, dto_state = when_any(stepping, run, problems, state)
+    first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping)
     full = jnp.where(stepping, dto_state.full_steps, 0)
     flops = jax.vmap(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
     state = _add(
@@ -171,7 +174,7 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
     old_token = jax.vmap(lambda s: s.sequence[s.past_len])(state)
     proposing = stepping & (token != old_token)
 
-    def roll(problems, state, token):
+    def roll(problems, state, token, proposing):
         def budget_of(problem, s, t, wanted):
             sequence = s.sequence.at[s.past_len].set(t)
             # a problem that is not proposing gets no budget, so it does not lengthen the batch's rollout loop
@@ -180,7 +183,7 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
         sequences, budgets = jax.vmap(budget_of)(problems, state, token, proposing)
         return run_rollouts(k, problems, sequences, state.past_len + 1, budgets)
 
-    out, sequence = when_any(proposing, roll, problems, state, token)
+    out, sequence = when_any_rows(proposing, roll, k.chunk, problems, state, token, proposing)
     cost = jax.vmap(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
     state = _add(
         state,
@@ -202,11 +205,12 @@ def judge(k: Kernel, problems: NablaProblem, state: NablaState, proposal: Propos
         zeros = jnp.zeros(proposing.shape, jnp.float32)
         return state, Verdict(zeros, zeros, proposing)
 
-    def compare(problems, state, sequence):
+    def compare(problems, current_sequence, current_length, sequence, length):
         score = jax.vmap(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad))
-        return score(problems, state.sequence, proposal.current_length), score(problems, sequence, proposal.length)
+        return score(problems, current_sequence, current_length), score(problems, sequence, length)
 
-    current, proposed = when_any(proposing, compare, problems, state, proposal.sequence)
+    current, proposed = when_any_rows(proposing, compare, k.chunk, problems, state.sequence,
+                                      proposal.current_length, proposal.sequence, proposal.length)
     accepted = proposing & (proposed > current)
     cost = jax.vmap(lambda p, a, b: phases.score_flops(k.models, p, a) + phases.score_flops(k.models, p, b))
     state = _add(
@@ -296,7 +300,7 @@ def decode_batch(
     """Decode a batch of problems to the end in one compiled program."""
     global _traces
     _traces += 1
-    kernel = Kernel(models, cfg, spec, rm_pad)
+    kernel = Kernel(models, cfg, spec, rm_pad, compaction_chunk(problems.prompt_len.shape[0]))
     if batch_cond:
         return nabla_run(kernel, problems, nabla_init(kernel, problems))
 

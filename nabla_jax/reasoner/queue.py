@@ -22,7 +22,7 @@ from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import Kernel, nabla_step, start_rows
 from nabla_jax.reasoner.problem import NablaProblem
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import where_rows
+from nabla_jax.rows import compaction_chunk, where_rows
 
 FREE = -1  # row_problem of a row slot without a problem
 
@@ -99,7 +99,7 @@ def decode_queue(
     final states ``[Q]`` (entries past ``count`` are zeros)."""
     global _traces
     _traces += 1
-    kernel = Kernel(models, cfg, spec, rm_pad)
+    kernel = Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows))
     state = jax.lax.while_loop(
         functools.partial(queue_pending, count),
         functools.partial(queue_step, kernel, problems, count),
