@@ -22,7 +22,7 @@ from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import Kernel, nabla_step, start_rows
 from nabla_jax.reasoner.problem import NablaProblem
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import compaction_chunk, where_rows
+from nabla_jax.rows import compaction_chunk, when_any_rows, where_rows
 
 FREE = -1  # row_problem of a row slot without a problem
 
@@ -62,9 +62,7 @@ def load(k: Kernel, problems: NablaProblem, count, state: QueueState) -> QueueSt
     candidate = state.next_problem + jnp.cumsum(free) - 1
     loading = free & (candidate < count)
     row_problem = jnp.where(loading, candidate, state.row_problem)
-    started = jax.lax.cond(
-        jnp.any(loading), lambda p: start_rows(k, p, loading), lambda p: state.rows, _take(problems, row_problem)
-    )
+    started = when_any_rows(loading, functools.partial(start_rows, k), k.chunk, _take(problems, row_problem), loading)
     return state._replace(
         rows=where_rows(loading, started, state.rows),
         row_problem=row_problem,
