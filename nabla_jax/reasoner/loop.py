@@ -84,7 +84,8 @@ def _add(state: NablaState, **increments) -> NablaState:
 
 
 def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budgets) -> tuple[Rollout, jax.Array]:
-    """:func:`phases.run_rollout` for every row at once, in one batch-native rollout loop (rows with a budget of 0
+    """A rollout after each ``sequences[b, :prefix_lens[b]]``, keyed by the problem's rollout stream and its response
+    length so far, for every row at once, in one batch-native rollout loop (rows with a budget of 0
     generate nothing and do not lengthen it); returns the rollouts and the new sequences ``[B, S]``."""
     key_of = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))
     keys = key_of(problems, prefix_lens - problems.prompt_len)

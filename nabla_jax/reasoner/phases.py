@@ -14,7 +14,7 @@ from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import build_prefix_cache
 from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
-from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, rollout, stop_match
+from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
 from nabla_jax.models import decoder
 from nabla_jax.models.flops import decode_flops, dto_step_flops, forward_flops
 from nabla_jax.reasoner.config import NablaConfig
@@ -35,22 +35,8 @@ def response_len(problem: NablaProblem, state: NablaState) -> jax.Array:
     return state.past_len - problem.prompt_len
 
 
-def run_rollout(models: ModelPair, spec: RolloutSpec, problem: NablaProblem, sequence, prefix_len, budget):
-    """A rollout after ``sequence[:prefix_len]``; returns ``(rollout, new sequence [S])``."""
-    key = stream_key(problem, ROLLOUT_STREAM, prefix_len - problem.prompt_len)
-    out = rollout(
-        models.lm_config, models.lm_params, spec, sequence, prefix_len, key, budget, response_start=problem.prompt_len
-    )
-    return out, out.sequence[: sequence.shape[0]]
-
-
 def rollout_flops(models: ModelPair, prefix_len, generated) -> jax.Array:
     return decode_flops(models.lm_config, prefix_len, generated)
-
-
-def initial_state(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, problem: NablaProblem) -> NablaState:
-    out, sequence = run_rollout(models, spec, problem, problem.prompt_ids, problem.prompt_len, cfg.max_new_tokens)
-    return start_state(models, cfg, problem, out, sequence)
 
 
 def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out, sequence) -> NablaState:
