@@ -4,13 +4,16 @@ load average printed with each part):
 * ``limits``: this machine's float32 matmul peak (GFLOP/s) and memory bandwidth (GB/s), and what they bound
   SmolLM2-135M greedy decoding to (tokens/s: every step reads all the weights; every token costs 2 x params FLOPs);
 * ``smollm2``: SmolLM2-135M-Instruct greedy tokens/s, ours against transformers, at batch 1, 8 and 32;
-* ``testbed``: greedy time per problem on the bundled testbed at batch 1, 8 and 32 (``generate``, warm);
+* ``prefill_dto``: a 256-token SmolLM2 prefill, and a DTO-shaped step (a 128-token prefix and 64 soft tokens,
+  forward and backward to the soft tokens' logits), ours against transformers on the same weights;
+* ``testbed``: greedy time per problem on the bundled testbed at batch 1, 8 and 32 (``generate``, warm): the queue
+  (continuous batching) against fixed batches;
 * ``nabla``: the ∇-Reasoner on the testbed with the demo's settings (verifier reward, N = 8), warm time per
   problem at batch 1, 8, 16 and 32: the queue (continuous batching) against fixed batches;
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,testbed,nabla,nabla_smollm2]
+    python experiments/bench_throughput.py [--parts limits,smollm2,prefill_dto,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from timing import median_time  # noqa: E402
 
-PARTS = ("limits", "smollm2", "testbed", "nabla", "nabla_smollm2")
+PARTS = ("limits", "smollm2", "prefill_dto", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
 
 
@@ -70,21 +73,30 @@ def part_limits(args, shared) -> None:
     shared["limits"] = (gflops, gbs, weight_bytes, params)
 
 
-def part_smollm2(args, shared) -> None:
+def smollm2_pair(shared):
+    """SmolLM2-135M-Instruct as ours and as a transformers model on the same float32 weights."""
     import tempfile
 
     import torch
     import transformers
-    from bench_generation import PROBLEMS, hf_generate, ours_generate
     from convert.hf import save_hf_params
-    from nabla_jax.generation import bucket_length, chat_prompt_ids
     from nabla_jax.loading import SMOLLM2_NAME, load_policy
 
-    policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_hf_params(policy.config, policy.params, os.path.join(tmp, "hf"))
-        model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "hf"), dtype=torch.float32)
-    model.eval()
+    if "torch_model" not in shared:
+        policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_hf_params(policy.config, policy.params, os.path.join(tmp, "hf"))
+            model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "hf"), dtype=torch.float32)
+        shared["policy"], shared["torch_model"] = policy, model.eval()
+    return shared["policy"], shared["torch_model"]
+
+
+def part_smollm2(args, shared) -> None:
+    import torch
+    from bench_generation import PROBLEMS, hf_generate, ours_generate
+    from nabla_jax.generation import bucket_length, chat_prompt_ids
+
+    policy, model = smollm2_pair(shared)
     encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROBLEMS]
     by_bucket = {}
     for ids in encoded:
@@ -106,6 +118,68 @@ def part_smollm2(args, shared) -> None:
         print(line + f"  ({load()})")
 
 
+def soft_token_loss_jax(config, params, logits_z, prefix):
+    """The shape of a DTO step: soft tokens ``softmax(z)`` after a prefix, through the model, scored by the
+    cross-entropy of each soft token under the model's prediction (the likelihood term); differentiated in z."""
+    from nabla_jax.models import decoder
+
+    soft = jax.nn.softmax(logits_z, axis=-1)
+    table = decoder.embedding_matrix(params)
+    embeds = jnp.concatenate([table[prefix], soft @ table], axis=0)[None]
+    length = embeds.shape[1]
+    hidden, _ = decoder.forward(config, params, embeds, jnp.arange(length)[None], jnp.ones((1, length), bool))
+    logp = jax.nn.log_softmax(decoder.lm_logits(config, params, hidden[0, prefix.shape[0] - 1 : -1]), axis=-1)
+    return -jnp.sum(soft * logp)
+
+
+def soft_token_loss_torch(model, logits_z, prefix):
+    import torch
+
+    soft = torch.softmax(logits_z, dim=-1)
+    table = model.get_input_embeddings().weight
+    embeds = torch.cat([table[prefix], soft @ table], dim=0)[None]
+    logits = model(inputs_embeds=embeds).logits[0, prefix.shape[0] - 1 : -1]
+    return -(soft * torch.log_softmax(logits, dim=-1)).sum()
+
+
+def part_prefill_dto(args, shared) -> None:
+    import torch
+
+    policy, model = smollm2_pair(shared)
+    config, params = policy.config, policy.params
+    rng = np.random.RandomState(0)
+    ids = rng.randint(0, config.vocab_size, (1, 256))
+    torch_ids = torch.tensor(ids)
+
+    def ours_prefill():
+        jax.block_until_ready(policy.logits(ids))  # jitted inside
+
+    def torch_prefill():
+        with torch.no_grad():
+            model(torch_ids)
+
+    ours_prefill(), torch_prefill()
+    ours_s, torch_s = median_time(ours_prefill, args.repeats), median_time(torch_prefill, args.repeats)
+    print(f"[prefill_dto] SmolLM2 prefill, 256 tokens, batch 1: ours {ours_s:.3f} s, transformers {torch_s:.3f} s, "
+          f"ratio {torch_s / ours_s:.2f}x  ({load()})")
+    prefix, ahead = ids[0, :128], 64
+    z = rng.randn(ahead, config.vocab_size).astype(np.float32)
+    step = jax.jit(jax.grad(lambda z_: soft_token_loss_jax(config, params, z_, jnp.asarray(prefix))))
+    torch_prefix = torch.tensor(prefix)
+
+    def ours_dto():
+        jax.block_until_ready(step(z))
+
+    def torch_dto():
+        z_t = torch.tensor(z, requires_grad=True)
+        soft_token_loss_torch(model, z_t, torch_prefix).backward()
+
+    ours_dto(), torch_dto()
+    ours_s, torch_s = median_time(ours_dto, args.repeats), median_time(torch_dto, args.repeats)
+    print(f"  DTO-shaped step (128-token prefix + 64 soft tokens, forward + backward to the logits z): ours "
+          f"{ours_s:.3f} s, transformers {torch_s:.3f} s, ratio {torch_s / ours_s:.2f}x  ({load()})")
+
+
 def testbed_prompts(count: int) -> list[str]:
     from nabla_jax.evaluation.datasets import load_benchmark, user_message
 
@@ -113,22 +187,41 @@ def testbed_prompts(count: int) -> list[str]:
     return [user_message(p, None) for p in problems]
 
 
+def fixed_batch_greedy(policy, prompt_ids: list[list[int]], n: int, batch: int) -> None:
+    """Greedy continuations in fixed batches (each runs until its longest row ends): the plain batched loop."""
+    from nabla_jax.generation import RolloutSpec, SamplingConfig, bucket_length, eos_token_ids, rollout_batch
+    from nabla_jax.generation.buckets import chunks, pad_prompts
+
+    spec = RolloutSpec(n, SamplingConfig(0.0), eos_token_ids(policy.config, policy.tokenizer), (), 0)
+    for length, _, rows in chunks([bucket_length(len(ids)) for ids in prompt_ids], batch):
+        buffer, lens = pad_prompts([prompt_ids[r] for r in rows], length, 0)
+        keys = jax.random.split(jax.random.key(0), len(rows))
+        jax.block_until_ready(rollout_batch(policy.config, policy.params, spec, buffer, lens, keys).tokens)
+
+
 def part_testbed(args, shared) -> None:
-    from nabla_jax.generation import generate
+    from nabla_jax.generation import chat_prompt_ids, generate
     from nabla_jax.loading import load_policy
 
     policy = load_policy(os.path.join(TESTBED, "policy"))
     prompts = testbed_prompts(args.testbed_problems)
-    print(f"[testbed] greedy, {len(prompts)} problems, max_new_tokens 64")
+    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in prompts]
+    print(f"[testbed] greedy, {len(prompts)} problems, max_new_tokens 64: the queue (continuous batching, what "
+          "generate runs) against fixed batches")
     base = None
     for batch in (1, 8, 32):
-        def run():
+        def queue():
             return generate(policy, prompts, max_new_tokens=64, temperature=0.0, batch_size=batch)
 
-        run()  # compile every shape
-        seconds = median_time(run, 3) / len(prompts)
+        def fixed():
+            fixed_batch_greedy(policy, encoded, 64, batch)
+
+        queue(), fixed()  # compile every shape
+        seconds = median_time(queue, 3) / len(prompts)
+        fixed_seconds = median_time(fixed, 3) / len(prompts)
         base = base or seconds
-        print(f"  batch {batch:2d}: {1e3 * seconds:6.2f} ms/problem, throughput {base / seconds:5.1f}x batch 1  ({load()})")
+        print(f"  batch {batch:2d}: queue {1e3 * seconds:6.2f} ms/problem (throughput {base / seconds:5.1f}x batch 1), "
+              f"fixed batches {1e3 * fixed_seconds:6.2f} ms/problem  ({load()})")
 
 
 def demo_reasoner(policy_path: str, reward_spec: str, clip: float | None, **overrides):

@@ -27,8 +27,8 @@ from nabla_jax.generation import (
     rollout,
     rollout_batch,
     rollout_logits,
-    trace_count,
 )
+from nabla_jax.generation.queue import queue_rollouts, trace_count
 from nabla_jax.generation.rollouts import rollout_rows as batch_native
 from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
@@ -208,6 +208,28 @@ def test_stop_rules_match_a_reference(llama):
         np.testing.assert_array_equal(getattr(together, field), getattr(out, field))
 
 
+def test_queue_equals_batches_of_one(llama, sampled):
+    """Continuous batching: 5 prompts through 2 row slots (rows refilled mid-loop, at per-row steps, the queue padded
+    to 8) give each prompt exactly the continuation it gets alone, with its own key."""
+    _, policy, _ = llama
+    ids, _, _, out = sampled
+    # tokens the sampler draws early become end tokens, so the rows end at different steps
+    ends = tuple(sorted({int(out.tokens[0, 4]), int(out.tokens[1, 9])} - {int(out.tokens[0, 0])}))
+    spec = RolloutSpec(N_NEW, SAMPLING, eos_ids=ends, pad_id=0)
+    prompts = [ids[0], ids[1], ids[0][:-3], ids[1] + ids[1][:5], ids[0][:40]]
+    keys = row_keys(range(len(prompts)))
+    queued = queue_rollouts(policy.config, policy.params, spec, prompts, keys, batch_size=2)
+    lengths = set()
+    for i, prompt in enumerate(prompts):
+        buffer = np.zeros((1, 64), np.int32)
+        buffer[0, : len(prompt)] = prompt
+        alone = rollout_batch(policy.config, policy.params, spec, buffer, np.asarray([len(prompt)], np.int32), keys[i : i + 1])
+        tokens = [int(t) for t in alone.tokens[0, : int(alone.length[0])]]
+        assert queued[i] == (tokens, int(alone.finish[0])), i
+        lengths.add(len(tokens))
+    assert len(lengths) >= 3, lengths  # the rows really ended at different steps
+
+
 # --- API: prompts, compilation, errors, CLI -----------------------------------------------------------------------
 
 
@@ -226,7 +248,7 @@ def test_prompts_of_many_lengths_compile_per_bucket(llama):
     before = trace_count()
     first = generate(policy, prompts, batch_size=2, **GREEDY)
     compiled = trace_count() - before
-    assert compiled <= 2, compiled  # (bucket 64, 2 rows) and (bucket 32, 2 rows), whatever ran before
+    assert compiled <= 2, compiled  # queues (bucket 64, 8 prompts, 2 rows) and (bucket 32, 4 prompts, 2 rows)
     assert generate(policy, prompts, batch_size=2, **GREEDY) == first
     assert trace_count() - before == compiled  # nothing new the second time
 

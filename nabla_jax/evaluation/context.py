@@ -2,8 +2,9 @@
 
 Keys: candidate j of problem i under seed s uses ``fold_in(fold_in(key(s), i), j)`` with i the problem's index in
 its benchmark file, so a candidate does not depend on the batch, on ``--limit`` or on N (the first k candidates of
-an N-candidate run are those of a k-candidate run). Batches of rows are padded to length and row buckets, so a
-long evaluation compiles a handful of shapes; with several devices the rows are sharded over a ``data`` mesh axis.
+an N-candidate run are those of a k-candidate run). Rollouts are decoded by continuous batching (one queue per
+prompt-length bucket, ``max_rows`` row slots) and reward inputs in padded length and row buckets, so a long
+evaluation compiles a handful of shapes; with several devices the rows are sharded over a ``data`` mesh axis.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from nabla_jax.generation import (
     SamplingConfig,
     chat_prompt_ids,
     eos_token_ids,
-    rollout_batch,
 )
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths, chunks, pad_prompts
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengths
+from nabla_jax.generation.queue import queue_rollouts
 from nabla_jax.dto.vocab_align import vocab_alignment
 from nabla_jax.templates import pad_token_id, reward_pad_id, to_reward_ids
 from nabla_jax.rewards.scoring import score_batch
@@ -126,6 +127,7 @@ class EvalContext:
         return self._templates[problem.index]
 
     def bucket(self, problem: Problem) -> int:
+        """The prompt-length bucket of ``problem`` (batches are formed within one)."""
         longest = self.policy.config.max_position_embeddings - self.settings.max_new_tokens
         return bucket_length(len(self.prompt_ids(problem)), maximum=longest)
 
@@ -147,23 +149,18 @@ class EvalContext:
     def rollouts(self, rows: Sequence[tuple[Problem, int]], seed: int, sampling: SamplingConfig) -> list[Candidate]:
         """One candidate per ``(problem, sample_index)`` row, sampled with its own key, in row order."""
         spec = RolloutSpec(self.settings.max_new_tokens, sampling, self.eos_ids, (), self.pad_id)
-        out: list[Candidate | None] = [None] * len(rows)
         tokenizer, base = self.policy.tokenizer, seed_key(seed)
-        for length, chunk, padded in chunks([self.bucket(p) for p, _ in rows], self.max_rows, self._row_count):
-            prompts, lens = pad_prompts([self.prompt_ids(rows[r][0]) for r in padded], length, self.pad_id)
-            index = np.asarray([rows[r][0].index for r in padded], np.uint32)
-            sample = np.asarray([rows[r][1] for r in padded], np.uint32)
-            keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
-                jnp.asarray(index), jnp.asarray(sample)
-            )
-            prompts, lens, keys = self.place(prompts, lens, keys)
-            result = rollout_batch(self.policy.config, self.policy_params, spec, prompts, lens, keys)
-            tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
-            for row, r in enumerate(chunk):
-                ids = [int(t) for t in tokens[row, : counts[row]]]
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                cost = rollout_cost(self.policy.config, len(self.prompt_ids(rows[r][0])), len(ids))
-                out[r] = Candidate(ids, text, self.grader.extract(text), FINISH_NAMES[int(finish[row])], cost)
+        index = jnp.asarray([problem.index for problem, _ in rows], jnp.uint32)
+        sample = jnp.asarray([j for _, j in rows], jnp.uint32)
+        keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(index, sample)
+        prompt_ids = [self.prompt_ids(problem) for problem, _ in rows]
+        outputs = queue_rollouts(self.policy.config, self.policy_params, spec, prompt_ids, keys, self.max_rows,
+                                 self.place, self._row_count)
+        out = []
+        for prompt, (ids, finish) in zip(prompt_ids, outputs):
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            cost = rollout_cost(self.policy.config, len(prompt), len(ids))
+            out.append(Candidate(ids, text, self.grader.extract(text), FINISH_NAMES[finish], cost))
         return out
 
     def sample(self, problems: Sequence[Problem], seed: int, n: int) -> tuple[list[list[Candidate]], float]:

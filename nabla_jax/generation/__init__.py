@@ -1,8 +1,10 @@
-"""Generation: sampling, batch-native rollouts (prefill and decode of all rows in one ``lax.while_loop``)."""
+"""Generation: sampling, batch-native rollouts (prefill and decode of all rows in one ``lax.while_loop``), and
+continuous batching over a queue of prompts (:mod:`nabla_jax.generation.queue`)."""
 
 from nabla_jax.generation.api import GenerationResult, encode_prompts, generate
 from nabla_jax.generation.buckets import bucket_length, check_lengths, pad_prompts
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
+from nabla_jax.generation.queue import queue_rollouts, rollout_queue
 from nabla_jax.templates import chat_prompt_ids
 from nabla_jax.generation.rollouts import (
     FINISH_EOS,
@@ -50,10 +52,12 @@ __all__ = [
     "filtered_distribution",
     "generate",
     "pad_prompts",
+    "queue_rollouts",
     "rollout",
     "rollout_batch",
     "rollout_init",
     "rollout_logits",
+    "rollout_queue",
     "rollout_rows",
     "rollout_step",
     "sample_token",

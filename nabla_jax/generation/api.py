@@ -1,8 +1,10 @@
-"""``generate``: text (or token-id) prompts in, sampled continuations out, through :func:`rollout_batch`.
+"""``generate``: text (or token-id) prompts in, sampled continuations out, by continuous batching
+(:func:`~nabla_jax.generation.queue.queue_rollouts`).
 
-Prompts are grouped by length bucket (each prompt's own), split into chunks of at most ``batch_size`` rows and
-padded up to a power-of-two row count, so a long run compiles once per (bucket, rows) pair. Prompt i is sampled
-with ``fold_in(key(seed), i)``: its output depends only on its text, its index and the settings.
+Prompts are grouped by length bucket (each prompt's own); each bucket is one device-side queue that ``batch_size``
+row slots decode, a row taking the next prompt as soon as its continuation ends. Queues are padded to power-of-two
+lengths, so a long run compiles once per (bucket, queue length, rows). Prompt i is sampled with
+``fold_in(key(seed), i)``: its output depends only on its text, its index and the settings.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nabla_jax.generation.buckets import bucket_length, check_lengths, chunks, pad_prompts
+from nabla_jax.generation.buckets import check_lengths
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
-from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec, rollout_batch
+from nabla_jax.generation.queue import queue_rollouts
+from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec
 from nabla_jax.generation.defaults import GenerationDefaults
 from nabla_jax.generation.sampling import SamplingConfig
 from nabla_jax.sharding import params_mesh, shard_batch
@@ -103,20 +106,14 @@ def generate(
     stops = stop_token_sequences(tokenizer, stop)
     spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stops, pad)
 
-    base_key = seed_key(seed)
-    longest_buffer = config.max_position_embeddings - max_new_tokens
-    buckets = [bucket_length(len(ids), maximum=longest_buffer) for ids in prompt_ids]
-    results: list[GenerationResult | None] = [None] * len(prompt_ids)
-    for bucket, chunk, rows in chunks(buckets, batch_size):
-        buffer, lengths = pad_prompts([prompt_ids[i] for i in rows], bucket, pad)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(rows, jnp.uint32))
-        batch = shard_batch((jnp.asarray(buffer), jnp.asarray(lengths), keys), params_mesh(policy.params))
-        out = rollout_batch(config, policy.params, spec, *batch)
-        tokens, counts, finish = jax.device_get((out.tokens, out.length, out.finish))
-        for row, i in enumerate(chunk):
-            ids = [int(t) for t in tokens[row, : counts[row]]]
-            text = tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None else None
-            results[i] = GenerationResult(prompt_ids[i], ids, text, FINISH_NAMES[int(finish[row])])
+    keys = jax.vmap(lambda i: jax.random.fold_in(seed_key(seed), i))(jnp.arange(len(prompt_ids), dtype=jnp.uint32))
+    mesh = params_mesh(policy.params)
+    outputs = queue_rollouts(config, policy.params, spec, prompt_ids, keys, batch_size,
+                             place=lambda *arrays: shard_batch(arrays, mesh))
+    results = []
+    for ids, (tokens, finish) in zip(prompt_ids, outputs):
+        text = tokenizer.decode(tokens, skip_special_tokens=True) if tokenizer is not None else None
+        results.append(GenerationResult(ids, tokens, text, FINISH_NAMES[finish]))
     return results
 
 

@@ -12,6 +12,10 @@ token j in slot j and generated token t in slot ``prompt_len + t`` (then ``pad_i
 ``prompt_len + t``), and slots ``[prompt_len, Lp)`` are masked out: the same keys at the same positions, in a slot
 shared by the batch.
 
+Per-row steps. ``step`` is one counter for the batch, or one per row (``[B]``) when rows start at different times
+(the continuous batching of :mod:`nabla_jax.generation.queue`): each row then writes its own cache slot, latent and
+sampling key at its own token index, the same buffers a batch of one would use.
+
 Alignment (what DTO optimises): ``latents[t]`` is the final hidden state, after the last norm, that produced
 ``tokens[t]`` (for t = 0, the prefill's last prompt position), so ``lm_logits(latents[t])`` are exactly the logits
 token t was sampled from. Logits are not stored (that is O(N x V)); :func:`rollout_logits` recomputes them.
@@ -34,7 +38,8 @@ import jax.numpy as jnp
 from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, sample_token, seen_tokens
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
-from nabla_jax.rows import drop_row_axis
+from nabla_jax.models.layers import write_cache
+from nabla_jax.rows import drop_row_axis, where_rows
 
 FINISH_LENGTH, FINISH_EOS, FINISH_STOP, FINISH_NONFINITE = 0, 1, 2, 3
 FINISH_NAMES = ("length", "eos", "stop", "nonfinite")
@@ -80,7 +85,7 @@ class RolloutState(NamedTuple):
     done: jax.Array  # [B] bool
     finish: jax.Array  # [B] int32 FINISH_*
     key: jax.Array  # [B]
-    step: jax.Array  # int32, shared by the batch
+    step: jax.Array  # int32, shared by the batch; or [B] int32, one per row (rows refilled at different times)
 
 
 class Rollout(NamedTuple):
@@ -110,7 +115,8 @@ def _sample(spec: RolloutSpec, state: RolloutState, logits) -> jax.Array:
     """Token ``state.step`` of every row from its ``logits [B, V]``."""
     if spec.sampling.repetition_penalty != 1.0:  # the prompt and the tokens generated so far
         logits = penalize_repetition(logits, state.seen, spec.sampling.repetition_penalty)
-    keys = jax.vmap(lambda key: jax.random.fold_in(key, state.step))(state.key)
+    steps = jnp.broadcast_to(state.step, state.key.shape)
+    keys = jax.vmap(jax.random.fold_in)(state.key, steps)
     return jax.vmap(lambda lg, key: sample_token(lg, key, spec.sampling))(logits, keys)
 
 
@@ -124,7 +130,9 @@ def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState,
     here = active[:, None] & (jnp.arange(state.sequence.shape[1]) == slot[:, None])
     sequence = jnp.where(here, token[:, None], state.sequence)
     written = jnp.where(active[:, None], hidden, 0).astype(state.latents.dtype)
-    latents = jax.lax.dynamic_update_slice_in_dim(state.latents, written[:, None], t, axis=1)
+    latents = write_cache(state.latents, written[:, None], t)
+    if jnp.ndim(t):  # per-row steps: a finished row's step runs on, and must not write over its last latent
+        latents = where_rows(active, latents, state.latents)
     seen = state.seen
     if seen is not None:
         rows = jnp.arange(token.shape[0])
@@ -191,11 +199,12 @@ def rollout_init(
 def rollout_step(config: DecoderConfig, params, layers, spec: RolloutSpec, state: RolloutState) -> RolloutState:
     """Feed every row's last generated token through the cached decoder and sample the next one. ``layers`` are
     the per-layer params (:func:`nabla_jax.models.decoder.split_layers`), split once outside the loop."""
-    t = state.step - 1  # the token fed in: generated token t, cached in slot Lp + t
+    t = jnp.minimum(state.step - 1, spec.max_new_tokens - 1)  # the token fed in: generated token t, in slot Lp + t
+    # (a finished row's per-row step may run past the buffer; its outputs no longer change, see _emit)
     prompt_slots = state.sequence.shape[1] - spec.max_new_tokens
     token = jnp.take_along_axis(state.sequence, (state.prompt_len + t)[:, None], axis=1)
     slots = jnp.arange(state.sequence.shape[1])[None]
-    kv_valid = (slots < state.prompt_len[:, None]) | ((slots >= prompt_slots) & (slots <= prompt_slots + t))
+    kv_valid = (slots < state.prompt_len[:, None]) | ((slots >= prompt_slots) & (slots <= prompt_slots + jnp.reshape(t, (-1, 1))))
     hidden, cache = decoder.forward_layers(
         config, params, layers, decoder.embed(params, token), (state.prompt_len + t)[:, None], kv_valid, state.cache,
         prompt_slots + t,

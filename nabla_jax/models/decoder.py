@@ -87,11 +87,12 @@ def embedding_matrix(params: dict) -> jax.Array:
 
 
 def attention_mask(kv_valid: jax.Array, length: int, write_index) -> jax.Array:
-    """``[B, T, S]``: query t (in buffer slot write_index + t) sees valid slots at or before its own."""
+    """``[B, T, S]``: query t (in buffer slot write_index + t) sees valid slots at or before its own;
+    ``write_index`` is shared by the batch (a scalar) or per row (``[B]``)."""
     slots = jnp.arange(kv_valid.shape[1])
-    query_slots = write_index + jnp.arange(length)
-    causal = slots[None, :] <= query_slots[:, None]
-    return causal[None, :, :] & kv_valid[:, None, :]
+    query_slots = jnp.expand_dims(write_index, -1) + jnp.arange(length)  # [T] or [B, T]
+    causal = slots <= query_slots[..., None]
+    return causal & kv_valid[:, None, :]
 
 
 def forward(

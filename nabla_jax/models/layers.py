@@ -29,6 +29,16 @@ class RMSNorm(nn.Module):
         return scale * normed.astype(x.dtype)
 
 
+def write_cache(cache: jax.Array, new: jax.Array, write_index) -> jax.Array:
+    """``new [B, T, ...]`` into ``cache [B, S, ...]`` at slot ``write_index``: one slot for the whole batch (a
+    scalar: one ``dynamic_update_slice``) or one per row (``[B]``: rows refilled at different times)."""
+    new = new.astype(cache.dtype)
+    if jnp.ndim(write_index) == 0:
+        return jax.lax.dynamic_update_slice_in_dim(cache, new, write_index, axis=1)
+    put = lambda row, values, slot: jax.lax.dynamic_update_slice_in_dim(row, values, slot, axis=0)  # noqa: E731
+    return jax.vmap(put)(cache, new, write_index)
+
+
 def _dense(features: int, use_bias: bool, name: str, dtype) -> nn.Dense:
     return nn.Dense(features, use_bias=use_bias, name=name, kernel_init=INIT, dtype=dtype, param_dtype=dtype)
 
@@ -56,8 +66,8 @@ class Attention(nn.Module):
         k = apply_rotary(k, cos, sin)
         if cache_kv is not None:
             cache_k, cache_v = cache_kv
-            k = jax.lax.dynamic_update_slice_in_dim(cache_k, k.astype(cache_k.dtype), write_index, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(cache_v, v.astype(cache_v.dtype), write_index, axis=1)
+            k = write_cache(cache_k, k, write_index)
+            v = write_cache(cache_v, v, write_index)
         groups = cfg.num_heads // cfg.num_kv_heads
         q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)

@@ -1,0 +1,176 @@
+"""Continuous batching for generation: R row slots decode a device-side queue of prompts inside one compiled loop.
+A row whose continuation has ended writes it to the results and takes the next prompt in the same iteration, so no
+row waits for the longest continuation of its batch (a plain batch, :func:`~nabla_jax.generation.rollouts.rollout_batch`,
+runs until its last row ends).
+
+Rows keep their own step counters (see "Per-row steps" in :mod:`~nabla_jax.generation.rollouts`), so a prompt loaded
+at any iteration sees the buffers, positions, masks and sampling keys of a batch of one, and its continuation equals
+a batch of one's. ``(init, step)``: :func:`queue_init`, :func:`queue_step`, run by ``lax.while_loop`` in
+:func:`rollout_queue`; :func:`queue_rollouts` is the host side (length buckets, one queue each).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_prompts
+from nabla_jax.generation.rollouts import RolloutSpec, RolloutState, rollout_init, rollout_step
+from nabla_jax.models import decoder
+from nabla_jax.models.config import DecoderConfig
+
+FREE = -1  # row_prompt of a row slot without a prompt
+
+
+class Prompts(NamedTuple):
+    """The queue ``[Q]``: right-padded prompt buffers, their lengths and sampling keys."""
+
+    ids: jax.Array  # [Q, Lp] int32
+    length: jax.Array  # [Q] int32
+    key: jax.Array  # [Q]
+
+
+class QueueResult(NamedTuple):
+    """Continuations by queue index (entries past the queue's count are zeros)."""
+
+    tokens: jax.Array  # [Q, N] int32, pad_id after length
+    length: jax.Array  # [Q] int32, the EOS / stop tokens included
+    finish: jax.Array  # [Q] int32 FINISH_*
+
+
+class QueueState(NamedTuple):
+    rows: RolloutState  # [R] row slots, one step counter per row
+    row_prompt: jax.Array  # [R] int32: queue index of each row's prompt, FREE when none
+    next_prompt: jax.Array  # () int32: the first queue index not yet started
+    results: QueueResult  # [Q]
+
+
+def _take(prompts: Prompts, index: jax.Array) -> Prompts:
+    return jax.tree.map(lambda x: x[jnp.clip(index, 0, x.shape[0] - 1)], prompts)
+
+
+def _start(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts) -> RolloutState:
+    """Prefill rows and sample their first tokens, with one step counter per row."""
+    state = rollout_init(config, params, spec, prompts.ids, prompts.length, prompts.key)
+    return state._replace(step=jnp.broadcast_to(state.step, prompts.length.shape))
+
+
+def queue_init(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, rows: int) -> QueueState:
+    """Every row free; nothing decoded yet."""
+    first = _take(prompts, jnp.arange(rows))
+    shapes = jax.eval_shape(lambda p: _start(config, params, spec, p), first)._replace(key=first.key)  # keys: no zeros
+    zeros = lambda s: jnp.zeros(s.shape, s.dtype) if isinstance(s, jax.ShapeDtypeStruct) else s  # noqa: E731
+    idle = jax.tree.map(zeros, shapes)._replace(done=jnp.ones((rows,), bool))
+    queue = prompts.length.shape[0]
+    results = QueueResult(
+        jnp.full((queue, spec.max_new_tokens), spec.pad_id, jnp.int32),
+        jnp.zeros((queue,), jnp.int32),
+        jnp.zeros((queue,), jnp.int32),
+    )
+    return QueueState(idle, jnp.full((rows,), FREE, jnp.int32), jnp.zeros((), jnp.int32), results)
+
+
+def retire(spec: RolloutSpec, state: QueueState) -> QueueState:
+    """Rows whose continuation has ended write it to the results and become free."""
+    rows = state.rows
+    finished = rows.done & (state.row_prompt != FREE)
+    target = jnp.where(finished, state.row_prompt, state.results.length.shape[0])  # out of range: dropped
+    take = jax.vmap(lambda seq, start: jax.lax.dynamic_slice_in_dim(seq, start, spec.max_new_tokens))
+    done = QueueResult(take(rows.sequence, rows.prompt_len), rows.length, rows.finish)
+    results = jax.tree.map(lambda r, x: r.at[target].set(x, mode="drop"), state.results, done)
+    return state._replace(results=results, row_prompt=jnp.where(finished, FREE, state.row_prompt))
+
+
+def load(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, chunk: int, state: QueueState) -> QueueState:
+    """Free rows take the next prompts of the queue (the first ``count`` entries are real): the loading rows are
+    gathered and prefilled ``chunk`` at a time, as many chunks as they need."""
+    free = state.row_prompt == FREE
+    candidate = state.next_prompt + jnp.cumsum(free) - 1
+    loading = free & (candidate < count)
+    loads = jnp.sum(loading, dtype=jnp.int32)
+    order = jnp.argsort(~loading, stable=True)  # the loading rows first, in row order
+    slots = state.rows.done.shape[0]
+    padded = jnp.concatenate([order, jnp.full((chunk,), slots, order.dtype)])
+
+    def load_chunk(i, rows: RolloutState) -> RolloutState:
+        picked = jax.lax.dynamic_slice_in_dim(padded, i * chunk, chunk)
+        real = i * chunk + jnp.arange(chunk) < loads
+        started = _start(config, params, spec, _take(prompts, candidate[jnp.minimum(picked, slots - 1)]))
+        target = jnp.where(real, picked, slots)  # out of range: dropped
+        return jax.tree.map(lambda r, x: r.at[target].set(x, mode="drop"), rows, started)
+
+    rows = jax.lax.fori_loop(0, (loads + chunk - 1) // chunk, load_chunk, state.rows)
+    return state._replace(
+        rows=rows, row_prompt=jnp.where(loading, candidate, state.row_prompt), next_prompt=state.next_prompt + loads
+    )
+
+
+def queue_step(config: DecoderConfig, params, layers, spec: RolloutSpec, prompts: Prompts, count, chunk: int,
+               state: QueueState) -> QueueState:
+    """Retire ended rows, refill free ones, then one decode step for every row (skipped when no row is active)."""
+    with jax.named_scope("refill"):
+        state = load(config, params, spec, prompts, count, chunk, retire(spec, state))
+    step = functools.partial(rollout_step, config, params, layers, spec)
+    rows = jax.lax.cond(jnp.any(~state.rows.done), step, lambda r: r, state.rows)
+    return state._replace(rows=rows)
+
+
+def queue_pending(count, state: QueueState) -> jax.Array:
+    return jnp.any(state.row_prompt != FREE) | (state.next_prompt < count)
+
+
+def load_chunk_rows(rows: int) -> int:
+    """Rows prefilled together when free rows are refilled: a quarter of the slots (at least one), so a refill of a
+    few rows does not prefill the whole batch."""
+    return max(1, rows // 4)
+
+
+_traces = 0
+
+
+def trace_count() -> int:
+    """Compilations of :func:`rollout_queue` in this process."""
+    return _traces
+
+
+@functools.partial(jax.jit, static_argnames=("config", "spec", "rows"))
+def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, rows: int) -> QueueResult:
+    """Continuations of the first ``count`` prompts of the queue ``prompts [Q]``, decoded by ``rows`` row slots."""
+    global _traces
+    _traces += 1
+    layers = decoder.split_layers(params)
+    step = functools.partial(queue_step, config, params, layers, spec, prompts, count, load_chunk_rows(rows))
+    state = jax.lax.while_loop(functools.partial(queue_pending, count), step, queue_init(config, params, spec, prompts, rows))
+    return state.results
+
+
+def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]], keys,
+                   batch_size: int, place: Callable | None = None, row_count: Callable[[int], int] | None = None
+                   ) -> list[tuple[list[int], int]]:
+    """``(generated ids, finish code)`` per prompt: prompts grouped by length bucket, each bucket one queue padded to
+    a power of two (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
+    slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of two). ``keys [P]`` are
+    the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
+    longest = config.max_position_embeddings - spec.max_new_tokens
+    buckets: dict[int, list[int]] = {}
+    for i, ids in enumerate(prompt_ids):
+        buckets.setdefault(bucket_length(len(ids), maximum=longest), []).append(i)
+    out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
+    for length in sorted(buckets):
+        members = buckets[length]
+        queue = bucket_rows(len(members), max(len(members), 1) * 2)  # the next power of two
+        padded = members + [members[0]] * (queue - len(members))
+        ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
+        arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])
+        if place is not None:
+            arrays = place(*arrays)
+        rows = (row_count or (lambda n: bucket_rows(n, batch_size)))(min(len(members), batch_size))
+        result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows)
+        tokens, counts, finish = jax.device_get(result)
+        for q, i in enumerate(members):
+            out[i] = ([int(t) for t in tokens[q, : counts[q]]], int(finish[q]))
+    return out
