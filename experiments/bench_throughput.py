@@ -265,7 +265,7 @@ def fixed_batches(reasoner, prompts, batch: int, repeats: int) -> float:
     encoded = reasoner.encode(prompts)
     spec = reasoner.spec()
     groups = [list(range(i, min(i + batch, len(prompts)))) for i in range(0, len(prompts), batch)]
-    problems = [reasoner._problems([encoded[i] for i in g], g, seed_key(0)) for g in groups]
+    problems = [reasoner.stack_problems([encoded[i] for i in g], g, seed_key(0)) for g in groups]
 
     def run():
         for p in problems:

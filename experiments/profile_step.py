@@ -115,13 +115,13 @@ def profile_nabla(batches) -> None:
 
 
 def _queue_op_names(reasoner, prompts, batch) -> dict[str, str]:
-    from nabla_jax.generation.buckets import bucket_rows
+    from nabla_jax.generation.buckets import slot_rows
     from nabla_jax.reasoner.queue import decode_queue
     from nabla_jax.seeds import seed_key
 
     encoded = reasoner.encode(prompts)
-    problems = reasoner._problems(encoded, list(range(len(prompts))), seed_key(0))
-    rows = bucket_rows(min(len(prompts), batch), batch)
+    problems = reasoner.stack_problems(encoded, list(range(len(prompts))), seed_key(0))
+    rows = slot_rows(len(prompts), batch)  # what NablaReasoner.generate decodes with
     lowered = decode_queue.lower(reasoner.models, reasoner.config, reasoner.spec(), reasoner.rm_pad, problems,
                                  jnp.int32(len(prompts)), rows)
     return op_names(lowered.compile().as_text())

@@ -74,7 +74,7 @@ def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, 
     assert trace_count() == before
     assert [r.token_ids for r in again[::-1]] == [r.token_ids for r in batched]
     encoded = reasoner.encode(PROMPTS[:3])  # a queue of 3 is padded to 4 entries (never decoded)
-    assert reasoner._problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (4,)
+    assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (4,)
 
 
 def test_statistics_are_consistent(batched):

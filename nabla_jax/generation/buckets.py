@@ -36,6 +36,11 @@ def bucket_rows(n: int, maximum: int) -> int:
     return max(min(size, maximum), n)
 
 
+def slot_rows(count: int, batch_size: int) -> int:
+    """Row slots of a queue of ``count`` entries decoded at most ``batch_size`` at a time (a power of two)."""
+    return bucket_rows(min(count, batch_size), batch_size)
+
+
 def check_lengths(config: DecoderConfig, prompt_len: int, max_new_tokens: int, where: str = "prompt") -> None:
     """ValueError unless 1 <= prompt_len and prompt_len + max_new_tokens fits the model's context."""
     if prompt_len < 1:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_prompts
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_prompts, slot_rows
 from nabla_jax.generation.rollouts import RolloutSpec, RolloutState, rollout_init, rollout_step
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
@@ -162,13 +162,13 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
     for length in sorted(buckets):
         members = buckets[length]
-        queue = bucket_rows(len(members), max(len(members), 1) * 2)  # the next power of two
+        queue = bucket_rows(len(members), 1 << 30)  # the next power of two
         padded = members + [members[0]] * (queue - len(members))
         ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
         arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])
         if place is not None:
             arrays = place(*arrays)
-        rows = (row_count or (lambda n: bucket_rows(n, batch_size)))(min(len(members), batch_size))
+        rows = row_count(min(len(members), batch_size)) if row_count else slot_rows(len(members), batch_size)
         result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows)
         tokens, counts, finish = jax.device_get(result)
         for q, i in enumerate(members):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, round_up
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, round_up, slot_rows
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
@@ -115,7 +115,7 @@ class NablaReasoner:
         buckets = [bucket_length(len(ids)) for ids, _, _ in encoded]
         size = len(prompts) if batch_cond else batch_size  # one queue per prompt bucket, or fixed batches
         for _, chunk, _ in chunks(buckets, size, row_count=lambda n: n):
-            problems = self._problems([encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base)
+            problems = self.stack_problems([encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base)
             began = time.perf_counter()
             state = jax.block_until_ready(self._decode(problems, len(chunk), spec, batch_size, batch_cond))
             wall = time.perf_counter() - began
@@ -124,9 +124,10 @@ class NablaReasoner:
                 results[i] = self._result(prompts[i], encoded[i][0], state, row, wall / len(chunk), wall)
         return results
 
-    def _problems(self, encoded, problem_ids, base_key) -> NablaProblem:
+    def stack_problems(self, encoded, problem_ids, base_key) -> NablaProblem:
         """The problems stacked ``[Q]``, padded to shared sizes; Q is a power of two (repeats of the first problem
-        fill it; they are never decoded by the queue)."""
+        fill it; they are never decoded by the queue). ``encoded`` comes from :meth:`encode`; problem i's key is
+        ``fold_in(base_key, problem_ids[i])``."""
         sizes = (
             bucket_length(max(len(ids) for ids, _, _ in encoded)) + self.config.max_new_tokens,
             round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
@@ -143,7 +144,7 @@ class NablaReasoner:
         one-problem loop over a batch of at most ``batch_size``."""
         if not batch_cond:
             return decode_batch(self.models, self.config, spec, self.rm_pad, problems, batch_cond=False)
-        rows = bucket_rows(min(count, batch_size), batch_size)
+        rows = slot_rows(count, batch_size)
         return decode_queue(self.models, self.config, spec, self.rm_pad, problems, jnp.int32(count), rows)
 
     def _result(self, prompt, prompt_ids, state: NablaState, row: int, share: float, wall: float) -> NablaResult:
