@@ -187,16 +187,26 @@ def testbed_prompts(count: int) -> list[str]:
     return [user_message(p, None) for p in problems]
 
 
+def greedy_spec(policy, n: int):
+    from nabla_jax.generation import RolloutSpec, SamplingConfig, eos_token_ids
+
+    return RolloutSpec(n, SamplingConfig(0.0), eos_token_ids(policy.config, policy.tokenizer), (), 0)
+
+
 def fixed_batch_greedy(policy, prompt_ids: list[list[int]], n: int, batch: int) -> None:
     """Greedy continuations in fixed batches (each runs until its longest row ends): the plain batched loop."""
-    from nabla_jax.generation import RolloutSpec, SamplingConfig, bucket_length, eos_token_ids, rollout_batch
-    from nabla_jax.generation.buckets import chunks, pad_prompts
+    from nabla_jax.generation.queue import batch_rollouts
 
-    spec = RolloutSpec(n, SamplingConfig(0.0), eos_token_ids(policy.config, policy.tokenizer), (), 0)
-    for length, _, rows in chunks([bucket_length(len(ids)) for ids in prompt_ids], batch):
-        buffer, lens = pad_prompts([prompt_ids[r] for r in rows], length, 0)
-        keys = jax.random.split(jax.random.key(0), len(rows))
-        jax.block_until_ready(rollout_batch(policy.config, policy.params, spec, buffer, lens, keys).tokens)
+    keys = jax.random.split(jax.random.key(0), len(prompt_ids))
+    batch_rollouts(policy.config, policy.params, greedy_spec(policy, n), prompt_ids, keys, batch)
+
+
+def queue_greedy(policy, prompt_ids: list[list[int]], n: int, batch: int) -> None:
+    """The same continuations by continuous batching (what ``generate`` runs after tokenising)."""
+    from nabla_jax.generation import queue_rollouts
+
+    keys = jax.random.split(jax.random.key(0), len(prompt_ids))
+    queue_rollouts(policy.config, policy.params, greedy_spec(policy, n), prompt_ids, keys, batch)
 
 
 def part_testbed(args, shared) -> None:
@@ -206,22 +216,25 @@ def part_testbed(args, shared) -> None:
     policy = load_policy(os.path.join(TESTBED, "policy"))
     prompts = testbed_prompts(args.testbed_problems)
     encoded = [chat_prompt_ids(policy.tokenizer, p) for p in prompts]
-    print(f"[testbed] greedy, {len(prompts)} problems, max_new_tokens 64: the queue (continuous batching, what "
-          "generate runs) against fixed batches")
+    print(f"[testbed] greedy, {len(prompts)} problems, max_new_tokens 64, ms/problem: generate (tokenising, then the "
+          "queue), the queue alone (continuous batching) and fixed batches, on the same token ids")
     base = None
     for batch in (1, 8, 32):
-        def queue():
+        def full():
             return generate(policy, prompts, max_new_tokens=64, temperature=0.0, batch_size=batch)
+
+        def queue():
+            queue_greedy(policy, encoded, 64, batch)
 
         def fixed():
             fixed_batch_greedy(policy, encoded, 64, batch)
 
-        queue(), fixed()  # compile every shape
-        seconds = median_time(queue, 3) / len(prompts)
-        fixed_seconds = median_time(fixed, 3) / len(prompts)
-        base = base or seconds
-        print(f"  batch {batch:2d}: queue {1e3 * seconds:6.2f} ms/problem (throughput {base / seconds:5.1f}x batch 1), "
-              f"fixed batches {1e3 * fixed_seconds:6.2f} ms/problem  ({load()})")
+        full(), queue(), fixed()  # compile every shape
+        times = {name: median_time(fn, args.repeats) / len(prompts) for name, fn in
+                 (("generate", full), ("queue", queue), ("fixed", fixed))}
+        base = base or times["queue"]
+        print(f"  batch {batch:2d}: generate {1e3 * times['generate']:6.2f}, queue {1e3 * times['queue']:6.2f} "
+              f"(throughput {base / times['queue']:5.1f}x batch 1), fixed batches {1e3 * times['fixed']:6.2f}  ({load()})")
 
 
 def demo_reasoner(policy_path: str, reward_spec: str, clip: float | None, **overrides):

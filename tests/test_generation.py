@@ -28,7 +28,7 @@ from nabla_jax.generation import (
     rollout_batch,
     rollout_logits,
 )
-from nabla_jax.generation.queue import queue_rollouts, trace_count
+from nabla_jax.generation.queue import batch_rollouts, queue_rollouts, trace_count
 from nabla_jax.generation.rollouts import rollout_rows as batch_native
 from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
@@ -209,16 +209,19 @@ def test_stop_rules_match_a_reference(llama):
 
 
 def test_queue_equals_batches_of_one(llama, sampled):
-    """Continuous batching: 5 prompts through 2 row slots (rows refilled mid-loop, at per-row steps, the queue padded
-    to 8) give each prompt exactly the continuation it gets alone, with its own key."""
+    """Continuous batching: 10 prompts through 8 row slots (the first fill at once, then rows refilled mid-loop in
+    chunks of 2 at per-row steps, the queue padded to 16) give each prompt exactly the continuation it gets alone,
+    with its own key; so do fixed batches."""
     _, policy, _ = llama
     ids, _, _, out = sampled
     # tokens the sampler draws early become end tokens, so the rows end at different steps
     ends = tuple(sorted({int(out.tokens[0, 4]), int(out.tokens[1, 9])} - {int(out.tokens[0, 0])}))
     spec = RolloutSpec(N_NEW, SAMPLING, eos_ids=ends, pad_id=0)
     prompts = [ids[0], ids[1], ids[0][:-3], ids[1] + ids[1][:5], ids[0][:40]]
+    prompts += [p[:-1] for p in prompts]
     keys = row_keys(range(len(prompts)))
-    queued = queue_rollouts(policy.config, policy.params, spec, prompts, keys, batch_size=2)
+    queued = queue_rollouts(policy.config, policy.params, spec, prompts, keys, batch_size=8)
+    assert batch_rollouts(policy.config, policy.params, spec, prompts, keys, batch_size=8) == queued
     lengths = set()
     for i, prompt in enumerate(prompts):
         buffer = np.zeros((1, 64), np.int32)

@@ -1,7 +1,9 @@
 """Continuous batching for generation: R row slots decode a device-side queue of prompts inside one compiled loop.
-A row whose continuation has ended writes it to the results and takes the next prompt in the same iteration, so no
-row waits for the longest continuation of its batch (a plain batch, :func:`~nabla_jax.generation.rollouts.rollout_batch`,
-runs until its last row ends).
+A row whose continuation has ended writes it to the results and becomes free; free rows take the next prompts as soon
+as a chunk of them (a quarter of the slots) is free, inside the same loop, so no row waits for the longest
+continuation of its batch (a plain batch, :func:`~nabla_jax.generation.rollouts.rollout_batch`, runs until its last
+row ends; :func:`batch_rollouts` decodes that way). Refills wait for a full chunk because prefilling one row costs
+about what prefilling a chunk does.
 
 Rows keep their own step counters (see "Per-row steps" in :mod:`~nabla_jax.generation.rollouts`), so a prompt loaded
 at any iteration sees the buffers, positions, masks and sampling keys of a batch of one, and its continuation equals
@@ -11,6 +13,7 @@ a batch of one's. ``(init, step)``: :func:`queue_init`, :func:`queue_step`, run 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -18,10 +21,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_prompts, slot_rows
-from nabla_jax.generation.rollouts import RolloutSpec, RolloutState, rollout_init, rollout_step
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, pad_prompts, slot_rows
+from nabla_jax.generation.rollouts import RolloutSpec, RolloutState, rollout_batch, rollout_init, rollout_step
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.rows import where_rows
 
 FREE = -1  # row_prompt of a row slot without a prompt
 
@@ -85,12 +89,14 @@ def retire(spec: RolloutSpec, state: QueueState) -> QueueState:
     return state._replace(results=results, row_prompt=jnp.where(finished, FREE, state.row_prompt))
 
 
-def load(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, chunk: int, state: QueueState) -> QueueState:
-    """Free rows take the next prompts of the queue (the first ``count`` entries are real): the loading rows are
-    gathered and prefilled ``chunk`` at a time, as many chunks as they need."""
+def load(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, chunk: int, state: QueueState,
+         allowed=True) -> QueueState:
+    """Free rows take the next prompts of the queue (the first ``count`` entries are real), if ``allowed``. The
+    loading rows are gathered and prefilled ``chunk`` at a time, as many chunks as they need; when every row loads
+    (the first fill) they are prefilled all at once."""
     free = state.row_prompt == FREE
     candidate = state.next_prompt + jnp.cumsum(free) - 1
-    loading = free & (candidate < count)
+    loading = free & (candidate < count) & allowed
     loads = jnp.sum(loading, dtype=jnp.int32)
     order = jnp.argsort(~loading, stable=True)  # the loading rows first, in row order
     slots = state.rows.done.shape[0]
@@ -103,7 +109,13 @@ def load(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, cou
         target = jnp.where(real, picked, slots)  # out of range: dropped
         return jax.tree.map(lambda r, x: r.at[target].set(x, mode="drop"), rows, started)
 
-    rows = jax.lax.fori_loop(0, (loads + chunk - 1) // chunk, load_chunk, state.rows)
+    def load_all(rows: RolloutState) -> RolloutState:
+        return where_rows(loading, _start(config, params, spec, _take(prompts, candidate)), rows)
+
+    def load_chunks(rows: RolloutState) -> RolloutState:
+        return jax.lax.fori_loop(0, (loads + chunk - 1) // chunk, load_chunk, rows)
+
+    rows = jax.lax.cond(jnp.all(loading), load_all, load_chunks, state.rows)
     return state._replace(
         rows=rows, row_prompt=jnp.where(loading, candidate, state.row_prompt), next_prompt=state.next_prompt + loads
     )
@@ -111,9 +123,16 @@ def load(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, cou
 
 def queue_step(config: DecoderConfig, params, layers, spec: RolloutSpec, prompts: Prompts, count, chunk: int,
                state: QueueState) -> QueueState:
-    """Retire ended rows, refill free ones, then one decode step for every row (skipped when no row is active)."""
+    """Retire ended rows; refill free rows once a chunk's worth of them is free (or the rest of the queue fits, or
+    no row is running), so that every prefill is a full chunk; then one decode step for every row (skipped when no
+    row is active). Most iterations do only the decode step."""
+    ended = state.rows.done & (state.row_prompt != FREE)
+    free = jnp.sum(state.row_prompt == FREE) + jnp.sum(ended)
+    remaining = count - state.next_prompt
+    allowed = (remaining > 0) & ((free >= jnp.minimum(chunk, remaining)) | jnp.all(state.rows.done))
+    refill = lambda s: load(config, params, spec, prompts, count, chunk, retire(spec, s), allowed)  # noqa: E731
     with jax.named_scope("refill"):
-        state = load(config, params, spec, prompts, count, chunk, retire(spec, state))
+        state = jax.lax.cond(jnp.any(ended) | allowed, refill, lambda s: s, state)
     step = functools.partial(rollout_step, config, params, layers, spec)
     rows = jax.lax.cond(jnp.any(~state.rows.done), step, lambda r: r, state.rows)
     return state._replace(rows=rows)
@@ -126,7 +145,7 @@ def queue_pending(count, state: QueueState) -> jax.Array:
 def load_chunk_rows(rows: int) -> int:
     """Rows prefilled together when free rows are refilled: a quarter of the slots (at least one), so a refill of a
     few rows does not prefill the whole batch."""
-    return max(1, rows // 4)
+    return max(1, rows // 4)  # measured on the testbed at 8 and 32 rows: 1 and 16 were slower (experiments/README.md)
 
 
 _traces = 0
@@ -148,6 +167,24 @@ def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Pro
     return state.results
 
 
+def batch_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]], keys,
+                   batch_size: int, place: Callable | None = None, row_count: Callable[[int], int] | None = None
+                   ) -> list[tuple[list[int], int]]:
+    """:func:`queue_rollouts` in fixed batches instead (each runs until its longest row ends; the same outputs):
+    prompts grouped by length bucket, cut into chunks of ``batch_size``, each padded to a power-of-two row count."""
+    longest = config.max_position_embeddings - spec.max_new_tokens
+    lengths = [bucket_length(len(ids), maximum=longest) for ids in prompt_ids]
+    out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
+    for length, chunk, padded in chunks(lengths, batch_size, row_count):
+        ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
+        arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])
+        result = rollout_batch(config, params, spec, *(place(*arrays) if place is not None else arrays))
+        tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
+        for row, i in enumerate(chunk):
+            out[i] = ([int(t) for t in tokens[row, : counts[row]]], int(finish[row]))
+    return out
+
+
 def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]], keys,
                    batch_size: int, place: Callable | None = None, row_count: Callable[[int], int] | None = None
                    ) -> list[tuple[list[int], int]]:
@@ -155,6 +192,7 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
     a power of two (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
     slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of two). ``keys [P]`` are
     the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
+    spec = dataclasses.replace(spec, keep_latents=False)  # the results are tokens only
     longest = config.max_position_embeddings - spec.max_new_tokens
     buckets: dict[int, list[int]] = {}
     for i, ids in enumerate(prompt_ids):

@@ -58,6 +58,7 @@ class RolloutSpec:
     eos_ids: tuple[int, ...] = ()
     stop_sequences: tuple[tuple[int, ...], ...] = ()
     pad_id: int = 0
+    keep_latents: bool = True  # False: no latents are kept (``[B, 0, d]``), for callers that need only tokens
 
     def __post_init__(self):
         if int(self.max_new_tokens) != self.max_new_tokens or self.max_new_tokens < 1:
@@ -75,7 +76,7 @@ class RolloutState(NamedTuple):
     """Loop state of a batch of rows. After ``step`` steps every unfinished row has generated ``step`` tokens."""
 
     sequence: jax.Array  # [B, S] int32: prompt, generated tokens, pad (the output layout)
-    latents: jax.Array  # [B, N, d] params dtype
+    latents: jax.Array  # [B, N, d] params dtype ([B, 0, d] without spec.keep_latents)
     cache: tuple[decoder.KVCache, ...]  # per layer, [B, S, kvh, hd] each (generated token t in slot Lp + t)
     seen: jax.Array | None  # [B, V] bool: tokens seen so far (with a repetition penalty only)
     prompt_len: jax.Array  # [B] int32
@@ -129,10 +130,12 @@ def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState,
     token = jnp.where(active, _sample(spec, state, logits), spec.pad_id)
     here = active[:, None] & (jnp.arange(state.sequence.shape[1]) == slot[:, None])
     sequence = jnp.where(here, token[:, None], state.sequence)
-    written = jnp.where(active[:, None], hidden, 0).astype(state.latents.dtype)
-    latents = write_cache(state.latents, written[:, None], t)
-    if jnp.ndim(t):  # per-row steps: a finished row's step runs on, and must not write over its last latent
-        latents = where_rows(active, latents, state.latents)
+    latents = state.latents
+    if spec.keep_latents:
+        written = jnp.where(active[:, None], hidden, 0).astype(latents.dtype)
+        latents = write_cache(latents, written[:, None], t)
+        if jnp.ndim(t):  # per-row steps: a finished row's step runs on, and must not write over its last latent
+            latents = where_rows(active, latents, state.latents)
     seen = state.seen
     if seen is not None:
         rows = jnp.arange(token.shape[0])
@@ -180,7 +183,7 @@ def rollout_init(
         seen = jax.vmap(lambda s, p: seen_tokens(s, p, config.vocab_size))(sequence, prompt_lens)
     state = RolloutState(
         sequence=sequence,
-        latents=jnp.zeros((rows, n, config.hidden_size), hidden.dtype),
+        latents=jnp.zeros((rows, n if spec.keep_latents else 0, config.hidden_size), hidden.dtype),
         cache=cache,
         seen=seen,
         prompt_len=prompt_lens,
