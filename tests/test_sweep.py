@@ -68,3 +68,13 @@ def test_bad_specs_are_refused_naming_the_problem(tmp_path):
     bad.write_text("out = [")
     with pytest.raises(ValueError, match="not valid TOML"):
         read_spec(str(bad))
+
+
+def test_testbed_names_resolve_to_the_bundled_models():
+    from nabla_jax.evaluation.sweep import testbed_path
+    from nabla_jax.testbed import PRM_DIR, REWARD_DIR, VERIFIER_DIR
+
+    assert testbed_path("testbed:prm") == PRM_DIR
+    assert testbed_path("testbed:reward") == REWARD_DIR
+    assert testbed_path("likelihood:testbed:verifier") == "likelihood:" + VERIFIER_DIR
+    assert testbed_path("testbed:rewards") == "testbed:rewards"  # not a bundled name

@@ -4,7 +4,7 @@ A spec (read with the standard library's ``tomllib``)::
 
     out = "runs/dto-lr"                 # cells go to OUT/<cell name>/, the report to OUT/report/
     benchmark = "testbed"
-    policy = "testbed:policy"           # a path, a bundled name, or testbed:policy / testbed:verifier / testbed:reward
+    policy = "testbed:policy"           # a path, a bundled name, or testbed:policy / verifier / reward / prm
     reward = "likelihood:testbed:verifier"
     seeds = [0, 1, 2]
     limit = 200                         # optional: the first LIMIT problems
@@ -55,7 +55,7 @@ def testbed_path(value):
         return value
     from nabla_jax.testbed import MODELS_DIR
 
-    return re.sub(r"testbed:(policy|verifier|reward)", lambda m: os.path.join(MODELS_DIR, m.group(1)), value)
+    return re.sub(r"testbed:(policy|verifier|reward|prm)\b", lambda m: os.path.join(MODELS_DIR, m.group(1)), value)
 
 
 def read_spec(path: str) -> dict:

@@ -8,3 +8,5 @@ POLICY_DIR = os.path.join(MODELS_DIR, "policy")
 REWARD_DIR = os.path.join(MODELS_DIR, "reward")
 TEST_JSONL = os.path.join(os.path.dirname(__file__), "data", "test.jsonl")
 VERIFIER_DIR = os.path.join(MODELS_DIR, "verifier")  # the likelihood verifier: a stronger LM (--reward likelihood:...)
+# the process reward model: --reward PRM_DIR --reward-separator none --reward-step-split "\n"
+PRM_DIR = os.path.join(MODELS_DIR, "prm")
