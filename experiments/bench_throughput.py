@@ -6,6 +6,8 @@ load average printed with each part):
 * ``smollm2``: SmolLM2-135M-Instruct greedy tokens/s, ours against transformers, at batch 1, 8 and 32;
 * ``prefill_dto``: a 256-token SmolLM2 prefill, and a DTO-shaped step (a 128-token prefix and 64 soft tokens,
   forward and backward to the soft tokens' logits), ours against transformers on the same weights;
+* ``uneven``: SmolLM2 sampled on prompts whose continuations end at very different lengths, 8 rows: the queue
+  against fixed batches (seconds for the whole set);
 * ``testbed``: greedy time per problem on the bundled testbed at batch 1, 8 and 32 (``generate``, warm): the queue
   (continuous batching) against fixed batches;
 * ``nabla``: the ∇-Reasoner on the testbed with the demo's settings (verifier reward, N = 8), warm time per
@@ -13,7 +15,7 @@ load average printed with each part):
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,prefill_dto,testbed,nabla,nabla_smollm2]
+    python experiments/bench_throughput.py [--parts limits,smollm2,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from timing import median_time  # noqa: E402
 
-PARTS = ("limits", "smollm2", "prefill_dto", "testbed", "nabla", "nabla_smollm2")
+PARTS = ("limits", "smollm2", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
 
 
@@ -178,6 +180,28 @@ def part_prefill_dto(args, shared) -> None:
     ours_s, torch_s = median_time(ours_dto, args.repeats), median_time(torch_dto, args.repeats)
     print(f"  DTO-shaped step (128-token prefix + 64 soft tokens, forward + backward to the logits z): ours "
           f"{ours_s:.3f} s, transformers {torch_s:.3f} s, ratio {torch_s / ours_s:.2f}x  ({load()})")
+
+
+def part_uneven(args, shared) -> None:
+    """Continuations of uneven length, where continuous batching should pay: SmolLM2 sampled at T = 0.7 on the
+    benchmark prompts (each up to 128 new tokens, most ending at EOS well before), 8 row slots."""
+    from bench_generation import PROBLEMS
+    from nabla_jax.generation import RolloutSpec, SamplingConfig, batch_rollouts, chat_prompt_ids, eos_token_ids
+    from nabla_jax.generation import queue_rollouts
+    from nabla_jax.loading import SMOLLM2_NAME, load_policy
+
+    policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
+    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROBLEMS] * 2
+    spec = RolloutSpec(128, SamplingConfig(0.7, 50, 0.95), eos_token_ids(policy.config, policy.tokenizer), (), 0)
+    keys = jax.random.split(jax.random.key(0), len(encoded))
+    runs = {name: (lambda fn=fn: fn(policy.config, policy.params, spec, encoded, keys, 8))
+            for name, fn in (("queue", queue_rollouts), ("fixed", batch_rollouts))}
+    lengths = [len(tokens) for tokens, _ in runs["queue"]()]
+    runs["fixed"]()
+    times = {name: median_time(fn, args.repeats) for name, fn in runs.items()}
+    print(f"[uneven] SmolLM2 sampled, {len(encoded)} prompts, 128 new tokens at most, 8 rows; continuation lengths "
+          f"{min(lengths)}-{max(lengths)} (mean {np.mean(lengths):.0f}): queue {times['queue']:.1f} s, fixed batches "
+          f"{times['fixed']:.1f} s, ratio {times['fixed'] / times['queue']:.2f}x  ({load()})")
 
 
 def testbed_prompts(count: int) -> list[str]:

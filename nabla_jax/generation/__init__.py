@@ -4,7 +4,7 @@ continuous batching over a queue of prompts (:mod:`nabla_jax.generation.queue`).
 from nabla_jax.generation.api import GenerationResult, encode_prompts, generate
 from nabla_jax.generation.buckets import bucket_length, check_lengths, pad_prompts
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
-from nabla_jax.generation.queue import queue_rollouts, rollout_queue
+from nabla_jax.generation.queue import batch_rollouts, queue_rollouts, rollout_queue
 from nabla_jax.templates import chat_prompt_ids
 from nabla_jax.generation.rollouts import (
     FINISH_EOS,
@@ -43,6 +43,7 @@ __all__ = [
     "RolloutSpec",
     "RolloutState",
     "SamplingConfig",
+    "batch_rollouts",
     "bucket_length",
     "chat_prompt_ids",
     "check_lengths",
