@@ -163,8 +163,19 @@ def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Pro
     _traces += 1
     layers = decoder.split_layers(params)
     step = functools.partial(queue_step, config, params, layers, spec, prompts, count, load_chunk_rows(rows))
-    state = jax.lax.while_loop(functools.partial(queue_pending, count), step, queue_init(config, params, spec, prompts, rows))
+    start = queue_init(config, params, spec, prompts, rows)
+    state = jax.lax.while_loop(functools.partial(queue_pending, count), step, start)
     return state.results
+
+
+def _length_buckets(config: DecoderConfig, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]]) -> list[int]:
+    """Each prompt's buffer length: its length bucket, within the room ``max_new_tokens`` leaves."""
+    longest = config.max_position_embeddings - spec.max_new_tokens
+    return [bucket_length(len(ids), maximum=longest) for ids in prompt_ids]
+
+
+def _outputs(tokens, counts, finish, rows) -> list[tuple[list[int], int]]:
+    return [([int(t) for t in tokens[r, : counts[r]]], int(finish[r])) for r in rows]
 
 
 def batch_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]], keys,
@@ -172,16 +183,14 @@ def batch_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
                    ) -> list[tuple[list[int], int]]:
     """:func:`queue_rollouts` in fixed batches instead (each runs until its longest row ends; the same outputs):
     prompts grouped by length bucket, cut into chunks of ``batch_size``, each padded to a power-of-two row count."""
-    longest = config.max_position_embeddings - spec.max_new_tokens
-    lengths = [bucket_length(len(ids), maximum=longest) for ids in prompt_ids]
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
-    for length, chunk, padded in chunks(lengths, batch_size, row_count):
+    for length, chunk, padded in chunks(_length_buckets(config, spec, prompt_ids), batch_size, row_count):
         ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
         arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])
         result = rollout_batch(config, params, spec, *(place(*arrays) if place is not None else arrays))
-        tokens, counts, finish = jax.device_get((result.tokens, result.length, result.finish))
-        for row, i in enumerate(chunk):
-            out[i] = ([int(t) for t in tokens[row, : counts[row]]], int(finish[row]))
+        fetched = jax.device_get((result.tokens, result.length, result.finish))
+        for i, output in zip(chunk, _outputs(*fetched, range(len(chunk)))):
+            out[i] = output
     return out
 
 
@@ -190,16 +199,12 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
                    ) -> list[tuple[list[int], int]]:
     """``(generated ids, finish code)`` per prompt: prompts grouped by length bucket, each bucket one queue padded to
     a power of two (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
-    slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of two). ``keys [P]`` are
-    the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
+    slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of
+    two). ``keys [P]`` are the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
     spec = dataclasses.replace(spec, keep_latents=False)  # the results are tokens only
-    longest = config.max_position_embeddings - spec.max_new_tokens
-    buckets: dict[int, list[int]] = {}
-    for i, ids in enumerate(prompt_ids):
-        buckets.setdefault(bucket_length(len(ids), maximum=longest), []).append(i)
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
-    for length in sorted(buckets):
-        members = buckets[length]
+    whole_buckets = chunks(_length_buckets(config, spec, prompt_ids), len(prompt_ids), row_count=lambda n: n)
+    for length, members, _ in whole_buckets:
         queue = bucket_rows(len(members), 1 << 30)  # the next power of two
         padded = members + [members[0]] * (queue - len(members))
         ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
@@ -208,7 +213,6 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
             arrays = place(*arrays)
         rows = row_count(min(len(members), batch_size)) if row_count else slot_rows(len(members), batch_size)
         result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows)
-        tokens, counts, finish = jax.device_get(result)
-        for q, i in enumerate(members):
-            out[i] = ([int(t) for t in tokens[q, : counts[q]]], int(finish[q]))
+        for i, output in zip(members, _outputs(*jax.device_get(result), range(len(members)))):
+            out[i] = output
     return out
