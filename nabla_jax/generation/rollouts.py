@@ -77,7 +77,7 @@ class RolloutState(NamedTuple):
 
     sequence: jax.Array  # [B, S] int32: prompt, generated tokens, pad (the output layout)
     latents: jax.Array  # [B, N, d] params dtype ([B, 0, d] without spec.keep_latents)
-    cache: tuple[decoder.KVCache, ...]  # per layer, [B, S, kvh, hd] each (generated token t in slot Lp + t)
+    cache: tuple[decoder.KVCache, ...]  # per layer, [B, kvh, S, hd] each (generated token t in slot Lp + t)
     seen: jax.Array | None  # [B, V] bool: tokens seen so far (with a repetition penalty only)
     prompt_len: jax.Array  # [B] int32
     response_start: jax.Array  # [B] int32: first slot a stop sequence may cover
@@ -172,10 +172,7 @@ def rollout_init(
     valid = jnp.arange(buffer_len)[None] < prompt_lens[:, None]
     positions = jnp.broadcast_to(jnp.arange(buffer_len), (rows, buffer_len))
     hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
-    grow = [(0, 0)] * kv.k.ndim
-    grow[2] = (0, n)  # the slot axis: room for the generated tokens
-    k, v = jnp.pad(kv.k, grow), jnp.pad(kv.v, grow)
-    cache = tuple(decoder.KVCache(k[i], v[i]) for i in range(k.shape[0]))
+    cache = decoder.decode_caches(kv, n)  # room for the generated tokens
     sequence = jnp.concatenate([jnp.where(valid, prompts, spec.pad_id), jnp.full((rows, n), spec.pad_id, jnp.int32)], 1)
     limit = jnp.full((rows,), n, jnp.int32) if budgets is None else jnp.clip(jnp.asarray(budgets, jnp.int32), 0, n)
     seen = None
@@ -229,15 +226,24 @@ def rollout_result(spec: RolloutSpec, state: RolloutState) -> Rollout:
 
 
 def rollout_rows(
-    config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, budgets=None, response_starts=None
+    config: DecoderConfig,
+    params,
+    spec: RolloutSpec,
+    prompts,
+    prompt_lens,
+    keys,
+    budgets=None,
+    response_starts=None,
+    layers=None,
 ) -> Rollout:
     """Generate up to ``spec.max_new_tokens`` tokens after each ``prompts[b, :prompt_lens[b]]`` (no host work);
-    every output has a leading row axis.
+    every output has a leading row axis. ``layers``: the per-layer params (:func:`decoder.split_layers`), for a
+    caller that runs many rollouts with the same params and splits them once; None splits them here.
 
     The caller validates lengths: each prompt length in [1, Lp] and ``prompt_len + max_new_tokens`` within the
     model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
     state = rollout_init(config, params, spec, prompts, prompt_lens, keys, budgets, response_starts)
-    layers = decoder.split_layers(params)
+    layers = decoder.split_layers(params) if layers is None else layers
     state = jax.lax.while_loop(
         lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, layers, spec), state
     )

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from nabla_jax.models.config import DecoderConfig
-from nabla_jax.models.layers import INIT, DecoderLayer, RMSNorm
+from nabla_jax.models.layers import HEADS_MAJOR, INIT, DecoderLayer, RMSNorm
 from nabla_jax.models.rope import rotary_angles
 
 
@@ -171,16 +171,27 @@ def forward_layers(
     caches: tuple[KVCache, ...],
     write_index,
 ) -> tuple[jax.Array, tuple[KVCache, ...]]:
-    """:func:`forward` with a cache, over per-layer params (:func:`split_layers`) and per-layer caches
-    ``[B, S, kvh, hd]``, the layers unrolled: each layer updates its own cache buffer in place."""
+    """:func:`forward` with a cache, over per-layer params (:func:`split_layers`) and per-layer caches in the
+    decode layout (:func:`decode_caches`), the layers unrolled: each layer updates its own cache
+    buffer in place, and single-query attention reads it without transposing it."""
     dtype = params_dtype(params)
     x = embeds.astype(dtype)
     cos, sin = rotary_angles(config, positions)
     mask = attention_mask(kv_valid, x.shape[1], write_index)
-    layer = DecoderLayer(config, dtype)
+    layer = DecoderLayer(config, dtype, HEADS_MAJOR)
     updated = []
     for layer_params, cache in zip(layers, caches, strict=True):
         x, (k, v) = layer.apply({"params": layer_params}, x, cos, sin, mask, (cache.k, cache.v), write_index)
         updated.append(KVCache(k, v))
     hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
     return hidden, tuple(updated)
+
+
+def decode_caches(kv: KVCache, extra_slots: int) -> tuple[KVCache, ...]:
+    """The stacked keys/values of :func:`forward` (``[layers, B, S, kvh, hd]``) as one cache per layer in the
+    decode layout of :data:`layers.HEADS_MAJOR` (keys ``[B, kvh, S', hd]``, values ``[B, kvh, hd, S']``,
+    S' = S + ``extra_slots``, the extra slots empty). Attention over ``[B, S, kvh, hd]`` buffers transposed the whole
+    buffer of every layer at every step (experiments/README.md)."""
+    k = jnp.pad(kv.k.transpose(0, 1, 3, 2, 4), ((0, 0),) * 3 + ((0, extra_slots), (0, 0)))
+    v = jnp.pad(kv.v.transpose(0, 1, 3, 4, 2), ((0, 0),) * 4 + ((0, extra_slots),))
+    return tuple(KVCache(k[i], v[i]) for i in range(k.shape[0]))

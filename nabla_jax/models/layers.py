@@ -29,14 +29,20 @@ class RMSNorm(nn.Module):
         return scale * normed.astype(x.dtype)
 
 
-def write_cache(cache: jax.Array, new: jax.Array, write_index) -> jax.Array:
-    """``new [B, T, ...]`` into ``cache [B, S, ...]`` at slot ``write_index``: one slot for the whole batch (a
-    scalar: one ``dynamic_update_slice``) or one per row (``[B]``: rows refilled at different times)."""
+def write_cache(cache: jax.Array, new: jax.Array, write_index, axis: int = 1) -> jax.Array:
+    """``new`` into ``cache`` at slot ``write_index`` of the slot ``axis`` (the layouts: ``[B, S, ...]``, axis 1;
+    ``[B, kvh, S, hd]``, axis 2): one slot for the whole batch (a scalar: one ``dynamic_update_slice``) or one per
+    row (``[B]``: rows refilled at different times)."""
     new = new.astype(cache.dtype)
     if jnp.ndim(write_index) == 0:
-        return jax.lax.dynamic_update_slice_in_dim(cache, new, write_index, axis=1)
-    put = lambda row, values, slot: jax.lax.dynamic_update_slice_in_dim(row, values, slot, axis=0)  # noqa: E731
+        return jax.lax.dynamic_update_slice_in_dim(cache, new, write_index, axis=axis)
+    put = lambda row, values, slot: jax.lax.dynamic_update_slice_in_dim(row, values, slot, axis=axis - 1)  # noqa: E731
     return jax.vmap(put)(cache, new, write_index)
+
+
+# Cache layouts. SLOTS_MAJOR: keys and values [B, S, kvh, hd]. HEADS_MAJOR (decoding): keys [B, kvh, S, hd] and
+# values [B, kvh, hd, S], the operand layouts XLA CPU's attention dots take, so no step transposes the cache.
+SLOTS_MAJOR, HEADS_MAJOR = "slots", "heads"
 
 
 def _dense(features: int, use_bias: bool, name: str, dtype) -> nn.Dense:
@@ -48,6 +54,7 @@ class Attention(nn.Module):
 
     config: DecoderConfig
     dtype: jnp.dtype = jnp.float32
+    cache_layout: str = SLOTS_MAJOR  # HEADS_MAJOR: the layout decoding keeps (no per-step transposes of the cache)
 
     @nn.compact
     def __call__(self, x, cos, sin, mask, cache_kv=None, write_index=0):
@@ -64,17 +71,20 @@ class Attention(nn.Module):
             k = RMSNorm(cfg.rms_norm_eps, self.dtype, name="k_norm")(k)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
+        k_form = v_form = "bskd"
+        if self.cache_layout == HEADS_MAJOR:
+            k, v, k_form, v_form = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 3, 1), "bksd", "bkds"
         if cache_kv is not None:
             cache_k, cache_v = cache_kv
-            k = write_cache(cache_k, k, write_index)
-            v = write_cache(cache_v, v, write_index)
+            k = write_cache(cache_k, k, write_index, k_form.index("s"))
+            v = write_cache(cache_v, v, write_index, v_form.index("s"))
         groups = cfg.num_heads // cfg.num_kv_heads
         q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+        scores = jnp.einsum(f"btkgd,{k_form}->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
         scores = scores * (cfg.head_dim**-0.5)
         scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", weights, v.astype(self.dtype))
+        out = jnp.einsum(f"bkgts,{v_form}->btkgd", weights, v.astype(self.dtype))
         out = out.reshape(batch, length, cfg.num_heads * cfg.head_dim)
         out = _dense(cfg.hidden_size, cfg.o_bias, "o_proj", self.dtype)(out)
         return out, (k, v)
@@ -95,11 +105,12 @@ class MLP(nn.Module):
 class DecoderLayer(nn.Module):
     config: DecoderConfig
     dtype: jnp.dtype = jnp.float32
+    cache_layout: str = SLOTS_MAJOR
 
     @nn.compact
     def __call__(self, x, cos, sin, mask, cache_kv=None, write_index=0):
         cfg = self.config
-        attn_out, new_kv = Attention(cfg, self.dtype, name="attn")(
+        attn_out, new_kv = Attention(cfg, self.dtype, self.cache_layout, name="attn")(
             RMSNorm(cfg.rms_norm_eps, self.dtype, name="input_norm")(x), cos, sin, mask, cache_kv, write_index
         )
         x = x + attn_out

@@ -41,6 +41,7 @@ from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
 from nabla_jax.generation.sampling import sample_token
+from nabla_jax.models import decoder
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
@@ -56,6 +57,14 @@ class Kernel(NamedTuple):
     spec: RolloutSpec
     rm_pad: int  # the reward model's pad id (reward inputs are padded with it)
     chunk: int  # rows per chunk of the expensive phases (rows.when_any_rows)
+    lm_layers: tuple  # the policy's per-layer params (decoder.split_layers), split once for the whole decode
+
+
+def make_kernel(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, rm_pad: int, rows: int) -> Kernel:
+    """The kernel of a decode with ``rows`` row slots. The policy's layers are split here, once: every rollout of
+    the decode reads them, where splitting inside each rollout copied all the kernels once per rollout (on
+    SmolLM2 that copy cost more than the prefill; experiments/README.md)."""
+    return Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows), decoder.split_layers(models.lm_params))
 
 
 class Proposal(NamedTuple):
@@ -90,7 +99,8 @@ def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budg
     key_of = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))
     keys = key_of(problems, prefix_lens - problems.prompt_len)
     lm = k.models
-    out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len)
+    out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len,
+                       layers=k.lm_layers)
     return out, out.sequence[:, : sequences.shape[1]]
 
 
@@ -301,7 +311,7 @@ def decode_batch(
     """Decode a batch of problems to the end in one compiled program."""
     global _traces
     _traces += 1
-    kernel = Kernel(models, cfg, spec, rm_pad, compaction_chunk(problems.prompt_len.shape[0]))
+    kernel = make_kernel(models, cfg, spec, rm_pad, problems.prompt_len.shape[0])
     if batch_cond:
         return nabla_run(kernel, problems, nabla_init(kernel, problems))
 

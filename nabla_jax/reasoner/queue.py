@@ -19,10 +19,10 @@ import jax.numpy as jnp
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
-from nabla_jax.reasoner.loop import Kernel, nabla_step, start_rows
+from nabla_jax.reasoner.loop import Kernel, make_kernel, nabla_step, start_rows
 from nabla_jax.reasoner.problem import NablaProblem
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import compaction_chunk, when_any_rows, where_rows
+from nabla_jax.rows import when_any_rows, where_rows
 
 FREE = -1  # row_problem of a row slot without a problem
 
@@ -97,7 +97,7 @@ def decode_queue(
     final states ``[Q]`` (entries past ``count`` are zeros)."""
     global _traces
     _traces += 1
-    kernel = Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows))
+    kernel = make_kernel(models, cfg, spec, rm_pad, rows)
     state = jax.lax.while_loop(
         functools.partial(queue_pending, count),
         functools.partial(queue_step, kernel, problems, count),
