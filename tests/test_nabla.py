@@ -77,6 +77,21 @@ def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, 
     assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (4,)
 
 
+def test_reusing_the_selector_gradient_saves_model_passes_and_changes_nothing(models, batched):
+    """A DTO run that starts where the gradient selector ran takes its dL/dy as the first full step; recomputing it
+    (``reuse_probe_gradient=False``, as the official code does) gives the same records at more model passes."""
+    recomputed = NablaReasoner(*models, NablaConfig(**SMALL, reuse_probe_gradient=False)).generate(
+        PROMPTS, seed=3, batch_size=4
+    )
+    for one, other in zip(batched, recomputed, strict=True):
+        assert one.token_ids == other.token_ids
+        assert {k: one.stats[k] for k in COMPARED} == {k: other.stats[k] for k in COMPARED}
+        assert one.revisions == other.revisions
+    executed = [sum(r.stats["dto_executed_steps"] for r in run) for run in (batched, recomputed)]
+    assert executed[0] < executed[1]
+    assert sum(r.stats["flops"] for r in batched) < sum(r.stats["flops"] for r in recomputed)
+
+
 def test_statistics_are_consistent(batched):
     for r in batched:
         s = r.stats

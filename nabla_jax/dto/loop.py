@@ -4,7 +4,9 @@ Gradient caching as a state transition. A full step runs both models forward and
 ``g = dL/dy`` (the gradient with respect to the one-hots). While no argmax changes, the one-hots the models see are
 the same, so ``dL/dy`` is the same and the next steps reuse g: the variables' gradient is the straight-through
 pull-back of g (softmax Jacobian, plus the LM head in latents mode), and neither model runs. This is exact, not an
-approximation. The cache is dropped when an argmax of a moving position changes, as the official code does.
+approximation. The cache is dropped when an argmax of a moving position changes, as the official code does. A run
+may also start with the cache filled (:func:`dto_seed`): the ∇-Reasoner's gradient selector has just computed the
+first step's ``dL/dy`` on the same problem, so that step runs no model.
 
 Batches. The step works on an explicit batch axis and skips the models with one ``lax.cond`` on
 ``any(row needs a full step)``: under ``vmap`` a per-row ``cond`` becomes a ``select`` that runs both branches, so a
@@ -47,6 +49,7 @@ class DTOState(NamedTuple):
     token_ids: jax.Array  # [A] int32: current argmax of every ahead position
     grad_y: jax.Array  # [M, V] float32 cached dL/dy of the moving positions ([0, V] without caching)
     cache_valid: jax.Array  # () bool
+    seeded: jax.Array  # () bool: the cached gradient is the next step's, computed before DTO began (dto_seed)
     step: jax.Array  # () int32: steps taken
     full_steps: jax.Array  # () int32: steps that needed the models (by this problem's own need)
     cached_steps: jax.Array  # () int32: steps served from the cached gradient
@@ -74,6 +77,7 @@ def dto_init(
         token_ids=token_ids,
         grad_y=jnp.zeros((m if config.grad_caching else 0, models.vocab_size), jnp.float32),
         cache_valid=jnp.zeros((), bool),
+        seeded=jnp.zeros((), bool),
         step=zero_i,
         full_steps=zero_i,
         cached_steps=zero_i,
@@ -86,6 +90,28 @@ def dto_init(
         nonfinite_step=jnp.full((), -1, jnp.int32),
         key=jax.random.PRNGKey(0) if key is None else key,
     )
+
+
+def seeding_applies(config: DTOConfig) -> bool:
+    """Whether :func:`dto_seed` can fill a run's first step: with gradient caching, and without Gumbel noise (whose
+    first one-hots differ from the rollout's)."""
+    return config.grad_caching and not config.gumbel
+
+
+def dto_seed(config: DTOConfig, state: DTOState, loss, loglik, reward, grad_y, use) -> DTOState:
+    """One problem's fresh state with its first full step's results already known (``use``, traced): the loss, its
+    parts and ``dL/dy [A, V]`` at the init one-hots, as the selection probe computes them on the same problem and
+    prefix cache (:func:`nabla_jax.dto.probes.selection_probes`). That step then runs no model; it still counts as
+    a full step (the models' work was done, by the probe), not as an executed one. Where seeding does not apply
+    (:func:`seeding_applies`) the state is returned unchanged."""
+    if not seeding_applies(config):
+        return state
+    m = state.grad_y.shape[0]
+    seeded = state._replace(
+        grad_y=grad_y[:m].astype(jnp.float32), cache_valid=jnp.ones((), bool), seeded=jnp.ones((), bool),
+        loss=loss, loglik=loglik, reward=reward,
+    )
+    return jax.tree.map(lambda a, b: jnp.where(use, a, b), seeded, state)
 
 
 def is_active(config: DTOConfig, state: DTOState) -> jax.Array:
@@ -104,7 +130,8 @@ def dto_step(
     m = state.variables.shape[1]
     active = is_active(config, state)
     keys = jax.vmap(jax.random.fold_in)(state.key, state.step)
-    need_full = active & ~state.cache_valid if config.grad_caching else active
+    need_full = active & (~state.cache_valid | state.seeded) if config.grad_caching else active
+    run_full = need_full & ~state.seeded  # a seeded row's full step was run before DTO began
 
     def full_step(_):
         def row(problem, cache, variables, token_ids, key):
@@ -116,9 +143,9 @@ def dto_step(
 
     if config.grad_caching:
         cached = lambda _: (state.loss, state.loglik, state.reward, state.grad_y)
-        ran_full = jnp.any(need_full)
+        ran_full = jnp.any(run_full)
         new = jax.lax.cond(ran_full, full_step, cached, None)
-        loss, loglik, reward, grad_y = where_rows(need_full, tuple(new), cached(None))
+        loss, loglik, reward, grad_y = where_rows(run_full, tuple(new), cached(None))
         executed = active & ran_full
     else:
         loss, loglik, reward, grad_y = full_step(None)
@@ -149,6 +176,7 @@ def dto_step(
         token_ids=state.token_ids.at[:, :m].set(moving_ids),
         grad_y=grad_y if config.grad_caching else state.grad_y,
         cache_valid=jnp.where(ok, ~changed, state.cache_valid) if config.grad_caching else state.cache_valid,
+        seeded=state.seeded & ~active,
         step=state.step + ok.astype(jnp.int32),
         full_steps=state.full_steps + need_full.astype(jnp.int32),
         cached_steps=state.cached_steps + (active & ~need_full).astype(jnp.int32),

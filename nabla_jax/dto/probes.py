@@ -27,6 +27,8 @@ class Probes(NamedTuple):
     grad_norm: jax.Array  # [A], ||dL/dy_i||_2
     loss: jax.Array  # () the loss at the rollout's one-hots
     grad_y: jax.Array  # [A, V] dL/dy at the rollout's one-hots (zero rows past ahead_len)
+    loglik: jax.Array  # () the loss's log-likelihood part
+    reward: jax.Array  # () its raw reward
 
 
 def selection_probes(
@@ -38,7 +40,7 @@ def selection_probes(
     logp = jax.nn.log_softmax(logits, axis=-1)
     probs = jnp.exp(logp)
     y = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=jnp.float32)
-    loss, _, grad = loss_and_onehot_grad(models, config, problem, cache, y)
+    loss, parts, grad = loss_and_onehot_grad(models, config, problem, cache, y)
     real = jnp.arange(init.shape[0]) < problem.ahead_len
     return Probes(
         top_prob=jnp.where(real, jnp.max(probs, axis=-1), 0.0),
@@ -46,4 +48,6 @@ def selection_probes(
         grad_norm=jnp.where(real, jnp.linalg.norm(grad, axis=-1), 0.0),
         loss=loss,
         grad_y=grad,
+        loglik=parts.loglik,
+        reward=parts.reward,
     )

@@ -59,6 +59,10 @@ class NablaConfig:
     # "before" each iteration (ours: max_n_generations=1 is the first rollout alone) or "after" it (the official
     # loop: one DTO run and one proposal happen even at max_n_generations=1; larger budgets behave the same)
     budget_check: str = "before"
+    # a DTO run that starts where the gradient selector has just run (nothing committed since) takes the selector's
+    # dL/dy as its first full step instead of recomputing it (the same forward/backward on the same inputs; the
+    # official code runs it twice). False recomputes it; the records are the same either way.
+    reuse_probe_gradient: bool = True
 
     def __post_init__(self):
         validate(self)

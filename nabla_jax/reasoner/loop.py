@@ -36,8 +36,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.dto.loop import dto_run
+from nabla_jax.dto.loop import dto_run, seeding_applies
 from nabla_jax.dto.models import ModelPair
+from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
 from nabla_jax.generation.sampling import sample_token
@@ -78,6 +79,13 @@ class Proposal(NamedTuple):
     sequence: jax.Array  # [B, S] the proposed sequence
     length: jax.Array  # [B] response tokens of the proposal
     current_length: jax.Array  # [B] response tokens of the current sequence
+
+
+class ProbeSeed(NamedTuple):
+    """The gradient selector's results, for DTO runs that start where it ran."""
+
+    probes: Probes  # [B] rows
+    here: jax.Array  # [B] bool: the probe ran for the row and nothing was committed since
 
 
 class Verdict(NamedTuple):
@@ -127,15 +135,17 @@ def spend_budget(k: Kernel, state: NablaState) -> NablaState:
     return state._replace(done=state.done | spent)
 
 
-def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState) -> tuple[NablaState, jax.Array]:
+def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     """2. Commit the ahead tokens before the first one that passes the selection tests (rollout reuse); returns
-    the state and the ahead logits from the new first ahead token on."""
+    the state, the ahead logits from the new first ahead token on, and the gradient selector's :class:`ProbeSeed`
+    (None without that selector or with ``reuse_probe_gradient=False``)."""
     choosing = ~state.done
     logits = jax.vmap(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
-    grad_norm = None
+    grad_norm = probes = None
     if k.cfg.uses_grad_probe:
-        probe = jax.vmap(lambda p, s: phases.gradient_norms(k.models, k.cfg, p, s, k.rm_pad))
-        grad_norm = when_any(choosing, probe, problems, state)
+        probe = jax.vmap(lambda p, s: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad))
+        probes = when_any(choosing, probe, problems, state)
+        grad_norm = probes.grad_norm
         cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
         state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
     first_of = jax.vmap(lambda lg, g, n: phases.first_selected(k.cfg, lg, g, n),
@@ -144,25 +154,30 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState) -> tuple
     skip = jnp.where(choosing, first, 0)
     state = _add(jax.vmap(phases.commit)(state, skip), skipped_tokens=skip)
     logits = jax.vmap(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
-    return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits
+    seed = None
+    if probes is not None and k.cfg.reuse_probe_gradient and seeding_applies(k.cfg.dto):
+        seed = ProbeSeed(probes, choosing & (skip == 0))
+    return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits, seed
 
 
-def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tuple[NablaState, jax.Array]:
-    """3. DTO on the ahead variables of every stepping problem; returns the first ahead token's optimised logits
-    (the rollout's own with ``use_dto=False``: blind resampling)."""
+def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed: ProbeSeed | None = None):
+    """3. DTO on the ahead variables of every stepping problem, the rows of ``seed.here`` starting from the gradient
+    selector's first step; returns the state and the first ahead token's optimised logits (the rollout's own with
+    ``use_dto=False``: blind resampling)."""
     if not k.cfg.use_dto:
         return state, logits[:, 0]
     stepping = ~state.done
 
-    def run(problems, state, stepping):
-        start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
-        dto_problems, caches, dto_state = start(problems, state)
+    def run(problems, state, stepping, seed):
+        start = jax.vmap(lambda p, s, sd: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, *(sd or ())))
+        dto_problems, caches, dto_state = start(problems, state, seed)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
-    first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping)
+    first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping, seed)
     full = jnp.where(stepping, dto_state.full_steps, 0)
+    ran = full if seed is None else full - (stepping & seed.here).astype(full.dtype)  # a seeded first step ran no model
     flops = jax.vmap(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
     state = _add(
         state,
@@ -171,7 +186,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits) -> tu
         dto_cached_steps=jnp.where(stepping, dto_state.cached_steps, 0),
         dto_executed_steps=jnp.where(stepping, dto_state.executed_full_steps, 0),
         nonfinite=stepping & (dto_state.nonfinite_step >= 0),
-        flops=jnp.where(stepping, flops(problems, state, full), 0.0),
+        flops=jnp.where(stepping, flops(problems, state, ran), 0.0),
     )
     return state, first_logits
 
@@ -276,9 +291,9 @@ def nabla_step(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaSta
     with jax.named_scope("spend_budget"):
         state = spend_budget(k, state)
     with jax.named_scope("select_tokens"):
-        state, logits = select_tokens(k, problems, state)
+        state, logits, seed = select_tokens(k, problems, state)
     with jax.named_scope("optimise"):
-        state, first_logits = optimise(k, problems, state, logits)
+        state, first_logits = optimise(k, problems, state, logits, seed)
     with jax.named_scope("propose"):
         state, proposal = propose(k, problems, state, first_logits)
     with jax.named_scope("judge"):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.dto.loop import dto_init
+from nabla_jax.dto.loop import dto_init, dto_seed
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import build_prefix_cache
-from nabla_jax.dto.probes import selection_probes
+from nabla_jax.dto.probes import Probes, selection_probes
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
 from nabla_jax.models import decoder
@@ -90,19 +90,25 @@ def dto_inputs(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state
     return dto_problem, init
 
 
-def gradient_norms(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """The official gradient selector: ``||dL/dy_i||`` at every ahead position, one forward/backward."""
+def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """The official gradient selector, one forward/backward: :class:`Probes` (``grad_norm``, ``||dL/dy_i||`` at
+    every ahead position, and the loss and ``dL/dy`` that a DTO run started here takes as its first step)."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     cache = build_prefix_cache(models, dto_problem, init.shape[0])
-    return selection_probes(models, cfg.dto, dto_problem, cache, init).grad_norm
+    return selection_probes(models, cfg.dto, dto_problem, cache, init)
 
 
-def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """``(DTOProblem, PrefixCache, DTOState)`` ready for ``dto_run``."""
+def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
+              probe: Probes | None = None, probe_here=False):
+    """``(DTOProblem, PrefixCache, DTOState)`` ready for ``dto_run``. ``probe``: the gradient probe of this very
+    state (``probe_here``, traced: nothing was committed since), which becomes the run's first full step."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     cache = build_prefix_cache(models, dto_problem, init.shape[0])
     key = stream_key(problem, DTO_STREAM, response_len(problem, state))
-    return dto_problem, cache, dto_init(models, cfg.dto, dto_problem, init, key)
+    dto_state = dto_init(models, cfg.dto, dto_problem, init, key)
+    if probe is not None:
+        dto_state = dto_seed(cfg.dto, dto_state, probe.loss, probe.loglik, probe.reward, probe.grad_y, probe_here)
+    return dto_problem, cache, dto_state
 
 
 def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | None, ahead_len) -> jax.Array:
