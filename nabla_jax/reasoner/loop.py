@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run, seeding_applies
 from nabla_jax.dto.models import ModelPair
+from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
@@ -85,6 +86,7 @@ class ProbeSeed(NamedTuple):
     """The gradient selector's results, for DTO runs that start where it ran."""
 
     probes: Probes  # [B] rows
+    cache: PrefixCache  # [B] rows: the prefix cache the probe built
     here: jax.Array  # [B] bool: the probe ran for the row and nothing was committed since
 
 
@@ -144,7 +146,7 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     grad_norm = probes = None
     if k.cfg.uses_grad_probe:
         probe = jax.vmap(lambda p, s: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad))
-        probes = when_any(choosing, probe, problems, state)
+        probes, probe_cache = when_any(choosing, probe, problems, state)
         grad_norm = probes.grad_norm
         cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
         state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
@@ -156,8 +158,18 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     logits = jax.vmap(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
     seed = None
     if probes is not None and k.cfg.reuse_probe_gradient and seeding_applies(k.cfg.dto):
-        seed = ProbeSeed(probes, choosing & (skip == 0))
+        seed = ProbeSeed(probes, probe_cache, choosing & (skip == 0))
     return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits, seed
+
+
+def _prefix_caches(k: Kernel, problems: NablaProblem, state: NablaState, stepping, seed: ProbeSeed | None):
+    """The rows' prefix caches for DTO: the gradient probe's where it ran at this very state, built only if some
+    stepping row lacks one."""
+    build = lambda: jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)  # noqa: E731
+    if seed is None:
+        return build()
+    missing = jnp.any(stepping & ~seed.here)
+    return jax.lax.cond(missing, lambda: where_rows(seed.here, seed.cache, build()), lambda: seed.cache)
 
 
 def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed: ProbeSeed | None = None):
@@ -169,8 +181,11 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
     stepping = ~state.done
 
     def run(problems, state, stepping, seed):
-        start = jax.vmap(lambda p, s, sd: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, *(sd or ())))
-        dto_problems, caches, dto_state = start(problems, state, seed)
+        caches = _prefix_caches(k, problems, state, stepping, seed)
+        probe = (None, False) if seed is None else (seed.probes, seed.here)
+        start = jax.vmap(lambda p, s, c, pr, here: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, c, pr, here),
+                         in_axes=(0, 0, 0, 0, None if seed is None else 0))
+        dto_problems, dto_state = start(problems, state, caches, *probe)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_init, dto_seed
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import build_prefix_cache
+from nabla_jax.dto.prefix_cache import PrefixCache, build_prefix_cache
 from nabla_jax.dto.probes import Probes, selection_probes
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
@@ -90,25 +90,32 @@ def dto_inputs(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state
     return dto_problem, init
 
 
+def prefix_cache(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """Both models' keys/values of the current prefix, as DTO and the gradient selector read it."""
+    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
+    return build_prefix_cache(models, dto_problem, init.shape[0])
+
+
 def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """The official gradient selector, one forward/backward: :class:`Probes` (``grad_norm``, ``||dL/dy_i||`` at
-    every ahead position, and the loss and ``dL/dy`` that a DTO run started here takes as its first step)."""
+    """The official gradient selector, one forward/backward: ``(Probes, PrefixCache)``. ``Probes.grad_norm`` is
+    ``||dL/dy_i||`` at every ahead position; its loss and ``dL/dy``, and the prefix cache, are what a DTO run
+    started at this state computes first (:func:`dto_start`)."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     cache = build_prefix_cache(models, dto_problem, init.shape[0])
-    return selection_probes(models, cfg.dto, dto_problem, cache, init)
+    return selection_probes(models, cfg.dto, dto_problem, cache, init), cache
 
 
 def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
-              probe: Probes | None = None, probe_here=False):
-    """``(DTOProblem, PrefixCache, DTOState)`` ready for ``dto_run``. ``probe``: the gradient probe of this very
-    state (``probe_here``, traced: nothing was committed since), which becomes the run's first full step."""
+              cache: PrefixCache, probe: Probes | None = None, probe_here=False):
+    """``(DTOProblem, DTOState)`` ready for ``dto_run`` over ``cache`` (:func:`prefix_cache`). ``probe``: the
+    gradient probe of this very state (``probe_here``, traced: nothing was committed since), which becomes the
+    run's first full step."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
-    cache = build_prefix_cache(models, dto_problem, init.shape[0])
     key = stream_key(problem, DTO_STREAM, response_len(problem, state))
     dto_state = dto_init(models, cfg.dto, dto_problem, init, key)
     if probe is not None:
         dto_state = dto_seed(cfg.dto, dto_state, probe.loss, probe.loglik, probe.reward, probe.grad_y, probe_here)
-    return dto_problem, cache, dto_state
+    return dto_problem, dto_state
 
 
 def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | None, ahead_len) -> jax.Array:
