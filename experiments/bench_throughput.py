@@ -3,7 +3,11 @@ load average printed with each part):
 
 * ``limits``: this machine's float32 matmul peak (GFLOP/s) and memory bandwidth (GB/s), and what they bound
   SmolLM2-135M greedy decoding to (tokens/s: every step reads all the weights; every token costs 2 x params FLOPs);
-* ``smollm2``: SmolLM2-135M-Instruct greedy tokens/s, ours against transformers, at batch 1, 8 and 32;
+* ``smollm2``: SmolLM2-135M-Instruct greedy tokens/s, ours against transformers, at batch 1, 8 and 32 (end to end:
+  prefill and decoding, as ``generate`` runs them);
+* ``decode``: SmolLM2 decoding alone, the steady-state step (the same prompts prefilled, then 32 steps with no end
+  token, minus one step), ours against transformers at batch 1, 8 and 32, against the limits: the figure the
+  memory and compute bounds speak of, which the end-to-end one (with its prefill) cannot reach;
 * ``prefill_dto``: a 256-token SmolLM2 prefill, and a DTO-shaped step (a 128-token prefix and 64 soft tokens,
   forward and backward to the soft tokens' logits), ours against transformers on the same weights;
 * ``uneven``: SmolLM2 sampled on prompts whose continuations end at very different lengths, 8 rows: the queue
@@ -15,7 +19,7 @@ load average printed with each part):
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
+    python experiments/bench_throughput.py [--parts limits,smollm2,decode,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from timing import median_time  # noqa: E402
 
-PARTS = ("limits", "smollm2", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
+PARTS = ("limits", "smollm2", "decode", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
 
 
@@ -117,6 +121,71 @@ def part_smollm2(args, shared) -> None:
             gflops, gbs, weight_bytes, params = shared["limits"]
             bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
             line += f"; {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
+        print(line + f"  ({load()})")
+
+
+def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int) -> float:
+    """Seconds per decode step of the library's rollout loop (greedy, no end token): ``steps + 1`` tokens minus 1."""
+    from nabla_jax.generation.rollouts import RolloutSpec, rollout_batch
+    from nabla_jax.generation.sampling import SamplingConfig
+
+    keys = jax.random.split(jax.random.key(0), len(ids))
+    args = (jnp.asarray(ids, jnp.int32), jnp.asarray(lengths, jnp.int32), keys)
+
+    def run(n):
+        spec = RolloutSpec(n, SamplingConfig(0.0))
+        return lambda: rollout_batch(policy.config, policy.params, spec, *args).tokens.block_until_ready()
+
+    long, short = run(steps + 1), run(1)
+    long(), short()
+    return (median_time(long, 3) - median_time(short, 3)) / steps
+
+
+def decode_step_torch(model, ids: np.ndarray, lengths: np.ndarray, steps: int) -> float:
+    """Seconds per decode step of transformers' cached forward (greedy), timed after the prefill."""
+    import torch
+
+    width = ids.shape[1]
+    left = np.stack([np.roll(row, width - n) for row, n in zip(ids, lengths, strict=True)])  # left-padded
+    mask = torch.tensor(np.arange(width)[None] >= (width - lengths)[:, None], dtype=torch.long)
+
+    def run():
+        with torch.no_grad():
+            out = model(torch.tensor(left), attention_mask=mask, use_cache=True)
+            cache, token, attention = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True), mask
+            began = time.perf_counter()
+            for _ in range(steps):
+                attention = torch.cat([attention, torch.ones_like(token)], 1)
+                out = model(token, attention_mask=attention, past_key_values=cache, use_cache=True)
+                cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            return time.perf_counter() - began
+
+    run()
+    return sorted(run() for _ in range(3))[1] / steps
+
+
+def part_decode(args, shared) -> None:
+    import torch
+    from bench_generation import PROBLEMS
+    from nabla_jax.generation import chat_prompt_ids
+
+    policy, model = smollm2_pair(shared)
+    encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROBLEMS]
+    width = max(len(ids) for ids in encoded)
+    steps = args.max_new_tokens
+    print(f"[decode] SmolLM2 greedy decode step alone ({steps} steps after the prefill, no end token), torch threads "
+          f"{torch.get_num_threads()}")
+    for batch in (1, 8, 32):
+        rows = (encoded * 4)[:batch]
+        lengths = np.asarray([len(r) for r in rows])
+        ids = np.asarray([r + [0] * (width - len(r)) for r in rows])
+        ours, theirs = batch / decode_step_ours(policy, ids, lengths, steps), batch / decode_step_torch(
+            model, ids, lengths, steps)
+        line = f"  batch {batch:2d}: ours {ours:6.1f} tok/s, transformers {theirs:6.1f} tok/s, ratio {ours / theirs:.2f}"
+        if "limits" in shared:
+            gflops, gbs, weight_bytes, params = shared["limits"]
+            bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
+            line += f"; ours at {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
         print(line + f"  ({load()})")
 
 
