@@ -407,9 +407,15 @@ def part_nabla_smollm2(args, shared) -> None:
     began = time.perf_counter()
     result = reasoner.generate(prompt, seed=0, batch_size=1)[0]
     seconds = time.perf_counter() - began
-    calls = result.stats["model_calls_official"]
+    calls, flops = result.stats["model_calls_official"], result.stats["flops"]
     print(f"[nabla_smollm2] official MATH-500 settings, 32 new tokens, batch 1, warm: {seconds:.1f} s for {calls} "
           f"official model calls = {seconds / calls:.3f} s/call  ({load()})")
+    if "limits" in shared:  # the work the run did, at the matmul peak: no schedule of it can be faster
+        gflops = shared["limits"][0]
+        floor = flops / (gflops * 1e9)
+        print(f"  {flops / 1e12:.2f} TFLOP of model work ({flops / seconds / 1e9:.0f} GFLOP/s, "
+              f"{100 * flops / seconds / 1e9 / gflops:.0f}% of the {gflops:.0f} GFLOP/s matmul peak); at the peak "
+              f"{floor:.1f} s = {floor / calls:.3f} s/call")
 
 
 def main() -> None:

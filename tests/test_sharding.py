@@ -155,8 +155,14 @@ def placements(hf_checkpoint, tmp_path_factory):
     return json.loads(run.stdout.splitlines()[-1])
 
 
+# Sharded matmuls sum in another order than one device's, and DTO's Adam steps (which normalise each gradient
+# component) carry those last-bit differences forward: on one machine's CPU the DTO logits after 4 steps differed
+# from one device's by 1.1e-5 at a value of 0.105. Tokens, counts and flags stay exact.
+FLOAT_TOLERANCE = dict(rtol=1e-4, atol=1e-4)
+
+
 def assert_same(a, b, path=""):
-    """Equal structure; integers, strings and flags exactly; floats to rounding."""
+    """Equal structure; integers, strings and flags exactly; floats to rounding (FLOAT_TOLERANCE)."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), path
         for key in a:
@@ -164,12 +170,12 @@ def assert_same(a, b, path=""):
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
         if a and all(isinstance(x, float) for x in a):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=path)
+            np.testing.assert_allclose(b, a, **FLOAT_TOLERANCE, err_msg=path)
         else:
             for i, (x, y) in enumerate(zip(a, b)):
                 assert_same(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and not isinstance(b, bool):
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-5), path
+        assert b == pytest.approx(a, rel=FLOAT_TOLERANCE["rtol"], abs=FLOAT_TOLERANCE["atol"]), path
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 

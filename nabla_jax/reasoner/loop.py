@@ -7,6 +7,8 @@ One iteration, for every problem still decoding (paper.md §2.2, the official lo
 2. selection: commit the ahead tokens before the first one that passes the confidence / entropy / gradient tests
    (rollout reuse); stop when nothing is left;
 3. DTO on the ahead variables (skipped with ``use_dto=False``: blind resampling from the rollout's own logits);
+   where step 2's gradient selector ran on this very state, its forward/backward and prefix cache are DTO's first
+   full step (``reuse_probe_gradient``);
 4. resample the first ahead token from the optimised logits;
 5. if it differs: roll out from the prefix plus the new token; keep the proposal only if its full-sequence reward is
    higher (always, with ``rejection_sampling=False``); otherwise commit the old first token and keep the old rollout.
@@ -192,8 +194,11 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
 
     first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping, seed)
     full = jnp.where(stepping, dto_state.full_steps, 0)
-    ran = full if seed is None else full - (stepping & seed.here).astype(full.dtype)  # a seeded first step ran no model
-    flops = jax.vmap(lambda p, s, n: phases.prefix_flops(k.models, p, s) + n * phases.probe_flops(k.models, p, s))
+    ran, built = full, stepping  # the model passes that ran, and the rows that ran their prefix
+    if seed is not None:  # a seeded row ran neither its first step nor its prefix
+        ran, built = full - (stepping & seed.here).astype(full.dtype), stepping & ~seed.here
+    flops = jax.vmap(lambda p, s, n, b: jnp.where(b, phases.prefix_flops(k.models, p, s), 0.0)
+                     + n * phases.probe_flops(k.models, p, s))
     state = _add(
         state,
         dto_runs=stepping,
@@ -201,7 +206,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
         dto_cached_steps=jnp.where(stepping, dto_state.cached_steps, 0),
         dto_executed_steps=jnp.where(stepping, dto_state.executed_full_steps, 0),
         nonfinite=stepping & (dto_state.nonfinite_step >= 0),
-        flops=jnp.where(stepping, flops(problems, state, ran), 0.0),
+        flops=jnp.where(stepping, flops(problems, state, ran, built), 0.0),
     )
     return state, first_logits
 
