@@ -89,11 +89,14 @@ def profile_decode(batches, smollm2: bool = False) -> None:
         step = sorted(times)[2] / new_tokens
         names = op_names(rollout_batch.lower(policy.config, policy.params, spec, *args).compile().as_text())
         total = traced(run, f"{name}_{batch}")
+        by_source = collections.Counter()  # one decode op per layer (the layers are unrolled): summed by source
+        for op, us in total.items():
+            path = names.get(op, "")
+            by_source[("prefill (layer scan): " if "closed_call" in path else "") + "/".join(path.split("/")[-2:])] += us
         print(f"  batch {batch:2d}: {1e3 * step:.3f} ms/step (prefill included), {1e6 * step / batch:.1f} us per "
-              "row-step; heaviest ops:")
-        for op, us in total.most_common(6 if smollm2 else 5):
-            where = names.get(op, "").split("/")[-2:]
-            print(f"    {us / 1e3 / new_tokens:7.3f} ms/step  {op:40s} {'/'.join(where)}")
+              "row-step; heaviest sources, all layers together:")
+        for source, us in by_source.most_common(8 if smollm2 else 5):
+            print(f"    {us / 1e3 / new_tokens:7.3f} ms/step  {source}")
 
 
 def profile_nabla(batches) -> None:

@@ -22,7 +22,14 @@ import jax
 import jax.numpy as jnp
 
 from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, pad_prompts, slot_rows
-from nabla_jax.generation.rollouts import RolloutSpec, RolloutState, rollout_batch, rollout_init, rollout_step
+from nabla_jax.generation.rollouts import (
+    RolloutSpec,
+    RolloutState,
+    rollout_batch,
+    rollout_init,
+    rollout_step,
+    split_layers,
+)
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
 from nabla_jax.rows import where_rows
@@ -157,11 +164,13 @@ def trace_count() -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("config", "spec", "rows"))
-def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, rows: int) -> QueueResult:
-    """Continuations of the first ``count`` prompts of the queue ``prompts [Q]``, decoded by ``rows`` row slots."""
+def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Prompts, count, rows: int,
+                  layers=None) -> QueueResult:
+    """Continuations of the first ``count`` prompts of the queue ``prompts [Q]``, decoded by ``rows`` row slots;
+    ``layers``: the params split by :data:`~nabla_jax.generation.rollouts.split_layers` (None splits them inside)."""
     global _traces
     _traces += 1
-    layers = decoder.split_layers(params)
+    layers = decoder.split_layers(params) if layers is None else layers
     step = functools.partial(queue_step, config, params, layers, spec, prompts, count, load_chunk_rows(rows))
     start = queue_init(config, params, spec, prompts, rows)
     state = jax.lax.while_loop(functools.partial(queue_pending, count), step, start)
@@ -184,10 +193,11 @@ def batch_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
     """:func:`queue_rollouts` in fixed batches instead (each runs until its longest row ends; the same outputs):
     prompts grouped by length bucket, cut into chunks of ``batch_size``, each padded to a power-of-two row count."""
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
+    layers = split_layers(params)  # once for every batch
     for length, chunk, padded in chunks(_length_buckets(config, spec, prompt_ids), batch_size, row_count):
         ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
         arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])
-        result = rollout_batch(config, params, spec, *(place(*arrays) if place is not None else arrays))
+        result = rollout_batch(config, params, spec, *(place(*arrays) if place is not None else arrays), layers)
         fetched = jax.device_get((result.tokens, result.length, result.finish))
         for i, output in zip(chunk, _outputs(*fetched, range(len(chunk)))):
             out[i] = output
@@ -204,6 +214,7 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
     spec = dataclasses.replace(spec, keep_latents=False)  # the results are tokens only
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
     whole_buckets = chunks(_length_buckets(config, spec, prompt_ids), len(prompt_ids), row_count=lambda n: n)
+    layers = split_layers(params)  # once for every bucket
     for length, members, _ in whole_buckets:
         queue = bucket_rows(len(members), 1 << 30)  # the next power of two
         padded = members + [members[0]] * (queue - len(members))
@@ -212,7 +223,7 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
         if place is not None:
             arrays = place(*arrays)
         rows = row_count(min(len(members), batch_size)) if row_count else slot_rows(len(members), batch_size)
-        result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows)
+        result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows, layers)
         for i, output in zip(members, _outputs(*jax.device_get(result), range(len(members)))):
             out[i] = output
     return out
