@@ -79,6 +79,16 @@ def part_limits(args, shared) -> None:
     shared["limits"] = (gflops, gbs, weight_bytes, params)
 
 
+def versus_line(batch: int, ours: float, theirs: float, shared) -> str:
+    """One batch size's tokens/s, ours against transformers, and ours against the limit when ``limits`` ran."""
+    line = f"  batch {batch:2d}: ours {ours:6.1f} tok/s, transformers {theirs:6.1f} tok/s, ratio {ours / theirs:.2f}"
+    if "limits" in shared:
+        gflops, gbs, weight_bytes, params = shared["limits"]
+        bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
+        line += f"; ours at {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
+    return line + f"  ({load()})"
+
+
 def smollm2_pair(shared):
     """SmolLM2-135M-Instruct as ours and as a transformers model on the same float32 weights."""
     import tempfile
@@ -115,13 +125,7 @@ def part_smollm2(args, shared) -> None:
         hf_generate(model, policy.tokenizer, prompts, 4)  # warm-up
         hf_tokens, hf_seconds = hf_generate(model, policy.tokenizer, prompts, n)
         ours_tokens, ours_seconds, _ = ours_generate(policy, prompts, n)
-        ours, hf = ours_tokens / ours_seconds, hf_tokens / hf_seconds
-        line = f"  batch {batch:2d}: ours {ours:6.1f} tok/s, transformers {hf:6.1f} tok/s, ratio {ours / hf:.2f}"
-        if "limits" in shared:
-            gflops, gbs, weight_bytes, params = shared["limits"]
-            bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
-            line += f"; {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
-        print(line + f"  ({load()})")
+        print(versus_line(batch, ours_tokens / ours_seconds, hf_tokens / hf_seconds, shared))
 
 
 def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int) -> float:
@@ -179,14 +183,8 @@ def part_decode(args, shared) -> None:
         rows = (encoded * 4)[:batch]
         lengths = np.asarray([len(r) for r in rows])
         ids = np.asarray([r + [0] * (width - len(r)) for r in rows])
-        ours, theirs = batch / decode_step_ours(policy, ids, lengths, steps), batch / decode_step_torch(
-            model, ids, lengths, steps)
-        line = f"  batch {batch:2d}: ours {ours:6.1f} tok/s, transformers {theirs:6.1f} tok/s, ratio {ours / theirs:.2f}"
-        if "limits" in shared:
-            gflops, gbs, weight_bytes, params = shared["limits"]
-            bound = min(batch * gbs * 1e9 / weight_bytes, gflops * 1e9 / (2 * params))
-            line += f"; ours at {100 * ours / bound:.0f}% of the limit {bound:.0f} tok/s"
-        print(line + f"  ({load()})")
+        ours = batch / decode_step_ours(policy, ids, lengths, steps)
+        print(versus_line(batch, ours, batch / decode_step_torch(model, ids, lengths, steps), shared))
 
 
 def soft_token_loss_jax(config, params, logits_z, prefix):
