@@ -51,6 +51,6 @@ def when_any_rows(mask: jax.Array, fn, chunk: int, *args):
 
 
 def compaction_chunk(rows: int) -> int:
-    """Chunk size for :func:`when_any_rows`: a quarter of the batch from 16 rows on when 4 divides it (each chunk is
+    """Chunk size for :func:`when_any_rows`: a quarter of the batch from 8 rows on when 4 divides it (each chunk is
     compiled once more), else the whole batch."""
-    return rows // 4 if rows >= 16 and rows % 4 == 0 else rows
+    return rows // 4 if rows >= 8 and rows % 4 == 0 else rows

@@ -19,7 +19,7 @@ the proposal rollouts and the reward comparisons each run only when at least one
 that do not need them discard the result. A problem's tokens therefore never depend on its batch (its randomness
 comes from its own key), but a batch pays for its slowest member: every active problem waits while another one's
 rollout runs (:mod:`nabla_jax.reasoner.queue` refills a finished row with the next problem, so no row waits for the
-end of its batch). From 16 rows on, DTO, the proposal rollouts and the reward comparisons run in chunks of a quarter
+end of its batch). From 8 rows on, DTO, the proposal rollouts and the reward comparisons run in chunks of a quarter
 of the rows, the rows that need them gathered first, so only the chunks that hold such a row run
 (:func:`nabla_jax.rows.when_any_rows`). ``batch_cond=False`` vmaps the single-problem loop instead (both branches
 always run), which the benchmark compares.
