@@ -206,6 +206,7 @@ def test_reward_that_prefers_a_token_moves_the_output(models):
         ({"rollout_top_p": 0.0}, "top_p"),
         ({"resample_temperature": -1.0}, "temperature"),
         ({"use_dto": "yes"}, "use_dto"),
+        ({"reuse_probe_gradient": 1}, "reuse_probe_gradient"),
     ],
 )
 def test_invalid_settings_are_refused(change, message):

@@ -30,9 +30,9 @@ class RMSNorm(nn.Module):
 
 
 def write_cache(cache: jax.Array, new: jax.Array, write_index, axis: int = 1) -> jax.Array:
-    """``new`` into ``cache`` at slot ``write_index`` of the slot ``axis`` (the layouts: ``[B, S, ...]``, axis 1;
-    ``[B, kvh, S, hd]``, axis 2): one slot for the whole batch (a scalar: one ``dynamic_update_slice``) or one per
-    row (``[B]``: rows refilled at different times)."""
+    """``new`` into ``cache`` at slot ``write_index`` of the slot ``axis`` (``[B, S, ...]``: axis 1; the
+    :data:`HEADS_MAJOR` keys ``[B, kvh, S, hd]``: 2, values ``[B, kvh, hd, S]``: 3): one slot for the whole batch
+    (a scalar: one ``dynamic_update_slice``) or one per row (``[B]``: rows refilled at different times)."""
     new = new.astype(cache.dtype)
     if jnp.ndim(write_index) == 0:
         return jax.lax.dynamic_update_slice_in_dim(cache, new, write_index, axis=axis)

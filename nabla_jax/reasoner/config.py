@@ -114,7 +114,7 @@ def validate(config: NablaConfig) -> None:
         raise ValueError(f"NablaConfig.confidence_threshold must be in [0, 1], got {config.confidence_threshold}")
     if config.budget_check not in ("before", "after"):
         raise ValueError(f"NablaConfig.budget_check must be 'before' or 'after' (official), got {config.budget_check!r}")
-    for name in ("selection", "rejection_sampling", "use_dto"):
+    for name in ("selection", "rejection_sampling", "use_dto", "reuse_probe_gradient"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"NablaConfig.{name} must be a bool, got {getattr(config, name)!r}")
     try:

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.dto.loop import dto_run, seeding_applies
+from nabla_jax.dto.loop import dto_run, dto_seed, seeding_applies
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.probes import Probes
@@ -167,7 +167,9 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
 def _prefix_caches(k: Kernel, problems: NablaProblem, state: NablaState, stepping, seed: ProbeSeed | None):
     """The rows' prefix caches for DTO: the gradient probe's where it ran at this very state, built only if some
     stepping row lacks one."""
-    build = lambda: jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)  # noqa: E731
+    def build():
+        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
+
     if seed is None:
         return build()
     missing = jnp.any(stepping & ~seed.here)
@@ -184,10 +186,12 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
 
     def run(problems, state, stepping, seed):
         caches = _prefix_caches(k, problems, state, stepping, seed)
-        probe = (None, False) if seed is None else (seed.probes, seed.here)
-        start = jax.vmap(lambda p, s, c, pr, here: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, c, pr, here),
-                         in_axes=(0, 0, 0, 0, None if seed is None else 0))
-        dto_problems, dto_state = start(problems, state, caches, *probe)
+        start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
+        dto_problems, dto_state = start(problems, state)
+        if seed is not None:  # the probe's pass is the first full step of the rows it ran for at this very state
+            pr = seed.probes
+            seed_rows = jax.vmap(functools.partial(dto_seed, k.cfg.dto))
+            dto_state = seed_rows(dto_state, pr.loss, pr.loglik, pr.reward, pr.grad_y, seed.here)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state

@@ -9,10 +9,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.dto.loop import dto_init, dto_seed
+from nabla_jax.dto.loop import dto_init
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import PrefixCache, build_prefix_cache
-from nabla_jax.dto.probes import Probes, selection_probes
+from nabla_jax.dto.prefix_cache import build_prefix_cache
+from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
 from nabla_jax.models import decoder
@@ -105,17 +105,11 @@ def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, s
     return selection_probes(models, cfg.dto, dto_problem, cache, init), cache
 
 
-def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
-              cache: PrefixCache, probe: Probes | None = None, probe_here=False):
-    """``(DTOProblem, DTOState)`` ready for ``dto_run`` over ``cache`` (:func:`prefix_cache`). ``probe``: the
-    gradient probe of this very state (``probe_here``, traced: nothing was committed since), which becomes the
-    run's first full step."""
+def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``(DTOProblem, DTOState)`` ready for ``dto_run`` over the prefix cache of :func:`prefix_cache`."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     key = stream_key(problem, DTO_STREAM, response_len(problem, state))
-    dto_state = dto_init(models, cfg.dto, dto_problem, init, key)
-    if probe is not None:
-        dto_state = dto_seed(cfg.dto, dto_state, probe.loss, probe.loglik, probe.reward, probe.grad_y, probe_here)
-    return dto_problem, dto_state
+    return dto_problem, dto_init(models, cfg.dto, dto_problem, init, key)
 
 
 def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | None, ahead_len) -> jax.Array:
