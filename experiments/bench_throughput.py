@@ -379,13 +379,17 @@ def fixed_batches(reasoner, prompts, batch: int, repeats: int) -> float:
     return median_time(run, repeats) / len(prompts)
 
 
-def part_nabla_smollm2(args, shared) -> None:
+def smollm2_reasoner(shared):
+    """The ∇-Reasoner on SmolLM2-135M with a random 2-layer reward model of its shape (official settings, 32 new
+    tokens)."""
     import tempfile
 
     from convert.hf import save_hf_params
     from nabla_jax.loading import SMOLLM2_NAME, load_policy
     from nabla_jax.models.config import config_from_dict, config_to_dict
     from nabla_jax.models.decoder import init_params
+    from nabla_jax.reasoner import NablaConfig, NablaReasoner
+    from nabla_jax.rewards.loaders import load_reward_model
 
     policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
     small = {**config_to_dict(policy.config), "num_hidden_layers": 2, "architectures": ["LlamaForSequenceClassification"],
@@ -395,12 +399,16 @@ def part_nabla_smollm2(args, shared) -> None:
         path = os.path.join(tmp, "reward")
         save_hf_params(reward_config, init_params(reward_config, jax.random.key(1)), path)
         policy.tokenizer.save_pretrained(path)
-        from nabla_jax.rewards.loaders import load_reward_model
-        from nabla_jax.reasoner import NablaConfig, NablaReasoner
-
         reward = load_reward_model(path)
-        reasoner = NablaReasoner(policy, reward, NablaConfig(max_new_tokens=32))
-    prompt = ["What is the sum of the interior angles of a hexagon, and why?"]
+        return NablaReasoner(policy, reward, NablaConfig(max_new_tokens=32))
+
+
+SMOLLM2_NABLA_PROMPT = ["What is the sum of the interior angles of a hexagon, and why?"]
+
+
+def part_nabla_smollm2(args, shared) -> None:
+    reasoner = smollm2_reasoner(shared)
+    prompt = SMOLLM2_NABLA_PROMPT
     reasoner.generate(prompt, seed=0, batch_size=1)
     began = time.perf_counter()
     result = reasoner.generate(prompt, seed=0, batch_size=1)[0]

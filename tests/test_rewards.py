@@ -299,18 +299,65 @@ def test_best_of_n_and_the_reasoner_score_a_response_alike(hf_checkpoint, prm_di
     assert len({round(c.reward, 5) for c in candidates}) == len(candidates)  # the responses score differently
 
 
+def reward_of_kind(hf_checkpoint, prm_dir, kind):
+    """A test reward model of each kind; the PRM ends a step at every third id, so committed and ahead steps both
+    occur in random text."""
+    if kind == "process":
+        loaded = prm(prm_dir)
+        steps = RewardKind("process", "min", tuple(range(3, 101, 3)), loaded.kind.separator_id)
+        return loaded.__class__(loaded.config, loaded.params, loaded.tokenizer, loaded.source, kind=steps)
+    if kind == "likelihood":
+        return likelihood_reward(nabla_jax.load_policy(hf_checkpoint("qwen2")[0]), -6.0)
+    return nabla_jax.load_reward(hf_checkpoint("llama_cls")[0])
+
+
+@pytest.mark.parametrize("kind", ["outcome", "process", "likelihood"])
+def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kind):
+    """The ∇-Reasoner carries its prefix cache across iterations: a cache built for 3 committed tokens and extended
+    by 7 more (two windows of 4) equals one built for all 10, on both models. The reward prefix of a response that
+    goes on only grows (a separator PRM's separators among the new slots)."""
+    from nabla_jax.dto.prefix_cache import extend_prefix_cache
+    from nabla_jax.reasoner import NablaConfig, NablaReasoner
+
+    reasoner = NablaReasoner(nabla_jax.load_policy(hf_checkpoint("llama")[0]),
+                             reward_of_kind(hf_checkpoint, prm_dir, kind), NablaConfig(max_new_tokens=8))
+    models, ahead = reasoner.models, 8
+    (prompt, rm_prefix, rm_postfix), = reasoner.encode(["what is 12-3-4?"])
+    committed = [int(t) for t in np.random.default_rng(0).integers(4, 40, 10)]
+
+    def problem(count):
+        rm_ids = [int(models.reward_index[t]) for t in committed[:count]]
+        ids, counted = python_reward_input(models.reward_kind, rm_prefix, rm_ids, [], False)
+        return make_problem(prompt + committed[:count], ahead, ids, rm_postfix, (64, 96, 8), counted), ids
+
+    (short, old_ids), (long, new_ids) = problem(3), problem(10)
+    rm_from = next((i for i, (a, b) in enumerate(zip(old_ids, new_ids)) if a != b), len(old_ids))
+    assert rm_from == len(old_ids)
+    if kind == "process":
+        assert models.reward_kind.separator_id in new_ids[rm_from:]
+    built = build_prefix_cache(models, long, ahead)
+    extended = jax.jit(extend_prefix_cache, static_argnums=5)(
+        models, long, build_prefix_cache(models, short, ahead), len(prompt) + 3, rm_from, 4)
+    lm_len, rm_len = len(prompt) + 10, len(new_ids)
+    for got, want in ((extended.lm_kv, built.lm_kv), (extended.rm_kv, built.rm_kv)):
+        length = lm_len if got is extended.lm_kv else rm_len
+        np.testing.assert_allclose(got.k[:, :, :length], want.k[:, :, :length], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.v[:, :, :length], want.v[:, :, :length], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(extended.lm_last_logits, built.lm_last_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(extended.rm_last_hidden, built.rm_last_hidden, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(extended.rm_slot_values[:rm_len], built.rm_slot_values[:rm_len], rtol=1e-5, atol=1e-5)
+    for got, want in zip(extended.rm_prefix_share, built.rm_prefix_share, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert float(built.rm_prefix_share.count) > 0 or kind == "outcome"  # the share reads real slots
+
+
 @pytest.mark.parametrize("kind", ["process", "likelihood"])
 def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_checkpoint, prm_dir, kind):
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
     from tests.test_nabla import PROMPTS, SMALL, assert_matches_reference
 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
-    if kind == "process":  # every third id ends a step, so committed and ahead steps both occur in random text
-        loaded = prm(prm_dir)
-        steps = RewardKind("process", "min", tuple(range(3, 101, 3)), loaded.kind.separator_id)
-        reward = loaded.__class__(loaded.config, loaded.params, loaded.tokenizer, loaded.source, kind=steps)
-    else:
-        reward = likelihood_reward(nabla_jax.load_policy(hf_checkpoint("qwen2")[0]), -6.0)
+    reward = reward_of_kind(hf_checkpoint, prm_dir, kind)
     reasoner = NablaReasoner(policy, reward, NablaConfig(**{**SMALL, "grad_threshold": None}))
     total = assert_matches_reference(reasoner, reasoner.generate(PROMPTS, seed=3, batch_size=4))
     assert total["proposals"] > total["rejections"] > 0 and total["dto_runs"] > 0

@@ -37,6 +37,8 @@ class PrefixCache(NamedTuple):
     rm_kv: decoder.KVCache | None  # [layers, 1, R + M + Q, ...], prefix slots filled; None without a reward model
     rm_prefix_share: readout.Accumulator | None  # the reward read from the prefix slots
     rm_last_hidden: jax.Array | None  # [d] the reward model's hidden state at the last prefix slot
+    rm_slot_values: jax.Array | None = None  # [R] float32 the readout value of every reward prefix slot (what
+    #                                          rm_prefix_share accumulates), kept so a longer prefix extends it
 
 
 def _prefix_kv(config, params, ids, length, buffer_len):
@@ -63,17 +65,90 @@ def build_prefix_cache(models: ModelPair, problem: DTOProblem, ahead_size: int) 
     r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
     size = r + models.reward_kind.response_slots(ahead_size) + q
     hidden, rm_kv = _prefix_kv(models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len, size)
-    share, last_hidden = _rm_prefix_share(models, problem, hidden)
-    return PrefixCache(lm_kv, last_logits, rm_kv, share, last_hidden)
+    values, last_hidden = _rm_prefix_values(models, problem, hidden)
+    share = readout.accumulate(values, problem.rm_prefix_counted)
+    return PrefixCache(lm_kv, last_logits, rm_kv, share, last_hidden, values.astype(jnp.float32))
 
 
-def _rm_prefix_share(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
-    """``(accumulator, last hidden [d])`` of the reward prefix's hidden states ``[R, d]``."""
+def _rm_prefix_values(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
+    """``(readout values [R], last hidden [d])`` of the reward prefix's hidden states ``[R, d]``."""
     kind = models.reward_kind
     last_hidden = hidden[jnp.maximum(problem.rm_prefix_len - 1, 0)]
     previous = readout.shifted(hidden, hidden[0]) if kind.name == LIKELIHOOD else None
     values = readout.slot_values(kind, models.rm_config, models.rm_params, hidden, previous, problem.rm_prefix_ids)
+    return values, last_hidden
+
+
+def _rm_prefix_share(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
+    """``(accumulator, last hidden [d])`` of the reward prefix's hidden states ``[R, d]``."""
+    values, last_hidden = _rm_prefix_values(models, problem, hidden)
     return readout.accumulate(values, problem.rm_prefix_counted), last_hidden
+
+
+class _Extension(NamedTuple):
+    start: jax.Array  # () int32: the first slot not yet run
+    kv: decoder.KVCache
+    before: jax.Array  # [d] the hidden state at slot start - 1
+    last: jax.Array  # [d] the hidden state at the prefix's last slot, once a window has reached it
+    values: jax.Array | None  # [R] reward readout values (None for the policy)
+
+
+def _extend_kv(config, params, ids, length, state: _Extension, window: int, readout_values=None) -> _Extension:
+    """Run the prefix slots ``[state.start, length)`` of ``ids [P]`` into ``state.kv``, ``window`` slots per
+    forward (rotary position = slot, as :func:`_prefix_kv`). ``readout_values(hidden [W], before_first [d], ids [W])``
+    gives the values of a window's slots; they go into ``state.values``."""
+    padded = jnp.pad(ids, (0, window))
+    offsets = jnp.arange(window)
+
+    def body(s: _Extension) -> _Extension:
+        chunk = jax.lax.dynamic_slice_in_dim(padded, s.start, window)
+        valid = (jnp.arange(s.kv.k.shape[2]) < s.start + window)[None]
+        hidden, kv = decoder.forward(
+            config, params, decoder.embed(params, chunk)[None], (s.start + offsets)[None], valid, s.kv, s.start
+        )
+        hidden = hidden[0]
+        at_last = length - 1 - s.start
+        last = jnp.where((at_last >= 0) & (at_last < window), hidden[jnp.clip(at_last, 0, window - 1)], s.last)
+        values = s.values
+        if readout_values is not None:
+            values = values.at[s.start + offsets].set(readout_values(hidden, s.before, chunk), mode="drop")
+        return _Extension(s.start + window, kv, hidden[-1], last, values)
+
+    return jax.lax.while_loop(lambda s: s.start < length, body, state)
+
+
+def extend_prefix_cache(
+    models: ModelPair, problem: DTOProblem, cache: PrefixCache, lm_from, rm_from, window: int
+) -> PrefixCache:
+    """``cache``, built for a shorter prefix of the same problem, extended to ``problem``'s prefixes: only the slots
+    from ``lm_from`` (policy) and ``rm_from`` (reward) on run, ``window`` slots per forward. The cache must hold
+    valid keys/values for the slots before them, and ``rm_from`` must not pass the first reward slot whose id
+    changed (a separator PRM inserts a separator once its step goes on). For a likelihood reward ``rm_from`` must be
+    the old reward prefix's length: its first new slot reads ``cache.rm_last_hidden``. Equals
+    :func:`build_prefix_cache` up to float rounding (the keys/values come from smaller matmuls)."""
+    unset = jnp.zeros(models.lm_config.hidden_size, decoder.params_dtype(models.lm_params))
+    lm = _extend_kv(
+        models.lm_config, models.lm_params, problem.lm_prefix_ids, problem.lm_prefix_len,
+        _Extension(jnp.asarray(lm_from, jnp.int32), cache.lm_kv, unset, unset, None), window,
+    )
+    grew = problem.lm_prefix_len > lm_from
+    last_logits = jnp.where(grew, decoder.lm_logits(models.lm_config, models.lm_params, lm.last), cache.lm_last_logits)
+    cache = cache._replace(lm_kv=lm.kv, lm_last_logits=last_logits)
+    if not models.has_reward:
+        return cache
+    kind, cfg, params = models.reward_kind, models.rm_config, models.rm_params
+
+    def readout_values(hidden, before_first, ids):
+        previous = readout.shifted(hidden, before_first) if kind.name == LIKELIHOOD else None
+        return readout.slot_values(kind, cfg, params, hidden, previous, ids).astype(jnp.float32)
+
+    rm = _extend_kv(
+        cfg, params, problem.rm_prefix_ids, problem.rm_prefix_len,
+        _Extension(jnp.asarray(rm_from, jnp.int32), cache.rm_kv, cache.rm_last_hidden, cache.rm_last_hidden,
+                   cache.rm_slot_values), window, readout_values,
+    )
+    share = readout.accumulate(rm.values, problem.rm_prefix_counted)
+    return cache._replace(rm_kv=rm.kv, rm_prefix_share=share, rm_last_hidden=rm.last, rm_slot_values=rm.values)
 
 
 def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:

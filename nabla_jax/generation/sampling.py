@@ -100,7 +100,9 @@ def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax
     ranked = None  # the largest scaled logits, descending, when top-p needs them
     if 0 < cfg.top_k < vocab:
         ranked = jax.lax.top_k(x, cfg.top_k)[0]
-        x = jnp.where(x >= ranked[..., -1:], x, -jnp.inf)
+        # the k-th value as the min of the k (they are sorted): XLA CPU rewrote ``ranked[..., -1:]``, a slice of its
+        # TopK, into a full sort of the vocabulary, 100x slower (experiments/README.md)
+        x = jnp.where(x >= jnp.min(ranked, axis=-1, keepdims=True), x, -jnp.inf)
     if cfg.top_p < 1.0:
         if ranked is None:
             ranked = -jnp.sort(-x, axis=-1)

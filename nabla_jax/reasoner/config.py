@@ -63,6 +63,10 @@ class NablaConfig:
     # dL/dy as its first full step instead of recomputing it (the same forward/backward on the same inputs; the
     # official code runs it twice). False recomputes it; the records are the same either way.
     reuse_probe_gradient: bool = True
+    # Carry both models' prefix keys/values from one iteration to the next and run only the newly committed tokens
+    # (in windows of max_new_tokens slots). False rebuilds the whole prefix at every iteration, as the official code
+    # re-runs it; the records are the same up to float rounding of the keys/values (smaller matmuls).
+    carry_prefix: bool = True
 
     def __post_init__(self):
         validate(self)
@@ -114,7 +118,7 @@ def validate(config: NablaConfig) -> None:
         raise ValueError(f"NablaConfig.confidence_threshold must be in [0, 1], got {config.confidence_threshold}")
     if config.budget_check not in ("before", "after"):
         raise ValueError(f"NablaConfig.budget_check must be 'before' or 'after' (official), got {config.budget_check!r}")
-    for name in ("selection", "rejection_sampling", "use_dto", "reuse_probe_gradient"):
+    for name in ("selection", "rejection_sampling", "use_dto", "reuse_probe_gradient", "carry_prefix"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"NablaConfig.{name} must be a bool, got {getattr(config, name)!r}")
     try:

@@ -7,8 +7,8 @@ One iteration, for every problem still decoding (paper.md §2.2, the official lo
 2. selection: commit the ahead tokens before the first one that passes the confidence / entropy / gradient tests
    (rollout reuse); stop when nothing is left;
 3. DTO on the ahead variables (skipped with ``use_dto=False``: blind resampling from the rollout's own logits);
-   where step 2's gradient selector ran on this very state, its forward/backward and prefix cache are DTO's first
-   full step (``reuse_probe_gradient``);
+   where step 2's gradient selector ran on this very state, its forward/backward is DTO's first full step
+   (``reuse_probe_gradient``);
 4. resample the first ahead token from the optimised logits;
 5. if it differs: roll out from the prefix plus the new token; keep the proposal only if its full-sequence reward is
    higher (always, with ``rejection_sampling=False``); otherwise commit the old first token and keep the old rollout.
@@ -24,10 +24,14 @@ of the rows, the rows that need them gathered first, so only the chunks that hol
 (:func:`nabla_jax.rows.when_any_rows`). ``batch_cond=False`` vmaps the single-problem loop instead (both branches
 always run), which the benchmark compares.
 
+The prefix cache (both models' keys and values of prompt + committed tokens, which the selector and DTO read) is
+part of the state: :func:`refresh_prefix` runs only the tokens committed since it was built (``carry_prefix``),
+where the official code re-runs the whole prefix at every selector pass and DTO call.
+
 Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
 transition ``(kernel, problems, state, ...) -> (state, ...)`` that also adds its own costs to ``state.stats``
-(:func:`spend_budget`, :func:`select_tokens`, :func:`optimise`, :func:`propose`, :func:`judge`,
-:func:`record_proposal`, :func:`advance`), and :func:`nabla_step` is their composition.
+(:func:`spend_budget`, :func:`refresh_prefix`, :func:`select_tokens`, :func:`optimise`, :func:`propose`,
+:func:`judge`, :func:`record_proposal`, :func:`advance`), and :func:`nabla_step` is their composition.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run, dto_seed, seeding_applies
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
@@ -88,7 +91,6 @@ class ProbeSeed(NamedTuple):
     """The gradient selector's results, for DTO runs that start where it ran."""
 
     probes: Probes  # [B] rows
-    cache: PrefixCache  # [B] rows: the prefix cache the probe built
     here: jax.Array  # [B] bool: the probe ran for the row and nothing was committed since
 
 
@@ -139,6 +141,29 @@ def spend_budget(k: Kernel, state: NablaState) -> NablaState:
     return state._replace(done=state.done | spent)
 
 
+def refresh_prefix(k: Kernel, problems: NablaProblem, state: NablaState, wanted) -> NablaState:
+    """``state.prefix`` of every ``wanted`` row brought to its current prefix: extended by the tokens committed since
+    it was built (``carry_prefix``), or built whole where the row holds none yet (a new problem) or carrying is off.
+    Each part runs only for the chunks of rows that need it."""
+    stale = wanted & (state.prefix_len != state.past_len)
+    fresh = stale & ((state.prefix_len == 0) | (not k.cfg.carry_prefix))
+    growing = stale & ~fresh
+
+    def build(problems, state):
+        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
+
+    prefix = where_rows(fresh, when_any_rows(fresh, build, k.chunk, problems, state), state.prefix)
+    flops = jax.vmap(lambda p, s: phases.prefix_flops(k.models, p, s))(problems, state)
+    if k.cfg.carry_prefix:
+        def extend(problems, state):
+            return jax.vmap(lambda p, s: phases.extended_prefix(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
+
+        prefix = where_rows(growing, when_any_rows(growing, extend, k.chunk, problems, state), prefix)
+        flops = jnp.where(growing, jax.vmap(lambda p, s: phases.extension_flops(k.models, p, s))(problems, state), flops)
+    state = _add(state, flops=jnp.where(stale, flops, 0.0))
+    return state._replace(prefix=prefix, prefix_len=jnp.where(stale, state.past_len, state.prefix_len))
+
+
 def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     """2. Commit the ahead tokens before the first one that passes the selection tests (rollout reuse); returns
     the state, the ahead logits from the new first ahead token on, and the gradient selector's :class:`ProbeSeed`
@@ -147,10 +172,11 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     logits = jax.vmap(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
     grad_norm = probes = None
     if k.cfg.uses_grad_probe:
+        state = refresh_prefix(k, problems, state, choosing)
         probe = jax.vmap(lambda p, s: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad))
-        probes, probe_cache = when_any(choosing, probe, problems, state)
+        probes = when_any(choosing, probe, problems, state)
         grad_norm = probes.grad_norm
-        cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s) + phases.prefix_flops(k.models, p, s))
+        cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s))
         state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
     first_of = jax.vmap(lambda lg, g, n: phases.first_selected(k.cfg, lg, g, n),
                   in_axes=(0, None if grad_norm is None else 0, 0))
@@ -160,20 +186,8 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     logits = jax.vmap(lambda lg, p: jnp.roll(lg, -p, axis=0))(logits, skip)
     seed = None
     if probes is not None and k.cfg.reuse_probe_gradient and seeding_applies(k.cfg.dto):
-        seed = ProbeSeed(probes, probe_cache, choosing & (skip == 0))
+        seed = ProbeSeed(probes, choosing & (skip == 0))
     return state._replace(done=state.done | (choosing & (state.ahead_len == 0))), logits, seed
-
-
-def _prefix_caches(k: Kernel, problems: NablaProblem, state: NablaState, stepping, seed: ProbeSeed | None):
-    """The rows' prefix caches for DTO: the gradient probe's where it ran at this very state, built only if some
-    stepping row lacks one."""
-    def build():
-        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
-
-    if seed is None:
-        return build()
-    missing = jnp.any(stepping & ~seed.here)
-    return jax.lax.cond(missing, lambda: where_rows(seed.here, seed.cache, build()), lambda: seed.cache)
 
 
 def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed: ProbeSeed | None = None):
@@ -183,9 +197,9 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
     if not k.cfg.use_dto:
         return state, logits[:, 0]
     stepping = ~state.done
+    state = refresh_prefix(k, problems, state, stepping)
 
     def run(problems, state, stepping, seed):
-        caches = _prefix_caches(k, problems, state, stepping, seed)
         start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
         dto_problems, dto_state = start(problems, state)
         if seed is not None:  # the probe's pass is the first full step of the rows it ran for at this very state
@@ -193,16 +207,15 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
             seed_rows = jax.vmap(functools.partial(dto_seed, k.cfg.dto))
             dto_state = seed_rows(dto_state, pr.loss, pr.loglik, pr.reward, pr.grad_y, seed.here)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
-        dto_state = dto_run(k.models, k.cfg.dto, dto_problems, caches, dto_state)
+        dto_state = dto_run(k.models, k.cfg.dto, dto_problems, state.prefix, dto_state)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
     first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping, seed)
     full = jnp.where(stepping, dto_state.full_steps, 0)
-    ran, built = full, stepping  # the model passes that ran, and the rows that ran their prefix
-    if seed is not None:  # a seeded row ran neither its first step nor its prefix
-        ran, built = full - (stepping & seed.here).astype(full.dtype), stepping & ~seed.here
-    flops = jax.vmap(lambda p, s, n, b: jnp.where(b, phases.prefix_flops(k.models, p, s), 0.0)
-                     + n * phases.probe_flops(k.models, p, s))
+    ran = full  # the model passes that ran (refresh_prefix counted the prefix's)
+    if seed is not None:  # a seeded row did not run its first step
+        ran = full - (stepping & seed.here).astype(full.dtype)
+    flops = jax.vmap(lambda p, s, n: n * phases.probe_flops(k.models, p, s))
     state = _add(
         state,
         dto_runs=stepping,
@@ -210,7 +223,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
         dto_cached_steps=jnp.where(stepping, dto_state.cached_steps, 0),
         dto_executed_steps=jnp.where(stepping, dto_state.executed_full_steps, 0),
         nonfinite=stepping & (dto_state.nonfinite_step >= 0),
-        flops=jnp.where(stepping, flops(problems, state, ran, built), 0.0),
+        flops=jnp.where(stepping, flops(problems, state, ran), 0.0),
     )
     return state, first_logits
 
@@ -352,10 +365,15 @@ def decode_batch(
     _traces += 1
     kernel = make_kernel(models, cfg, spec, rm_pad, problems.prompt_len.shape[0])
     if batch_cond:
-        return nabla_run(kernel, problems, nabla_init(kernel, problems))
+        return without_prefix(nabla_run(kernel, problems, nabla_init(kernel, problems)))
 
     def single(problem):
         one = add_row_axis(problem)
-        return drop_row_axis(nabla_run(kernel, one, nabla_init(kernel, one)))
+        return drop_row_axis(without_prefix(nabla_run(kernel, one, nabla_init(kernel, one))))
 
     return jax.vmap(single)(problems)
+
+
+def without_prefix(state: NablaState) -> NablaState:
+    """A final state as results keep it: without the carried prefix cache (both models' keys and values)."""
+    return state._replace(prefix=None)

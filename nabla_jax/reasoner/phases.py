@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_init
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import build_prefix_cache
+from nabla_jax.dto.prefix_cache import build_prefix_cache, extend_prefix_cache
 from nabla_jax.dto.probes import selection_probes
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
@@ -24,6 +24,10 @@ from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
 # streams of the problem's key: each use is keyed by (stream, committed response length), as the official code
 # seeds by base seed + generation length, so a problem's randomness never depends on its batch
 ROLLOUT_STREAM, RESAMPLE_STREAM, DTO_STREAM = 0, 1, 2
+
+# slots per forward when a carried prefix is extended (an iteration commits a token or a few): a small window costs
+# about what one decode step costs, where a window of the whole ahead buffer ran as many slots as a rebuild
+PREFIX_WINDOW = 4
 
 
 def stream_key(problem: NablaProblem, stream: int, position) -> jax.Array:
@@ -47,7 +51,7 @@ def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out,
         nonfinite=(out.finish == FINISH_NONFINITE).astype(jnp.int32),
         flops=rollout_flops(models, problem.prompt_len, out.length).astype(jnp.float32),
     )
-    return NablaState(
+    state = NablaState(
         sequence=sequence,
         past_len=problem.prompt_len,
         ahead_len=out.length,
@@ -56,6 +60,16 @@ def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out,
         stats=stats,
         events=empty_events(cfg.max_n_generations, cfg.max_new_tokens),
     )
+    if not uses_prefix(cfg):
+        return state
+    shapes = jax.eval_shape(lambda: prefix_cache(models, cfg, problem, state, 0))
+    empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return state._replace(prefix_len=jnp.zeros((), jnp.int32), prefix=empty)
+
+
+def uses_prefix(cfg: NablaConfig) -> bool:
+    """Whether an iteration reads the prefix cache (DTO or the gradient selector)."""
+    return cfg.use_dto or cfg.uses_grad_probe
 
 
 def commit(state: NablaState, count) -> NablaState:
@@ -96,13 +110,26 @@ def prefix_cache(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, sta
     return build_prefix_cache(models, dto_problem, init.shape[0])
 
 
-def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """The official gradient selector, one forward/backward: ``(Probes, PrefixCache)``. ``Probes.grad_norm`` is
-    ``||dL/dy_i||`` at every ahead position; its loss and ``dL/dy``, and the prefix cache, are what a DTO run
-    started at this state computes first (:func:`dto_start`)."""
+def extended_prefix(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``state.prefix`` (built at ``state.prefix_len`` > 0) extended to the current prefix: only the tokens committed
+    since run. The reward prefix of a response that goes on only grows (``reward_input(final=False)``); should a
+    slot's id ever change, the reward side restarts there."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
-    cache = build_prefix_cache(models, dto_problem, init.shape[0])
-    return selection_probes(models, cfg.dto, dto_problem, cache, init), cache
+    rm_from = 0
+    if models.has_reward:
+        old = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad)
+        differs = (old.ids != dto_problem.rm_prefix_ids) & (jnp.arange(old.ids.shape[0]) < old.length)
+        rm_from = jnp.where(jnp.any(differs), jnp.argmax(differs), old.length)
+    window = min(PREFIX_WINDOW, init.shape[0])
+    return extend_prefix_cache(models, dto_problem, state.prefix, state.prefix_len, rm_from, window)
+
+
+def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """The official gradient selector, one forward/backward over the ahead tokens after ``state.prefix`` (which must
+    hold the current prefix): :class:`Probes`. ``Probes.grad_norm`` is ``||dL/dy_i||`` at every ahead position;
+    its loss and ``dL/dy`` are what a DTO run started at this state computes first (:func:`dto_start`)."""
+    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
+    return selection_probes(models, cfg.dto, dto_problem, state.prefix, init)
 
 
 def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
@@ -158,6 +185,16 @@ def prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) ->
     return (
         forward_flops(models.lm_config, state.past_len, 0, with_head=False)
         + forward_flops(models.rm_config, rm_prefix, 0, with_head=False)
+    ).astype(jnp.float32)
+
+
+def extension_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
+    """The two prefix passes over the tokens committed since ``state.prefix_len``."""
+    new = state.past_len - state.prefix_len
+    rm_context = problem.rm_prefix_len + state.prefix_len - problem.prompt_len
+    return (
+        forward_flops(models.lm_config, new, state.prefix_len, with_head=False)
+        + forward_flops(models.rm_config, new, rm_context, with_head=False)
     ).astype(jnp.float32)
 
 

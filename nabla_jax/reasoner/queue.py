@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
-from nabla_jax.reasoner.loop import Kernel, make_kernel, nabla_step, start_rows
+from nabla_jax.reasoner.loop import Kernel, make_kernel, nabla_step, start_rows, without_prefix
 from nabla_jax.reasoner.problem import NablaProblem
 from nabla_jax.reasoner.state import NablaState
 from nabla_jax.rows import when_any_rows, where_rows
@@ -31,7 +31,7 @@ class QueueState(NamedTuple):
     rows: NablaState  # [R]: the problems being decoded
     row_problem: jax.Array  # [R] int32: queue index of each row's problem, FREE when none
     next_problem: jax.Array  # () int32: the first queue index not yet started
-    results: NablaState  # [Q]: final states, by queue index
+    results: NablaState  # [Q]: final states, by queue index (:func:`without_prefix`: no prefix caches)
 
 
 def _take(problems: NablaProblem, index: jax.Array) -> NablaProblem:
@@ -44,7 +44,7 @@ def queue_init(k: Kernel, problems: NablaProblem, rows: int) -> QueueState:
     idle = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     idle = idle._replace(done=jnp.ones((rows,), bool))
     queue = problems.prompt_len.shape[0]
-    results = jax.tree.map(lambda x: jnp.zeros((queue,) + x.shape[1:], x.dtype), idle)
+    results = jax.tree.map(lambda x: jnp.zeros((queue,) + x.shape[1:], x.dtype), without_prefix(idle))
     return QueueState(idle, jnp.full((rows,), FREE, jnp.int32), jnp.zeros((), jnp.int32), results)
 
 
@@ -52,7 +52,7 @@ def retire(state: QueueState) -> QueueState:
     """Rows whose problem has finished write its final state to the results and become free."""
     finished = state.rows.done & (state.row_problem != FREE)
     target = jnp.where(finished, state.row_problem, state.results.done.shape[0])  # out of range: dropped
-    results = jax.tree.map(lambda r, x: r.at[target].set(x, mode="drop"), state.results, state.rows)
+    results = jax.tree.map(lambda r, x: r.at[target].set(x, mode="drop"), state.results, without_prefix(state.rows))
     return state._replace(results=results, row_problem=jnp.where(finished, FREE, state.row_problem))
 
 

@@ -13,6 +13,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nabla_jax.dto.prefix_cache import PrefixCache
+
 
 class Events(NamedTuple):
     """Every proposal (a resampled first token that differs from the rollout's), for ``--verbose`` traces."""
@@ -57,6 +59,9 @@ class NablaState(NamedTuple):
     done: jax.Array  # () bool
     stats: Stats
     events: Events
+    prefix_len: jax.Array | None = None  # () int32: the past_len ``prefix`` was built for (0: none yet)
+    prefix: PrefixCache | None = None  # both models' keys/values of that prefix, carried from one iteration to the
+    #                                    next (left out of finished problems' results)
 
 
 def empty_stats() -> Stats:
