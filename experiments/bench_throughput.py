@@ -8,6 +8,8 @@ load average printed with each part):
 * ``decode``: SmolLM2 decoding alone, the steady-state step (the same prompts prefilled, then 32 steps with no end
   token, minus one step), ours against transformers at batch 1, 8 and 32, against the limits: the figure the
   memory and compute bounds speak of, which the end-to-end one (with its prefill) cannot reach;
+* ``sampled``: the same step with the official rollout sampler (temperature 0.6, top-k 20, top-p 0.95; transformers
+  through its own logits warpers), at batch 1 and 8;
 * ``prefill_dto``: a 256-token SmolLM2 prefill, and a DTO-shaped step (a 128-token prefix and 64 soft tokens,
   forward and backward to the soft tokens' logits), ours against transformers on the same weights;
 * ``uneven``: SmolLM2 sampled on prompts whose continuations end at very different lengths, 8 rows: the queue
@@ -19,12 +21,13 @@ load average printed with each part):
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,decode,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
+    python experiments/bench_throughput.py [--parts limits,smollm2,decode,sampled,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -39,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from timing import median_time  # noqa: E402
 
-PARTS = ("limits", "smollm2", "decode", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
+PARTS = ("limits", "smollm2", "decode", "sampled", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
 
 
@@ -128,8 +131,9 @@ def part_smollm2(args, shared) -> None:
         print(versus_line(batch, ours_tokens / ours_seconds, hf_tokens / hf_seconds, shared))
 
 
-def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int) -> float:
-    """Seconds per decode step of the library's rollout loop (greedy, no end token): ``steps + 1`` tokens minus 1."""
+def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int, sampler=None) -> float:
+    """Seconds per decode step of the library's rollout loop (greedy, or ``sampler``; no end token): ``steps + 1``
+    tokens minus 1."""
     from nabla_jax.generation.rollouts import RolloutSpec, rollout_batch
     from nabla_jax.generation.sampling import SamplingConfig
 
@@ -137,7 +141,7 @@ def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int) -
     args = (jnp.asarray(ids, jnp.int32), jnp.asarray(lengths, jnp.int32), keys)
 
     def run(n):
-        spec = RolloutSpec(n, SamplingConfig(0.0))
+        spec = RolloutSpec(n, sampler or SamplingConfig(0.0))
         return lambda: rollout_batch(policy.config, policy.params, spec, *args).tokens.block_until_ready()
 
     long, short = run(steps + 1), run(1)
@@ -145,10 +149,26 @@ def decode_step_ours(policy, ids: np.ndarray, lengths: np.ndarray, steps: int) -
     return (median_time(long, 3) - median_time(short, 3)) / steps
 
 
-def decode_step_torch(model, ids: np.ndarray, lengths: np.ndarray, steps: int) -> float:
-    """Seconds per decode step of transformers' cached forward (greedy), timed after the prefill."""
+def torch_sampler(sampler):
+    """The next token from ``logits [B, V]``: greedy, or ``sampler``'s temperature, top-k and top-p through
+    transformers' own logits warpers and a multinomial draw (what ``generate(do_sample=True)`` runs)."""
+    import torch
+    import transformers
+
+    if sampler is None:
+        return lambda logits: logits.argmax(-1, keepdim=True)
+    warpers = transformers.LogitsProcessorList([
+        transformers.TemperatureLogitsWarper(sampler.temperature), transformers.TopKLogitsWarper(sampler.top_k),
+        transformers.TopPLogitsWarper(sampler.top_p),
+    ])
+    return lambda logits: torch.multinomial(torch.softmax(warpers(None, logits), -1), 1)
+
+
+def decode_step_torch(model, ids: np.ndarray, lengths: np.ndarray, steps: int, sampler=None) -> float:
+    """Seconds per decode step of transformers' cached forward (greedy, or ``sampler``), timed after the prefill."""
     import torch
 
+    pick = torch_sampler(sampler)
     width = ids.shape[1]
     left = np.stack([np.roll(row, width - n) for row, n in zip(ids, lengths, strict=True)])  # left-padded
     mask = torch.tensor(np.arange(width)[None] >= (width - lengths)[:, None], dtype=torch.long)
@@ -156,35 +176,44 @@ def decode_step_torch(model, ids: np.ndarray, lengths: np.ndarray, steps: int) -
     def run():
         with torch.no_grad():
             out = model(torch.tensor(left), attention_mask=mask, use_cache=True)
-            cache, token, attention = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True), mask
+            cache, token, attention = out.past_key_values, pick(out.logits[:, -1]), mask
             began = time.perf_counter()
             for _ in range(steps):
                 attention = torch.cat([attention, torch.ones_like(token)], 1)
                 out = model(token, attention_mask=attention, past_key_values=cache, use_cache=True)
-                cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+                cache, token = out.past_key_values, pick(out.logits[:, -1])
             return time.perf_counter() - began
 
     run()
     return sorted(run() for _ in range(3))[1] / steps
 
 
-def part_decode(args, shared) -> None:
+def part_decode(args, shared, sampled: bool = False) -> None:
+    """``decode``: the greedy step at batch 1, 8 and 32; ``sampled``: the step with the official rollout sampler
+    (temperature 0.6, top-k 20, top-p 0.95) at batch 1 and 8."""
     import torch
     from bench_generation import PROBLEMS
     from nabla_jax.generation import chat_prompt_ids
+    from nabla_jax.generation.sampling import SamplingConfig
 
     policy, model = smollm2_pair(shared)
     encoded = [chat_prompt_ids(policy.tokenizer, p) for p in PROBLEMS]
     width = max(len(ids) for ids in encoded)
     steps = args.max_new_tokens
-    print(f"[decode] SmolLM2 greedy decode step alone ({steps} steps after the prefill, no end token), torch threads "
-          f"{torch.get_num_threads()}")
-    for batch in (1, 8, 32):
+    sampler = SamplingConfig(0.6, 20, 0.95) if sampled else None
+    how = "sampled (T 0.6, top-k 20, top-p 0.95)" if sampled else "greedy"
+    print(f"[{'sampled' if sampled else 'decode'}] SmolLM2 {how} decode step alone ({steps} steps after the prefill, "
+          f"no end token), torch threads {torch.get_num_threads()}")
+    for batch in (1, 8) if sampled else (1, 8, 32):
         rows = (encoded * 4)[:batch]
         lengths = np.asarray([len(r) for r in rows])
         ids = np.asarray([r + [0] * (width - len(r)) for r in rows])
-        ours = batch / decode_step_ours(policy, ids, lengths, steps)
-        print(versus_line(batch, ours, batch / decode_step_torch(model, ids, lengths, steps), shared))
+        ours = batch / decode_step_ours(policy, ids, lengths, steps, sampler)
+        print(versus_line(batch, ours, batch / decode_step_torch(model, ids, lengths, steps, sampler), shared))
+
+
+def part_sampled(args, shared) -> None:
+    part_decode(args, shared, sampled=True)
 
 
 def soft_token_loss_jax(config, params, logits_z, prefix):
@@ -407,21 +436,36 @@ SMOLLM2_NABLA_PROMPT = ["What is the sum of the interior angles of a hexagon, an
 
 
 def part_nabla_smollm2(args, shared) -> None:
-    reasoner = smollm2_reasoner(shared)
-    prompt = SMOLLM2_NABLA_PROMPT
-    reasoner.generate(prompt, seed=0, batch_size=1)
-    began = time.perf_counter()
-    result = reasoner.generate(prompt, seed=0, batch_size=1)[0]
-    seconds = time.perf_counter() - began
-    calls, flops = result.stats["model_calls_official"], result.stats["flops"]
-    print(f"[nabla_smollm2] official MATH-500 settings, 32 new tokens, batch 1, warm: {seconds:.1f} s for {calls} "
-          f"official model calls = {seconds / calls:.3f} s/call  ({load()})")
-    if "limits" in shared:  # the work the run did, at the matmul peak: no schedule of it can be faster
-        gflops = shared["limits"][0]
-        floor = flops / (gflops * 1e9)
-        print(f"  {flops / 1e12:.2f} TFLOP of model work ({flops / seconds / 1e9:.0f} GFLOP/s, "
-              f"{100 * flops / seconds / 1e9 / gflops:.0f}% of the {gflops:.0f} GFLOP/s matmul peak); at the peak "
-              f"{floor:.1f} s = {floor / calls:.3f} s/call")
+    """Seconds per official model call, with the prefix cache carried across iterations (the default) and rebuilt
+    at every iteration (``carry_prefix=False``, as the official code re-runs it): three warm runs of each,
+    alternating, and their medians."""
+    import copy
+
+    base = smollm2_reasoner(shared)
+    prompt, reasoners, seconds, flops = SMOLLM2_NABLA_PROMPT, {}, {False: [], True: []}, {}
+    for carry in seconds:
+        reasoners[carry] = copy.copy(base)
+        reasoners[carry].config = dataclasses.replace(base.config, carry_prefix=carry)
+        result = reasoners[carry].generate(prompt, seed=0, batch_size=1)[0]  # compiles
+        flops[carry] = result.stats["flops"]
+    for _ in range(3):
+        for carry, reasoner in reasoners.items():
+            began = time.perf_counter()
+            reasoner.generate(prompt, seed=0, batch_size=1)
+            seconds[carry].append(time.perf_counter() - began)
+    calls = result.stats["model_calls_official"]
+    for carry, times in seconds.items():
+        median = sorted(times)[1]
+        print(f"[nabla_smollm2] official MATH-500 settings, 32 new tokens, batch 1, warm, carry_prefix={carry}: "
+              f"median {median:.1f} s ({', '.join(f'{t:.1f}' for t in times)}) for {calls} official model calls = "
+              f"{median / calls:.3f} s/call  ({load()})")
+        if "limits" in shared:  # the work the run did, at the matmul peak: no schedule of it can be faster
+            work, gflops = flops[carry], shared["limits"][0]
+            floor = work / (gflops * 1e9)
+            print(f"  {work / 1e12:.2f} TFLOP of model work ({work / median / 1e9:.0f} GFLOP/s, "
+                  f"{100 * work / median / 1e9 / gflops:.0f}% of the {gflops:.0f} GFLOP/s matmul peak); at the "
+                  f"peak {floor:.1f} s = {floor / calls:.3f} s/call")
+    print(f"  carrying the prefix: {sorted(seconds[False])[1] / sorted(seconds[True])[1]:.2f}x faster")
 
 
 def main() -> None:
