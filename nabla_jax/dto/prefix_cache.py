@@ -151,9 +151,26 @@ def extend_prefix_cache(
     return cache._replace(rm_kv=rm.kv, rm_prefix_share=share, rm_last_hidden=rm.last, rm_slot_values=rm.values)
 
 
+@jax.custom_vjp
 def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:
-    """``y @ matrix`` in the model dtype (a one-hot row gives the embedding row exactly)."""
-    return jnp.dot(y.astype(matrix.dtype), matrix)
+    """``y @ matrix`` in the model dtype, for the loss's one-hot-valued ``y [A, V]`` (straight-through one-hots:
+    exact one-hots in value, gradients flowing to the soft weights). The forward reads the rows (a one-hot row times
+    the matrix is exactly that row), which spares a dense product over the vocabulary per model and pass; the
+    backward is the product's own."""
+    return matrix[jnp.argmax(y, axis=-1)]
+
+
+def _soft_embeds_forward(y, matrix):
+    return _soft_embeds(y, matrix), (y, matrix)
+
+
+def _soft_embeds_backward(residuals, g):
+    y, matrix = residuals
+    wide = y.astype(matrix.dtype)
+    return jnp.dot(g, matrix.T).astype(y.dtype), jnp.dot(wide.T, g).astype(matrix.dtype)
+
+
+_soft_embeds.defvjp(_soft_embeds_forward, _soft_embeds_backward)
 
 
 def lm_ahead_logprobs(models: ModelPair, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array) -> jax.Array:
