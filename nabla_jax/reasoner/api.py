@@ -142,10 +142,16 @@ class NablaReasoner:
     def _decode(self, problems: NablaProblem, count: int, spec, batch_size: int, batch_cond: bool) -> NablaState:
         """Final states ``[Q]``: a queue decoded by ``batch_size`` row slots, or (``batch_cond=False``) the vmapped
         one-problem loop over a batch of at most ``batch_size``."""
+        config = self.config
+        mesh = params_mesh(self.models.lm_params)
+        if config.carry_prefix and mesh is not None and mesh.size > 1:
+            # on a multi-device mesh the prefix is rebuilt: the carried cache's extension loop deadlocked XLA CPU's
+            # collectives on an 8-device data/fsdp/tensor mesh (tests/test_sharding.py); the records are the same
+            config = dataclasses.replace(config, carry_prefix=False)
         if not batch_cond:
-            return decode_batch(self.models, self.config, spec, self.rm_pad, problems, batch_cond=False)
+            return decode_batch(self.models, config, spec, self.rm_pad, problems, batch_cond=False)
         rows = slot_rows(count, batch_size)
-        return decode_queue(self.models, self.config, spec, self.rm_pad, problems, jnp.int32(count), rows)
+        return decode_queue(self.models, config, spec, self.rm_pad, problems, jnp.int32(count), rows)
 
     def _result(self, prompt, prompt_ids, state: NablaState, row: int, share: float, wall: float) -> NablaResult:
         end = int(state.past_len[row])
