@@ -40,7 +40,9 @@ from nabla_jax.sharding import make_mesh, params_mesh, shard_batch
 PROMPTS = ["12+7=?", "what is 3*4", "Compute 5-2 step by step", "x", "2+2", "hello there", "9-3=?", "abc"] * 2
 NEW_TOKENS = 8
 N = 4  # candidates for sc/bon, rollout budget for nabla
-NABLA = dict(max_iters=3, resample_top_k=0, confidence_threshold=0.95, grad_threshold=2.0)
+# carry_prefix off: on a multi-device mesh the reasoner rebuilds the prefix (reasoner/api.py), so the one-device
+# baseline does too and the flops statistics compare
+NABLA = dict(max_iters=3, resample_top_k=0, confidence_threshold=0.95, grad_threshold=2.0, carry_prefix=False)
 SETTINGS = DecodeSettings(max_new_tokens=NEW_TOKENS, temperature=1.0, top_k=0, top_p=1.0)
 # what the eval's nabla@N runs (so the direct call and the eval share one compiled decode_batch)
 REASONER = NablaConfig(**NABLA).replace(max_n_generations=N, max_new_tokens=NEW_TOKENS, rollout_temperature=1.0,
