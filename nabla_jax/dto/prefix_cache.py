@@ -122,9 +122,8 @@ def extend_prefix_cache(
 ) -> PrefixCache:
     """``cache``, built for a shorter prefix of the same problem, extended to ``problem``'s prefixes: only the slots
     from ``lm_from`` (policy) and ``rm_from`` (reward) on run, ``window`` slots per forward. The cache must hold
-    valid keys/values for the slots before them, and ``rm_from`` must not pass the first reward slot whose id
-    changed (a separator PRM inserts a separator once its step goes on). For a likelihood reward ``rm_from`` must be
-    the old reward prefix's length: its first new slot reads ``cache.rm_last_hidden``. Equals
+    valid keys/values for the slots before them, and ``rm_from`` must be the old reward prefix's length (its first
+    new slot reads ``cache.rm_last_hidden``, the hidden state before it). Equals
     :func:`build_prefix_cache` up to float rounding (the keys/values come from smaller matmuls)."""
     unset = jnp.zeros(models.lm_config.hidden_size, decoder.params_dtype(models.lm_params))
     lm = _extend_kv(

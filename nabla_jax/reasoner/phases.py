@@ -112,14 +112,12 @@ def prefix_cache(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, sta
 
 def extended_prefix(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
     """``state.prefix`` (built at ``state.prefix_len`` > 0) extended to the current prefix: only the tokens committed
-    since run. The reward prefix of a response that goes on only grows (``reward_input(final=False)``); should a
-    slot's id ever change, the reward side restarts there."""
+    since run. The reward prefix of a response that goes on only grows (``reward_input(final=False)``: a separator
+    follows a step-end token at once), so the reward side runs from the old prefix's length."""
     dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     rm_from = 0
     if models.has_reward:
-        old = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad)
-        differs = (old.ids != dto_problem.rm_prefix_ids) & (jnp.arange(old.ids.shape[0]) < old.length)
-        rm_from = jnp.where(jnp.any(differs), jnp.argmax(differs), old.length)
+        rm_from = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad).length
     window = min(PREFIX_WINDOW, init.shape[0])
     return extend_prefix_cache(models, dto_problem, state.prefix, state.prefix_len, rm_from, window)
 
