@@ -19,6 +19,17 @@ def when_any(mask: jax.Array, fn, *args):
     return jax.lax.cond(jnp.any(mask), lambda *a: fn(*a), zeros, *args)
 
 
+def when_any_fits(mask: jax.Array, need: jax.Array, sizes: tuple[int, ...], fn, *args):
+    """:func:`when_any` with a size: ``fn(size, *args)`` for the smallest static ``size`` in ``sizes`` (ascending)
+    that is at least ``need`` in every row of ``mask``; each size is one branch of a ``lax.switch``, decided once per
+    batch. ``fn``'s outputs must not depend on the size in shape."""
+    shapes = jax.eval_shape(lambda *a: fn(sizes[-1], *a), *args)
+    zeros = lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+    fitting = jnp.searchsorted(jnp.asarray(sizes), jnp.max(jnp.where(mask, need, 0)))
+    branches = [zeros] + [lambda *a, size=size: fn(size, *a) for size in sizes]
+    return jax.lax.switch(jnp.where(jnp.any(mask), 1 + fitting, 0), branches, *args)
+
+
 def add_row_axis(tree):
     """One problem as a batch of one."""
     return jax.tree.map(lambda x: x[None], tree)

@@ -17,6 +17,7 @@ from nabla_jax.dto import (
     loss_and_onehot_grad,
     onehot_loss,
     selection_probes,
+    token_confidence,
     straight_through_onehot,
 )
 from nabla_jax.dto.prefix_cache import lm_ahead_logprobs, rm_ahead_reward
@@ -53,6 +54,11 @@ def setup(hf_checkpoint):
     return policy, reward, models, cases(policy, reward, models)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "size"), compiler_options=FAST_COMPILE)
+def sized_probes(models, config, problem, init, size):
+    return selection_probes(models, config, problem, build_prefix_cache(models, problem, init.shape[0]), init, size)
+
+
 def test_prefix_cache_is_exact_and_probes(setup):
     policy, reward, models, problems = setup
     problem, init, lm, ahead = problems[0]
@@ -75,11 +81,21 @@ def test_prefix_cache_is_exact_and_probes(setup):
     assert abs(float(parts.loglik) - loglik) <= 1e-4 and abs(float(parts.reward) - score) <= 1e-5
     assert abs(float(probes.loss) - (-(1e-3 * loglik + score))) <= 1e-5
 
-    p = jax.nn.softmax(init[:n], axis=-1)
-    np.testing.assert_allclose(probes.top_prob[:n], p.max(-1), rtol=1e-5)
-    np.testing.assert_allclose(probes.entropy[:n], -(p * jnp.log(p)).sum(-1), rtol=1e-4)
+    logits = np.asarray(init[:n], np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    top_prob, entropy = token_confidence(init[:n])
+    np.testing.assert_allclose(top_prob, p.max(-1), rtol=1e-5)
+    np.testing.assert_allclose(entropy, -(p * np.log(p)).sum(-1), rtol=1e-4)
     np.testing.assert_allclose(probes.grad_norm[:n], jnp.linalg.norm(grad[:n], axis=-1), rtol=1e-5)
     assert float(jnp.abs(probes.grad_norm[n:]).max()) == 0.0
+
+    # the pass over only the first n ahead slots (a cache cut to them) gives the same probes, padded back
+    assert n < init.shape[0]
+    narrow = sized_probes(models, CONFIG, problem, init, n)
+    assert max_diff(narrow.loss, probes.loss) <= 1e-5 and max_diff(narrow.grad_y, probes.grad_y) <= 1e-5 * scale
+    assert narrow.grad_y.shape == probes.grad_y.shape and float(jnp.abs(narrow.grad_norm[n:]).max()) == 0.0
+    np.testing.assert_allclose(narrow.grad_norm[:n], probes.grad_norm[:n], rtol=1e-5)
 
 
 def _shuffled_reward(reward):

@@ -38,7 +38,7 @@ from nabla_jax.dto.optimizer import make_optimizer
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import all_onehots, moving_onehots, split_init, to_logits
-from nabla_jax.rows import add_row_axis, drop_row_axis, where_rows
+from nabla_jax.rows import add_row_axis, drop_row_axis, when_any_fits, where_rows
 
 
 class DTOState(NamedTuple):
@@ -124,31 +124,34 @@ def dto_step(
     problems: DTOProblem,
     caches: PrefixCache | None,
     state: DTOState,
+    sizes: tuple[int, ...] | None = None,
 ) -> DTOState:
     """One DTO iteration for a batch (leading axis B on problems, caches and state). ``caches`` None re-runs the
-    whole sequence every step instead of reusing the prefix keys/values."""
+    whole sequence every step instead of reusing the prefix keys/values. ``sizes`` (ascending, static): the ahead
+    buffers a full step may run over, the smallest that holds the rows' ahead tokens chosen per step
+    (:func:`nabla_jax.dto.prefix_cache.ahead_sizes`); default the whole buffer."""
     m = state.variables.shape[1]
     active = is_active(config, state)
     keys = jax.vmap(jax.random.fold_in)(state.key, state.step)
     need_full = active & (~state.cache_valid | state.seeded) if config.grad_caching else active
     run_full = need_full & ~state.seeded  # a seeded row's full step was run before DTO began
 
-    def full_step(_):
+    def full_step(size):
         def row(problem, cache, variables, token_ids, key):
             y = all_onehots(moving_onehots(models, config, variables, key), token_ids)
-            loss, parts, grad = loss_and_onehot_grad(models, config, problem, cache, y)
+            loss, parts, grad = loss_and_onehot_grad(models, config, problem, cache, y, size)
             return loss, parts.loglik, parts.reward, grad[:m]
 
         return jax.vmap(row)(problems, caches, state.variables, state.token_ids, keys)
 
+    sizes = sizes or (state.token_ids.shape[1],)
     if config.grad_caching:
-        cached = lambda _: (state.loss, state.loglik, state.reward, state.grad_y)
-        ran_full = jnp.any(run_full)
-        new = jax.lax.cond(ran_full, full_step, cached, None)
-        loss, loglik, reward, grad_y = where_rows(run_full, tuple(new), cached(None))
-        executed = active & ran_full
+        cached = (state.loss, state.loglik, state.reward, state.grad_y)
+        new = when_any_fits(run_full, problems.ahead_len, sizes, full_step)
+        loss, loglik, reward, grad_y = where_rows(run_full, tuple(new), cached)
+        executed = active & jnp.any(run_full)
     else:
-        loss, loglik, reward, grad_y = full_step(None)
+        loss, loglik, reward, grad_y = when_any_fits(active, problems.ahead_len, sizes, full_step)
         executed = active
 
     def pull_back(variables, key, g):
@@ -192,12 +195,18 @@ def dto_step(
 
 
 def dto_run(
-    models: ModelPair, config: DTOConfig, problems: DTOProblem, caches: PrefixCache | None, state: DTOState
+    models: ModelPair,
+    config: DTOConfig,
+    problems: DTOProblem,
+    caches: PrefixCache | None,
+    state: DTOState,
+    sizes: tuple[int, ...] | None = None,
 ) -> DTOState:
-    """Step a batch until every row has taken ``max_iters`` steps or stopped on a non-finite value."""
+    """Step a batch until every row has taken ``max_iters`` steps or stopped on a non-finite value (``sizes``: see
+    :func:`dto_step`)."""
     return jax.lax.while_loop(
         lambda s: jnp.any(is_active(config, s)),
-        lambda s: dto_step(models, config, problems, caches, s),
+        lambda s: dto_step(models, config, problems, caches, s, sizes),
         state,
     )
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import PrefixCache, lm_ahead_logprobs, rm_ahead_reward
+from nabla_jax.dto.prefix_cache import PrefixCache, lm_ahead_logprobs, narrow_prefix_cache, rm_ahead_reward
 from nabla_jax.dto.problem import DTOProblem
 
 
@@ -56,8 +56,22 @@ def onehot_loss(
 
 
 def loss_and_onehot_grad(
-    models: ModelPair, config: DTOConfig, problem: DTOProblem, cache: PrefixCache | None, y: jax.Array
+    models: ModelPair,
+    config: DTOConfig,
+    problem: DTOProblem,
+    cache: PrefixCache | None,
+    y: jax.Array,
+    size: int | None = None,
 ) -> tuple[jax.Array, LossParts, jax.Array]:
-    """One forward/backward through both models: ``(L, parts, dL/dy [A, V])``."""
+    """One forward/backward through both models: ``(L, parts, dL/dy [A, V])``.
+
+    With ``size`` < A (static; ``problem.ahead_len`` must not exceed it) the pass runs over the first ``size`` ahead
+    slots only, with the cache cut to them (:func:`narrow_prefix_cache`), and ``dL/dy`` is padded back with zero
+    rows: slots past ``ahead_len`` contribute nothing, so only the work changes (and float rounding, with the shapes
+    of the products)."""
+    full = y.shape[0]
+    if size is not None and size < full:
+        cache = None if cache is None else narrow_prefix_cache(models, problem, cache, size)
+        y = y[:size]
     (loss, parts), grad = jax.value_and_grad(onehot_loss, argnums=4, has_aux=True)(models, config, problem, cache, y)
-    return loss, parts, grad
+    return loss, parts, jnp.pad(grad, ((0, full - grad.shape[0]), (0, 0)))

@@ -150,6 +150,33 @@ def extend_prefix_cache(
     return cache._replace(rm_kv=rm.kv, rm_prefix_share=share, rm_last_hidden=rm.last, rm_slot_values=rm.values)
 
 
+# the ahead buffers a forward/backward may run over (ahead_sizes): at most this many, none under MIN_AHEAD_SIZE slots
+AHEAD_BUCKETS, MIN_AHEAD_SIZE = 3, 4
+
+
+def ahead_sizes(ahead_size: int) -> tuple[int, ...]:
+    """The ahead buffers a forward/backward over the ahead tokens may run over, smallest first: the whole buffer and
+    its halves down to :data:`MIN_AHEAD_SIZE` slots, at most :data:`AHEAD_BUCKETS` (each is compiled once). A pass
+    runs over the smallest that holds its rows' ahead tokens (:func:`nabla_jax.rows.when_any_fits`): in the
+    ∇-Reasoner ``ahead_len`` shrinks as tokens are committed, and slots past it cost as much as real ones."""
+    sizes = [ahead_size]
+    while len(sizes) < AHEAD_BUCKETS and sizes[-1] // 2 >= MIN_AHEAD_SIZE:
+        sizes.append(sizes[-1] // 2)
+    return tuple(reversed(sizes))
+
+
+def narrow_prefix_cache(models: ModelPair, problem: DTOProblem, cache: PrefixCache, ahead_size: int) -> PrefixCache:
+    """``cache`` (built for a larger ahead buffer) cut to the buffers of ``ahead_size`` ahead slots, so passes over
+    only the first ``ahead_size`` ahead tokens read it (the slots cut off hold nothing yet)."""
+    p = problem.lm_prefix_ids.shape[0]
+    lm_kv = decoder.KVCache(*(x[:, :, : p + ahead_size - 1] for x in cache.lm_kv))
+    if cache.rm_kv is None:
+        return cache._replace(lm_kv=lm_kv)
+    r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
+    size = r + models.reward_kind.response_slots(ahead_size) + q
+    return cache._replace(lm_kv=lm_kv, rm_kv=decoder.KVCache(*(x[:, :, :size] for x in cache.rm_kv)))
+
+
 @jax.custom_vjp
 def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:
     """``y @ matrix`` in the model dtype, for the loss's one-hot-valued ``y [A, V]`` (straight-through one-hots:

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run, dto_seed, seeding_applies
 from nabla_jax.dto.models import ModelPair
+from nabla_jax.dto.prefix_cache import ahead_sizes
 from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
@@ -53,7 +54,9 @@ from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
 from nabla_jax.reasoner.state import NablaState
-from nabla_jax.rows import add_row_axis, compaction_chunk, drop_row_axis, when_any, when_any_rows, where_rows
+from nabla_jax.rows import (
+    add_row_axis, compaction_chunk, drop_row_axis, when_any_fits, when_any_rows, where_rows,
+)
 
 
 class Kernel(NamedTuple):
@@ -65,13 +68,17 @@ class Kernel(NamedTuple):
     rm_pad: int  # the reward model's pad id (reward inputs are padded with it)
     chunk: int  # rows per chunk of the expensive phases (rows.when_any_rows)
     lm_layers: tuple  # the policy's per-layer params (decoder.split_layers), split once for the whole decode
+    ahead_sizes: tuple[int, ...]  # the ahead buffers a selector pass or a DTO full step may run over
 
 
 def make_kernel(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, rm_pad: int, rows: int) -> Kernel:
     """The kernel of a decode with ``rows`` row slots. The policy's layers are split here, once: every rollout of
     the decode reads them, where splitting inside each rollout copied all the kernels once per rollout (on
-    SmolLM2 that copy cost more than the prefill; experiments/README.md)."""
-    return Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows), decoder.split_layers(models.lm_params))
+    SmolLM2 that copy cost more than the prefill; experiments/README.md). The selector's pass and DTO's full steps
+    run over the smallest of :func:`ahead_sizes` that holds every row's ahead tokens: ``ahead_len`` shrinks as
+    tokens are committed."""
+    return Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows), decoder.split_layers(models.lm_params),
+                  ahead_sizes(cfg.max_new_tokens))
 
 
 class Proposal(NamedTuple):
@@ -150,13 +157,13 @@ def refresh_prefix(k: Kernel, problems: NablaProblem, state: NablaState, wanted)
     growing = stale & ~fresh
 
     def build(problems, state):
-        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
+        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, p, s, k.rm_pad))(problems, state)
 
     prefix = where_rows(fresh, when_any_rows(fresh, build, k.chunk, problems, state), state.prefix)
     flops = jax.vmap(lambda p, s: phases.prefix_flops(k.models, p, s))(problems, state)
     if k.cfg.carry_prefix:
         def extend(problems, state):
-            return jax.vmap(lambda p, s: phases.extended_prefix(k.models, k.cfg, p, s, k.rm_pad))(problems, state)
+            return jax.vmap(lambda p, s: phases.extended_prefix(k.models, p, s, k.rm_pad))(problems, state)
 
         prefix = where_rows(growing, when_any_rows(growing, extend, k.chunk, problems, state), prefix)
         flops = jnp.where(growing, jax.vmap(lambda p, s: phases.extension_flops(k.models, p, s))(problems, state), flops)
@@ -173,8 +180,11 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     grad_norm = probes = None
     if k.cfg.uses_grad_probe:
         state = refresh_prefix(k, problems, state, choosing)
-        probe = jax.vmap(lambda p, s: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad))
-        probes = when_any(choosing, probe, problems, state)
+        def probe(size, problems, state, logits):
+            return jax.vmap(lambda p, s, lg: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad, lg, size))(
+                problems, state, logits)
+
+        probes = when_any_fits(choosing, state.ahead_len, k.ahead_sizes, probe, problems, state, logits)
         grad_norm = probes.grad_norm
         cost = jax.vmap(lambda p, s: phases.probe_flops(k.models, p, s))
         state = _add(state, selector_passes=choosing, flops=jnp.where(choosing, cost(problems, state), 0.0))
@@ -199,18 +209,18 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
     stepping = ~state.done
     state = refresh_prefix(k, problems, state, stepping)
 
-    def run(problems, state, stepping, seed):
-        start = jax.vmap(lambda p, s: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad))
-        dto_problems, dto_state = start(problems, state)
+    def run(problems, state, logits, stepping, seed):
+        start = jax.vmap(lambda p, s, lg: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, lg))
+        dto_problems, dto_state = start(problems, state, logits)
         if seed is not None:  # the probe's pass is the first full step of the rows it ran for at this very state
             pr = seed.probes
             seed_rows = jax.vmap(functools.partial(dto_seed, k.cfg.dto))
             dto_state = seed_rows(dto_state, pr.loss, pr.loglik, pr.reward, pr.grad_y, seed.here)
         dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
-        dto_state = dto_run(k.models, k.cfg.dto, dto_problems, state.prefix, dto_state)
+        dto_state = dto_run(k.models, k.cfg.dto, dto_problems, state.prefix, dto_state, k.ahead_sizes)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
-    first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, stepping, seed)
+    first_logits, dto_state = when_any_rows(stepping, run, k.chunk, problems, state, logits, stepping, seed)
     full = jnp.where(stepping, dto_state.full_steps, 0)
     ran = full  # the model passes that ran (refresh_prefix counted the prefix's)
     if seed is not None:  # a seeded row did not run its first step

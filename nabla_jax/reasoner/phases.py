@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.loop import dto_init
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import build_prefix_cache, extend_prefix_cache
-from nabla_jax.dto.probes import selection_probes
+from nabla_jax.dto.probes import selection_probes, token_confidence
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
 from nabla_jax.models import decoder
@@ -62,7 +62,7 @@ def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out,
     )
     if not uses_prefix(cfg):
         return state
-    shapes = jax.eval_shape(lambda: prefix_cache(models, cfg, problem, state, 0))
+    shapes = jax.eval_shape(lambda: prefix_cache(models, problem, state, 0))
     empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return state._replace(prefix_len=jnp.zeros((), jnp.int32), prefix=empty)
 
@@ -87,10 +87,16 @@ def ahead_logits(models: ModelPair, state: NablaState) -> jax.Array:
     return decoder.lm_logits(models.lm_config, models.lm_params, state.latents)
 
 
-def dto_inputs(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """``(DTOProblem, init variables [N, X])`` for the current prefix and ahead rollout."""
+def ahead_variables(cfg: NablaConfig, state: NablaState, logits: jax.Array) -> jax.Array:
+    """DTO's init variables ``[N, X]``: the ahead latents, or their logits ``logits`` (:func:`ahead_logits`, which an
+    iteration computes once and hands to every phase)."""
+    return state.latents.astype(jnp.float32) if cfg.embedder == "latents" else logits
+
+
+def dto_problem(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int) -> DTOProblem:
+    """The :class:`DTOProblem` of the current prefix and ahead rollout."""
     rm_prefix = committed_reward_prefix(models, problem, state.sequence, state.past_len, rm_pad)
-    dto_problem = DTOProblem(
+    return DTOProblem(
         lm_prefix_ids=state.sequence,
         lm_prefix_len=state.past_len,
         ahead_len=jnp.maximum(state.ahead_len, 1),
@@ -100,41 +106,41 @@ def dto_inputs(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state
         rm_postfix_len=problem.rm_postfix_len,
         rm_prefix_counted=rm_prefix.counted,
     )
-    init = state.latents.astype(jnp.float32) if cfg.embedder == "latents" else ahead_logits(models, state)
-    return dto_problem, init
 
 
-def prefix_cache(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def prefix_cache(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int):
     """Both models' keys/values of the current prefix, as DTO and the gradient selector read it."""
-    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
-    return build_prefix_cache(models, dto_problem, init.shape[0])
+    return build_prefix_cache(models, dto_problem(models, problem, state, rm_pad), state.latents.shape[0])
 
 
-def extended_prefix(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def extended_prefix(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int):
     """``state.prefix`` (built at ``state.prefix_len`` > 0) extended to the current prefix: only the tokens committed
     since run. The reward prefix of a response that goes on only grows (``reward_input(final=False)``: a separator
     follows a step-end token at once), so the reward side runs from the old prefix's length."""
-    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     rm_from = 0
     if models.has_reward:
         rm_from = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad).length
-    window = min(PREFIX_WINDOW, init.shape[0])
-    return extend_prefix_cache(models, dto_problem, state.prefix, state.prefix_len, rm_from, window)
+    window = min(PREFIX_WINDOW, state.latents.shape[0])
+    return extend_prefix_cache(models, dto_problem(models, problem, state, rm_pad), state.prefix, state.prefix_len,
+                               rm_from, window)
 
 
-def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
+                   logits: jax.Array, size: int | None = None):
     """The official gradient selector, one forward/backward over the ahead tokens after ``state.prefix`` (which must
-    hold the current prefix): :class:`Probes`. ``Probes.grad_norm`` is ``||dL/dy_i||`` at every ahead position;
-    its loss and ``dL/dy`` are what a DTO run started at this state computes first (:func:`dto_start`)."""
-    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
-    return selection_probes(models, cfg.dto, dto_problem, state.prefix, init)
+    hold the current prefix; ``logits``: :func:`ahead_logits`), over the first ``size`` ahead slots when given (see
+    :func:`nabla_jax.dto.loss.loss_and_onehot_grad`): :class:`Probes`. ``Probes.grad_norm`` is ``||dL/dy_i||`` at every
+    ahead position; its loss and ``dL/dy`` are what a DTO run started at this state computes first (:func:`dto_start`)."""
+    init = ahead_variables(cfg, state, logits)
+    return selection_probes(models, cfg.dto, dto_problem(models, problem, state, rm_pad), state.prefix, init, size)
 
 
-def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int):
+def dto_start(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
+              logits: jax.Array):
     """``(DTOProblem, DTOState)`` ready for ``dto_run`` over the prefix cache of :func:`prefix_cache`."""
-    dto_problem, init = dto_inputs(models, cfg, problem, state, rm_pad)
     key = stream_key(problem, DTO_STREAM, response_len(problem, state))
-    return dto_problem, dto_init(models, cfg.dto, dto_problem, init, key)
+    dto = dto_problem(models, problem, state, rm_pad)
+    return dto, dto_init(models, cfg.dto, dto, ahead_variables(cfg, state, logits), key)
 
 
 def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | None, ahead_len) -> jax.Array:
@@ -142,12 +148,11 @@ def first_selected(cfg: NablaConfig, logits: jax.Array, grad_norm: jax.Array | N
     real = jnp.arange(logits.shape[0]) < ahead_len
     selected = real
     if cfg.selection:
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        probs = jnp.exp(logp)
+        top_prob, entropy = token_confidence(logits)
         if cfg.confidence_threshold is not None:
-            selected &= jnp.max(probs, axis=-1) <= cfg.confidence_threshold
+            selected &= top_prob <= cfg.confidence_threshold
         if cfg.entropy_threshold is not None:
-            selected &= -jnp.sum(probs * logp, axis=-1) >= cfg.entropy_threshold
+            selected &= entropy >= cfg.entropy_threshold
         if cfg.grad_threshold is not None:
             selected &= grad_norm >= cfg.grad_threshold
     return jnp.where(jnp.any(selected), jnp.argmax(selected), ahead_len).astype(jnp.int32)
