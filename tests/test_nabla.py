@@ -266,3 +266,17 @@ def test_compacted_phases_run_only_the_chunks_that_need_them():
     assert not np.asarray(none).any()
     with pytest.raises(ValueError, match="do not split"):
         when_any_rows(mask[:6], double, 4, x[:6], x[:6])
+
+
+def test_a_pass_runs_at_the_smallest_size_that_fits_the_rows_that_need_it():
+    from nabla_jax.dto.prefix_cache import ahead_sizes
+    from nabla_jax.rows import when_any_fits
+
+    assert ahead_sizes(32) == (8, 16, 32) and ahead_sizes(1024) == (256, 512, 1024)
+    assert ahead_sizes(16) == (8, 16) and ahead_sizes(8) == (8,) and ahead_sizes(3) == (3,)
+    size_of = jax.jit(lambda mask, need: when_any_fits(mask, need, (4, 8, 16), lambda size, n: jnp.full(2, size), need))
+    need = jnp.asarray([3, 12, 5])
+    assert np.asarray(size_of(jnp.asarray([True, False, True]), need)).tolist() == [8, 8]  # row 1 does not need it
+    assert np.asarray(size_of(jnp.asarray([True, True, False]), need)).tolist() == [16, 16]
+    assert np.asarray(size_of(jnp.asarray([True, False, False]), need)).tolist() == [4, 4]
+    assert np.asarray(size_of(jnp.zeros(3, bool), need)).tolist() == [0, 0]  # nothing runs

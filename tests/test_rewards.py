@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 import nabla_jax
 from nabla_jax.char_tokenizer import build_char_tokenizer
-from nabla_jax.dto import dto_models, make_problem
+from nabla_jax.dto import DTOConfig, dto_models, loss_and_onehot_grad, make_problem
 from nabla_jax.dto.prefix_cache import build_prefix_cache, rm_ahead_reward
 from nabla_jax.templates import reward_input_template
 from nabla_jax.rewards import RewardKind, load_reward_model
@@ -350,6 +350,17 @@ def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kin
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert float(built.rm_prefix_share.count) > 0 or kind == "outcome"  # the share reads real slots
 
+    # a pass over the first 4 of the 8 ahead slots (3 real ones), on the cache cut to them, equals the whole pass
+    # (a separator PRM's reward chunk is cut to twice the slots)
+    three = long._replace(ahead_len=jnp.asarray(3, jnp.int32))
+    y = jax.nn.one_hot(jnp.asarray([6, 7, 9, 11, 5, 8, 13, 4]), models.vocab_size, dtype=jnp.float32)
+    passes = jax.jit(loss_and_onehot_grad, static_argnums=(1, 5))
+    whole, narrow = (passes(models, DTOConfig(), three, built, y, size) for size in (None, 4))
+    np.testing.assert_allclose(narrow[0], whole[0], rtol=1e-5, atol=1e-6)
+    scale = float(jnp.abs(whole[2]).max())
+    assert scale > 0 and float(jnp.abs(narrow[2] - whole[2]).max()) <= 1e-5 * scale
+    assert narrow[2].shape == whole[2].shape and not np.asarray(narrow[2][4:]).any()
+
 
 @pytest.mark.parametrize("kind", ["process", "likelihood"])
 def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_checkpoint, prm_dir, kind):
@@ -358,6 +369,8 @@ def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_c
 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = reward_of_kind(hf_checkpoint, prm_dir, kind)
-    reasoner = NablaReasoner(policy, reward, NablaConfig(**{**SMALL, "grad_threshold": None}))
+    # the likelihood case decodes 16 tokens, so the selector's passes and DTO's full steps run over 8 or 16 slots
+    longer = {"max_new_tokens": 16, "grad_threshold": 2.0} if kind == "likelihood" else {}
+    reasoner = NablaReasoner(policy, reward, NablaConfig(**{**SMALL, "grad_threshold": None, **longer}))
     total = assert_matches_reference(reasoner, reasoner.generate(PROMPTS, seed=3, batch_size=4))
     assert total["proposals"] > total["rejections"] > 0 and total["dto_runs"] > 0

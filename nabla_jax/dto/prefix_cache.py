@@ -151,7 +151,8 @@ def extend_prefix_cache(
 
 
 # the ahead buffers a forward/backward may run over (ahead_sizes): at most this many, none under MIN_AHEAD_SIZE slots
-AHEAD_BUCKETS, MIN_AHEAD_SIZE = 3, 4
+# (on this CPU a product over 4 rows takes as long as over 8: experiments/README.md, change 9)
+AHEAD_BUCKETS, MIN_AHEAD_SIZE = 3, 8
 
 
 def ahead_sizes(ahead_size: int) -> tuple[int, ...]:
