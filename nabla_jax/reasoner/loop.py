@@ -180,7 +180,8 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     grad_norm = probes = None
     if k.cfg.uses_grad_probe:
         state = refresh_prefix(k, problems, state, choosing)
-        def probe(size, problems, state, logits):
+
+        def probe(size, problems, state, logits):  # over the first ``size`` slots (the smallest that fits)
             return jax.vmap(lambda p, s, lg: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad, lg, size))(
                 problems, state, logits)
 
