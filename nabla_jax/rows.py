@@ -14,19 +14,21 @@ def where_rows(mask: jax.Array, new, old):
 def when_any(mask: jax.Array, fn, *args):
     """``fn(*args)`` if any row of ``mask`` is set, else zeros of the same structure (nothing runs): under ``vmap`` a
     per-row ``lax.cond`` would run both branches, so a batched loop decides once per batch."""
+    return jax.lax.cond(jnp.any(mask), lambda *a: fn(*a), _zeros_of(fn, *args), *args)
+
+
+def _zeros_of(fn, *args):
+    """A branch that skips ``fn``: it returns zeros shaped as ``fn(*args)``'s outputs."""
     shapes = jax.eval_shape(fn, *args)
-    zeros = lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
-    return jax.lax.cond(jnp.any(mask), lambda *a: fn(*a), zeros, *args)
+    return lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 def when_any_fits(mask: jax.Array, need: jax.Array, sizes: tuple[int, ...], fn, *args):
     """:func:`when_any` with a size: ``fn(size, *args)`` for the smallest static ``size`` in ``sizes`` (ascending)
     that is at least ``need`` in every row of ``mask``; each size is one branch of a ``lax.switch``, decided once per
     batch. ``fn``'s outputs must not depend on the size in shape."""
-    shapes = jax.eval_shape(lambda *a: fn(sizes[-1], *a), *args)
-    zeros = lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
     fitting = jnp.searchsorted(jnp.asarray(sizes), jnp.max(jnp.where(mask, need, 0)))
-    branches = [zeros] + [lambda *a, size=size: fn(size, *a) for size in sizes]
+    branches = [_zeros_of(lambda *a: fn(sizes[-1], *a), *args)] + [lambda *a, size=size: fn(size, *a) for size in sizes]
     return jax.lax.switch(jnp.where(jnp.any(mask), 1 + fitting, 0), branches, *args)
 
 

@@ -64,8 +64,8 @@ class NablaConfig:
     # official code runs it twice). False recomputes it; the records are the same either way.
     reuse_probe_gradient: bool = True
     # Carry both models' prefix keys/values from one iteration to the next and run only the newly committed tokens
-    # (in windows of max_new_tokens slots). False rebuilds the whole prefix at every iteration, as the official code
-    # re-runs it; the records are the same up to float rounding of the keys/values (smaller matmuls). Not applied on a
+    # (in windows of phases.PREFIX_WINDOW slots). False rebuilds the whole prefix at every iteration, as the official
+    # code re-runs it; the records are the same up to float rounding of the keys/values (smaller matmuls). Not applied on a
     # multi-device mesh (NablaReasoner rebuilds there: the extension loop deadlocked XLA CPU's collectives).
     carry_prefix: bool = True
 
