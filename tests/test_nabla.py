@@ -272,8 +272,9 @@ def test_a_pass_runs_at_the_smallest_size_that_fits_the_rows_that_need_it():
     from nabla_jax.dto.prefix_cache import ahead_sizes
     from nabla_jax.rows import when_any_fits
 
-    assert ahead_sizes(32) == (8, 16, 32) and ahead_sizes(1024) == (256, 512, 1024)
+    assert ahead_sizes(32) == (8, 16, 24, 32) and ahead_sizes(1024) == (256, 512, 768, 1024)
     assert ahead_sizes(16) == (8, 16) and ahead_sizes(8) == (8,) and ahead_sizes(3) == (3,)
+    assert ahead_sizes(20) == (8, 16, 20) and ahead_sizes(33) == (9, 18, 27, 33)  # the whole buffer is always one
     size_of = jax.jit(lambda mask, need: when_any_fits(mask, need, (4, 8, 16), lambda size, n: jnp.full(2, size), need))
     need = jnp.asarray([3, 12, 5])
     assert np.asarray(size_of(jnp.asarray([True, False, True]), need)).tolist() == [8, 8]  # row 1 does not need it

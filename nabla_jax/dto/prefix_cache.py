@@ -150,20 +150,19 @@ def extend_prefix_cache(
     return cache._replace(rm_kv=rm.kv, rm_prefix_share=share, rm_last_hidden=rm.last, rm_slot_values=rm.values)
 
 
-# the ahead buffers a forward/backward may run over (ahead_sizes): at most this many, none under MIN_AHEAD_SIZE slots
-# (on this CPU a product over 4 rows takes as long as over 8: experiments/README.md, change 9)
-AHEAD_BUCKETS, MIN_AHEAD_SIZE = 3, 8
+# the ahead buffers a forward/backward may run over (ahead_sizes): the multiples of a quarter of the whole buffer,
+# none under MIN_AHEAD_SIZE slots (on this CPU a product over 4 rows takes as long as over 8: experiments/README.md,
+# change 9)
+AHEAD_BUCKETS, MIN_AHEAD_SIZE = 4, 8
 
 
 def ahead_sizes(ahead_size: int) -> tuple[int, ...]:
-    """The ahead buffers a forward/backward over the ahead tokens may run over, smallest first: the whole buffer and
-    its halves down to :data:`MIN_AHEAD_SIZE` slots, at most :data:`AHEAD_BUCKETS` (each is compiled once). A pass
-    runs over the smallest that holds its rows' ahead tokens (:func:`nabla_jax.rows.when_any_fits`): in the
+    """The ahead buffers a forward/backward over the ahead tokens may run over, smallest first: the multiples of
+    ``ahead_size / AHEAD_BUCKETS`` (at least :data:`MIN_AHEAD_SIZE` slots) and the whole buffer, each compiled once. A
+    pass runs over the smallest that holds its rows' ahead tokens (:func:`nabla_jax.rows.when_any_fits`): in the
     ∇-Reasoner ``ahead_len`` shrinks as tokens are committed, and slots past it cost as much as real ones."""
-    sizes = [ahead_size]
-    while len(sizes) < AHEAD_BUCKETS and sizes[-1] // 2 >= MIN_AHEAD_SIZE:
-        sizes.append(sizes[-1] // 2)
-    return tuple(reversed(sizes))
+    step = max(-(-ahead_size // AHEAD_BUCKETS), MIN_AHEAD_SIZE)
+    return tuple(range(step, ahead_size, step)) + (ahead_size,)
 
 
 def narrow_prefix_cache(models: ModelPair, problem: DTOProblem, cache: PrefixCache, ahead_size: int) -> PrefixCache:
