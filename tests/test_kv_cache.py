@@ -67,3 +67,34 @@ def test_decode_layout_steps_match_full_forward(hf_checkpoint):
             steps.append(decoder.lm_logits(cfg, params, hidden))
         diff = np.abs(np.asarray(jnp.concatenate(steps, axis=1) - full[:, prompt:]))
         assert diff.max() <= 1e-5, (per_row, diff.max())
+
+
+def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(hf_checkpoint):
+    """The ∇-Reasoner's prefix cache takes the policy's keys/values from its rollouts (``sequence_kv``): for rows
+    with different prompt lengths and budgets, the prompt's (from the prefill) and each generated token's but the
+    last (from the step that fed it back) equal those of one forward over the whole sequence."""
+    import jax
+
+    from nabla_jax.generation.rollouts import RolloutSpec, rollout_rows
+    from nabla_jax.generation.sampling import SamplingConfig
+
+    policy = nabla_jax.load_policy(hf_checkpoint("qwen3")[0])
+    cfg, params = policy.config, policy.params
+    spec = RolloutSpec(max_new_tokens=6, sampling=SamplingConfig(temperature=1.0, top_k=0))
+    buffer, lens, budgets = 10, np.asarray([4, 9]), np.asarray([6, 3])
+    prompts = np.random.RandomState(2).randint(3, cfg.vocab_size, (2, buffer))
+    keys = jax.random.split(jax.random.key(0), 2)
+    slots = buffer + spec.max_new_tokens - 1
+    out = jax.jit(rollout_rows, static_argnums=(0, 2), static_argnames="kv_slots")(
+        cfg, params, spec, jnp.asarray(prompts), jnp.asarray(lens), keys, jnp.asarray(budgets), kv_slots=slots)
+    assert out.kv.k.shape == (2, cfg.num_layers, slots, cfg.num_kv_heads, cfg.head_dim)
+    for row in range(2):
+        length = int(out.length[row])
+        assert length == budgets[row]  # no EOS in the spec: every row runs its whole budget
+        ids = np.concatenate([prompts[row, : lens[row]], np.asarray(out.tokens[row, :length])])
+        fed = lens[row] + length - 1
+        positions = jnp.arange(fed)[None]
+        _, kv = decoder.forward(cfg, params, decoder.embed(params, jnp.asarray(ids[None, :fed])), positions,
+                                jnp.ones((1, fed), bool))
+        for got, want in ((out.kv.k[row], kv.k[:, 0]), (out.kv.v[row], kv.v[:, 0])):
+            np.testing.assert_allclose(np.asarray(got[:, :fed]), np.asarray(want), rtol=1e-5, atol=1e-5)

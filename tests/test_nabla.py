@@ -281,3 +281,44 @@ def test_a_pass_runs_at_the_smallest_size_that_fits_the_rows_that_need_it():
     assert np.asarray(size_of(jnp.asarray([True, True, False]), need)).tolist() == [16, 16]
     assert np.asarray(size_of(jnp.asarray([True, False, False]), need)).tolist() == [4, 4]
     assert np.asarray(size_of(jnp.zeros(3, bool), need)).tolist() == [0, 0]  # nothing runs
+
+
+def test_the_carried_prefix_cache_equals_one_built_whole_at_every_iteration(reasoner):
+    """With ``carry_prefix`` the policy's side of the prefix cache is the rollouts' own keys/values (replaced when a
+    proposal is accepted), the logits of its last token are the first ahead token's, and the reward side is
+    extended by the committed tokens: after each iteration, refreshing the carried cache gives what one pass of
+    both models over the whole prefix gives, for every row still decoding."""
+    from nabla_jax.reasoner import phases
+    from nabla_jax.reasoner.loop import make_kernel, nabla_init, nabla_step, refresh_prefix
+
+    cfg, spec, rm_pad = reasoner.config, reasoner.spec(), reasoner.rm_pad
+    problems = reasoner.stack_problems(reasoner.encode(PROMPTS), list(range(len(PROMPTS))), jax.random.key(3))
+    kernel = lambda models: make_kernel(models, cfg, spec, rm_pad, len(PROMPTS))  # noqa: E731
+    start = jax.jit(lambda m, p: nabla_init(kernel(m), p))
+    step = jax.jit(lambda m, p, s: nabla_step(kernel(m), p, s))
+
+    @jax.jit
+    def carried_and_rebuilt(models, problems, state):
+        logits = jax.vmap(phases.ahead_logits, in_axes=(None, 0))(models, state)
+        carried = refresh_prefix(kernel(models), problems, state, ~state.done, logits).prefix
+        rebuilt = jax.vmap(lambda p, s: phases.prefix_cache(models, p, s, rm_pad))(problems, state)
+        rm_len = jax.vmap(lambda p, s: phases.dto_problem(models, p, s, rm_pad).rm_prefix_len)(problems, state)
+        return carried, rebuilt, rm_len
+
+    models, state, checked = reasoner.models, start(reasoner.models, problems), 0
+    while not bool(jnp.all(state.done)):
+        carried, rebuilt, rm_len = carried_and_rebuilt(models, problems, state)
+        for row in np.flatnonzero(~np.asarray(state.done)):
+            past, rm = int(state.past_len[row]), int(rm_len[row])
+            for got, want, n in ((carried.lm_kv, rebuilt.lm_kv, past), (carried.rm_kv, rebuilt.rm_kv, rm)):
+                for a, b in zip(got, want, strict=True):
+                    np.testing.assert_allclose(a[row, :, :, :n], b[row, :, :, :n], rtol=1e-4, atol=1e-4)
+            for field in ("lm_last_logits", "rm_last_hidden"):
+                np.testing.assert_allclose(getattr(carried, field)[row], getattr(rebuilt, field)[row], rtol=1e-4,
+                                           atol=1e-4)
+            for a, b in zip(carried.rm_prefix_share, rebuilt.rm_prefix_share, strict=True):
+                np.testing.assert_allclose(a[row], b[row], rtol=1e-4, atol=1e-4)
+            checked += 1
+        state = step(models, problems, state)
+    accepted = np.asarray(state.stats.proposals - state.stats.rejections)
+    assert checked > len(PROMPTS) and accepted.sum() > 0  # rows were checked after accepted proposals too

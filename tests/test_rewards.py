@@ -313,10 +313,11 @@ def reward_of_kind(hf_checkpoint, prm_dir, kind):
 
 @pytest.mark.parametrize("kind", ["outcome", "process", "likelihood"])
 def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kind):
-    """The ∇-Reasoner carries its prefix cache across iterations: a cache built for 3 committed tokens and extended
-    by 7 more (two windows of 4) equals one built for all 10, on both models. The reward prefix of a response that
-    goes on only grows (a separator PRM's separators among the new slots)."""
-    from nabla_jax.dto.prefix_cache import extend_prefix_cache
+    """The ∇-Reasoner carries its prefix cache across iterations: a reward side built for 3 committed tokens and
+    extended by 7 more (two windows of 4) equals one built for all 10. The reward prefix of a response that goes on
+    only grows (a separator PRM's separators among the new slots). (The policy's side comes from the rollouts:
+    test_rollouts.py.)"""
+    from nabla_jax.dto.prefix_cache import extend_reward_prefix
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
 
     reasoner = NablaReasoner(nabla_jax.load_policy(hf_checkpoint("llama")[0]),
@@ -336,14 +337,11 @@ def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kin
     if kind == "process":
         assert models.reward_kind.separator_id in new_ids[rm_from:]
     built = build_prefix_cache(models, long, ahead)
-    extended = jax.jit(extend_prefix_cache, static_argnums=5)(
-        models, long, build_prefix_cache(models, short, ahead), len(prompt) + 3, rm_from, 4)
-    lm_len, rm_len = len(prompt) + 10, len(new_ids)
-    for got, want in ((extended.lm_kv, built.lm_kv), (extended.rm_kv, built.rm_kv)):
-        length = lm_len if got is extended.lm_kv else rm_len
-        np.testing.assert_allclose(got.k[:, :, :length], want.k[:, :, :length], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(got.v[:, :, :length], want.v[:, :, :length], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(extended.lm_last_logits, built.lm_last_logits, rtol=1e-5, atol=1e-5)
+    extended = jax.jit(extend_reward_prefix, static_argnums=4)(
+        models, long, build_prefix_cache(models, short, ahead), rm_from, 4)
+    rm_len = len(new_ids)
+    np.testing.assert_allclose(extended.rm_kv.k[:, :, :rm_len], built.rm_kv.k[:, :, :rm_len], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(extended.rm_kv.v[:, :, :rm_len], built.rm_kv.v[:, :, :rm_len], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(extended.rm_last_hidden, built.rm_last_hidden, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(extended.rm_slot_values[:rm_len], built.rm_slot_values[:rm_len], rtol=1e-5, atol=1e-5)
     for got, want in zip(extended.rm_prefix_share, built.rm_prefix_share, strict=True):

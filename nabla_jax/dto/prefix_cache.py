@@ -59,15 +59,28 @@ def build_prefix_cache(models: ModelPair, problem: DTOProblem, ahead_size: int) 
         models.lm_config, models.lm_params, problem.lm_prefix_ids, problem.lm_prefix_len, p + ahead_size - 1
     )
     last = hidden[jnp.maximum(problem.lm_prefix_len - 1, 0)]
-    last_logits = decoder.lm_logits(models.lm_config, models.lm_params, last)
-    if not models.has_reward:
-        return PrefixCache(lm_kv, last_logits, None, None, None)
+    cache = PrefixCache(lm_kv, decoder.lm_logits(models.lm_config, models.lm_params, last), None, None, None)
+    return build_reward_prefix(models, problem, cache, ahead_size) if models.has_reward else cache
+
+
+def build_reward_prefix(models: ModelPair, problem: DTOProblem, cache: PrefixCache, ahead_size: int) -> PrefixCache:
+    """``cache`` with the reward model's side built whole (its policy side as given)."""
     r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
     size = r + models.reward_kind.response_slots(ahead_size) + q
     hidden, rm_kv = _prefix_kv(models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len, size)
     values, last_hidden = _rm_prefix_values(models, problem, hidden)
     share = readout.accumulate(values, problem.rm_prefix_counted)
-    return PrefixCache(lm_kv, last_logits, rm_kv, share, last_hidden, values.astype(jnp.float32))
+    return cache._replace(rm_kv=rm_kv, rm_prefix_share=share, rm_last_hidden=last_hidden,
+                          rm_slot_values=values.astype(jnp.float32))
+
+
+def policy_prefix_from_rollout(cache: PrefixCache, rollout_kv: decoder.KVCache) -> PrefixCache:
+    """``cache`` with the policy's keys/values taken from a rollout that generated the prefix's tokens
+    (:func:`nabla_jax.generation.rollouts.sequence_kv` over ``P + A - 1`` positions, ``[layers, P + A - 1, kvh,
+    hd]``): what a pass over the prefix computes, up to float rounding, without the pass. ``lm_last_logits`` is
+    the caller's to set (the distribution the rollout drew the first ahead token from)."""
+    lm_kv = decoder.KVCache(*(x[:, None].astype(c.dtype) for x, c in zip(rollout_kv, cache.lm_kv, strict=True)))
+    return cache._replace(lm_kv=lm_kv)
 
 
 def _rm_prefix_values(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
@@ -90,10 +103,10 @@ class _Extension(NamedTuple):
     kv: decoder.KVCache
     before: jax.Array  # [d] the hidden state at slot start - 1
     last: jax.Array  # [d] the hidden state at the prefix's last slot, once a window has reached it
-    values: jax.Array | None  # [R] reward readout values (None for the policy)
+    values: jax.Array  # [R] the readout values of the slots
 
 
-def _extend_kv(config, params, ids, length, state: _Extension, window: int, readout_values=None) -> _Extension:
+def _extend_kv(config, params, ids, length, state: _Extension, window: int, readout_values) -> _Extension:
     """Run the prefix slots ``[state.start, length)`` of ``ids [P]`` into ``state.kv``, ``window`` slots per
     forward (rotary position = slot, as :func:`_prefix_kv`). ``readout_values(hidden [W], before_first [d], ids [W])``
     gives the values of a window's slots; they go into ``state.values``."""
@@ -109,32 +122,20 @@ def _extend_kv(config, params, ids, length, state: _Extension, window: int, read
         hidden = hidden[0]
         at_last = length - 1 - s.start
         last = jnp.where((at_last >= 0) & (at_last < window), hidden[jnp.clip(at_last, 0, window - 1)], s.last)
-        values = s.values
-        if readout_values is not None:
-            values = values.at[s.start + offsets].set(readout_values(hidden, s.before, chunk), mode="drop")
+        values = s.values.at[s.start + offsets].set(readout_values(hidden, s.before, chunk), mode="drop")
         return _Extension(s.start + window, kv, hidden[-1], last, values)
 
     return jax.lax.while_loop(lambda s: s.start < length, body, state)
 
 
-def extend_prefix_cache(
-    models: ModelPair, problem: DTOProblem, cache: PrefixCache, lm_from, rm_from, window: int
+def extend_reward_prefix(
+    models: ModelPair, problem: DTOProblem, cache: PrefixCache, rm_from, window: int
 ) -> PrefixCache:
-    """``cache``, built for a shorter prefix of the same problem, extended to ``problem``'s prefixes: only the slots
-    from ``lm_from`` (policy) and ``rm_from`` (reward) on run, ``window`` slots per forward. The cache must hold
-    valid keys/values for the slots before them, and ``rm_from`` must be the old reward prefix's length (its first
-    new slot reads ``cache.rm_last_hidden``, the hidden state before it). Equals
-    :func:`build_prefix_cache` up to float rounding (the keys/values come from smaller matmuls)."""
-    unset = jnp.zeros(models.lm_config.hidden_size, decoder.params_dtype(models.lm_params))
-    lm = _extend_kv(
-        models.lm_config, models.lm_params, problem.lm_prefix_ids, problem.lm_prefix_len,
-        _Extension(jnp.asarray(lm_from, jnp.int32), cache.lm_kv, unset, unset, None), window,
-    )
-    grew = problem.lm_prefix_len > lm_from
-    last_logits = jnp.where(grew, decoder.lm_logits(models.lm_config, models.lm_params, lm.last), cache.lm_last_logits)
-    cache = cache._replace(lm_kv=lm.kv, lm_last_logits=last_logits)
-    if not models.has_reward:
-        return cache
+    """``cache``, whose reward side was built for a shorter prefix of the same problem, with that side extended to
+    ``problem``'s reward prefix: only the slots from ``rm_from`` on run, ``window`` slots per forward. ``rm_from``
+    must be the old reward prefix's length (its first new slot reads ``cache.rm_last_hidden``, the hidden state
+    before it). Equals :func:`build_reward_prefix` up to float rounding (the keys/values come from smaller matmuls);
+    the policy's side comes from the rollouts (:func:`policy_prefix_from_rollout`)."""
     kind, cfg, params = models.reward_kind, models.rm_config, models.rm_params
 
     def readout_values(hidden, before_first, ids):

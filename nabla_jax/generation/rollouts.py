@@ -96,6 +96,7 @@ class Rollout(NamedTuple):
     finish: jax.Array  # int32 FINISH_LENGTH | FINISH_EOS | FINISH_STOP | FINISH_NONFINITE (NaN/inf logits)
     sequence: jax.Array  # [Lp + N] int32: prompt then generated tokens, right-padded with pad_id
     sequence_length: jax.Array  # int32: prompt_len + length
+    kv: decoder.KVCache | None = None  # [layers, slots, kvh, hd] by sequence position (sequence_kv), when asked for
 
 
 def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
@@ -212,8 +213,19 @@ def rollout_step(config: DecoderConfig, params, layers, spec: RolloutSpec, state
     return _emit(config, params, spec, state._replace(cache=cache), hidden[:, 0])
 
 
-def rollout_result(spec: RolloutSpec, state: RolloutState) -> Rollout:
-    """The rows' outputs ``[B, ...]``."""
+def sequence_kv(spec: RolloutSpec, state: RolloutState, slots: int) -> decoder.KVCache:
+    """Every row's keys/values by position in its sequence, ``[B, layers, slots, kvh, hd]``: the prompt's from the
+    prefill, then generated token t's from the step that fed it back (buffer slot ``Lp + t``). Real for the positions
+    before ``prompt_len + length - 1`` (the last generated token is never fed back); other slots hold other slots'
+    keys/values. A caller that goes on from a longer prefix of this sequence needs no pass over it."""
+    prompt_slots = state.sequence.shape[1] - spec.max_new_tokens
+    position, prompt_len = jnp.arange(slots)[None], state.prompt_len[:, None]
+    source = jnp.where(position < prompt_len, position, prompt_slots + position - prompt_len)
+    return decoder.gather_decode_caches(state.cache, jnp.clip(source, 0, state.sequence.shape[1] - 1))
+
+
+def rollout_result(spec: RolloutSpec, state: RolloutState, kv_slots: int | None = None) -> Rollout:
+    """The rows' outputs ``[B, ...]``, with :func:`sequence_kv` over ``kv_slots`` positions when given."""
     take = jax.vmap(lambda seq, start: jax.lax.dynamic_slice_in_dim(seq, start, spec.max_new_tokens))
     return Rollout(
         tokens=take(state.sequence, state.prompt_len),
@@ -222,6 +234,7 @@ def rollout_result(spec: RolloutSpec, state: RolloutState) -> Rollout:
         finish=state.finish,
         sequence=state.sequence,
         sequence_length=state.prompt_len + state.length,
+        kv=None if kv_slots is None else sequence_kv(spec, state, kv_slots),
     )
 
 
@@ -235,10 +248,12 @@ def rollout_rows(
     budgets=None,
     response_starts=None,
     layers=None,
+    kv_slots: int | None = None,
 ) -> Rollout:
     """Generate up to ``spec.max_new_tokens`` tokens after each ``prompts[b, :prompt_lens[b]]`` (no host work);
     every output has a leading row axis. ``layers``: the per-layer params (:func:`decoder.split_layers`), for a
-    caller that runs many rollouts with the same params and splits them once; None splits them here.
+    caller that runs many rollouts with the same params and splits them once; None splits them here. ``kv_slots``:
+    return the keys/values of the first ``kv_slots`` sequence positions too (:func:`sequence_kv`).
 
     The caller validates lengths: each prompt length in [1, Lp] and ``prompt_len + max_new_tokens`` within the
     model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
@@ -247,7 +262,7 @@ def rollout_rows(
     state = jax.lax.while_loop(
         lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, layers, spec), state
     )
-    return rollout_result(spec, state)
+    return rollout_result(spec, state, kv_slots)
 
 
 def rollout(

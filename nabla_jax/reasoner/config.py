@@ -63,10 +63,11 @@ class NablaConfig:
     # dL/dy as its first full step instead of recomputing it (the same forward/backward on the same inputs; the
     # official code runs it twice). False recomputes it; the records are the same either way.
     reuse_probe_gradient: bool = True
-    # Carry both models' prefix keys/values from one iteration to the next and run only the newly committed tokens
-    # (in windows of phases.PREFIX_WINDOW slots). False rebuilds the whole prefix at every iteration, as the official
-    # code re-runs it; the records are the same up to float rounding of the keys/values (smaller matmuls). Not applied on a
-    # multi-device mesh (NablaReasoner rebuilds there: the extension loop deadlocked XLA CPU's collectives).
+    # Carry the prefix keys/values from one iteration to the next: the policy's are the rollouts' own (no pass), the
+    # reward model's run only over the newly committed tokens (in windows of phases.PREFIX_WINDOW slots). False
+    # rebuilds both models' whole prefix at every iteration, as the official code re-runs it; the records are the same
+    # up to float rounding of the keys/values (other matmul shapes). Not applied on a multi-device mesh
+    # (NablaReasoner rebuilds there: the extension loop deadlocked XLA CPU's collectives).
     carry_prefix: bool = True
 
     def __post_init__(self):

@@ -25,8 +25,10 @@ of the rows, the rows that need them gathered first, so only the chunks that hol
 always run), which the benchmark compares.
 
 The prefix cache (both models' keys and values of prompt + committed tokens, which the selector and DTO read) is
-part of the state: :func:`refresh_prefix` runs only the tokens committed since it was built (``carry_prefix``),
-where the official code re-runs the whole prefix at every selector pass and DTO call.
+part of the state (``carry_prefix``): its policy side is the keys/values the rollouts computed anyway (the state
+keeps those of the rollout whose tokens it holds), and :func:`refresh_prefix` runs only the reward model, over the
+tokens committed since; the official code re-runs both models over the whole prefix at every selector pass and DTO
+call.
 
 Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
 transition ``(kernel, problems, state, ...) -> (state, ...)`` that also adds its own costs to ``state.stats``
@@ -44,7 +46,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run, dto_seed, seeding_applies
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import ahead_sizes
+from nabla_jax.dto.prefix_cache import ahead_sizes, policy_prefix_from_rollout
 from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
@@ -121,7 +123,7 @@ def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budg
     keys = key_of(problems, prefix_lens - problems.prompt_len)
     lm = k.models
     out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len,
-                       layers=k.lm_layers)
+                       layers=k.lm_layers, kv_slots=phases.rollout_kv_slots(k.cfg, sequences.shape[1]))
     return out, out.sequence[:, : sequences.shape[1]]
 
 
@@ -148,27 +150,53 @@ def spend_budget(k: Kernel, state: NablaState) -> NablaState:
     return state._replace(done=state.done | spent)
 
 
-def refresh_prefix(k: Kernel, problems: NablaProblem, state: NablaState, wanted) -> NablaState:
-    """``state.prefix`` of every ``wanted`` row brought to its current prefix: extended by the tokens committed since
-    it was built (``carry_prefix``), or built whole where the row holds none yet (a new problem) or carrying is off.
-    Each part runs only for the chunks of rows that need it."""
+def refresh_prefix(k: Kernel, problems: NablaProblem, state: NablaState, wanted, logits) -> NablaState:
+    """``state.prefix`` of every ``wanted`` row brought to its current prefix (``logits``: the rows' ahead logits,
+    :func:`phases.ahead_logits`). With ``carry_prefix`` the policy runs no pass: its keys/values are the rollouts'
+    own, which the state keeps (:func:`phases.start_state`, :func:`advance`), and the logits of the prefix's last
+    token are the first ahead token's; the reward model runs over the tokens committed since the cache was built,
+    or over its whole prefix where the row holds none yet (a new problem). Without it both models run over the
+    whole prefix, as the official code does. Each part runs only for the chunks of rows that need it."""
     stale = wanted & (state.prefix_len != state.past_len)
-    fresh = stale & ((state.prefix_len == 0) | (not k.cfg.carry_prefix))
-    growing = stale & ~fresh
-
-    def build(problems, state):
-        return jax.vmap(lambda p, s: phases.prefix_cache(k.models, p, s, k.rm_pad))(problems, state)
-
-    prefix = where_rows(fresh, when_any_rows(fresh, build, k.chunk, problems, state), state.prefix)
-    flops = jax.vmap(lambda p, s: phases.prefix_flops(k.models, p, s))(problems, state)
     if k.cfg.carry_prefix:
-        def extend(problems, state):
-            return jax.vmap(lambda p, s: phases.extended_prefix(k.models, p, s, k.rm_pad))(problems, state)
+        prefix, flops = _carried_prefix(k, problems, state, stale, logits)
+    else:
+        def build(problems, state):
+            return jax.vmap(lambda p, s: phases.prefix_cache(k.models, p, s, k.rm_pad))(problems, state)
 
-        prefix = where_rows(growing, when_any_rows(growing, extend, k.chunk, problems, state), prefix)
-        flops = jnp.where(growing, jax.vmap(lambda p, s: phases.extension_flops(k.models, p, s))(problems, state), flops)
+        prefix = where_rows(stale, when_any_rows(stale, build, k.chunk, problems, state), state.prefix)
+        flops = jax.vmap(lambda p, s: phases.prefix_flops(k.models, p, s))(problems, state)
     state = _add(state, flops=jnp.where(stale, flops, 0.0))
     return state._replace(prefix=prefix, prefix_len=jnp.where(stale, state.past_len, state.prefix_len))
+
+
+def _carried_prefix(k: Kernel, problems: NablaProblem, state: NablaState, stale, logits):
+    """:func:`refresh_prefix` with ``carry_prefix``: the new prefix caches and the reward model's FLOPs."""
+    last = jnp.where(stale[:, None], logits[:, 0], state.prefix.lm_last_logits)
+    state = state._replace(prefix=state.prefix._replace(lm_last_logits=last))
+    if not k.models.has_reward:
+        return state.prefix, jnp.zeros(stale.shape, jnp.float32)
+    fresh = stale & (state.prefix_len == 0)
+    growing = stale & ~fresh
+
+    def reward_side(fn):  # only the reward fields leave the branch: the policy's caches stay where they are
+        def run(problems, state):
+            cache = jax.vmap(lambda p, s: fn(k.models, p, s, k.rm_pad))(problems, state)
+            return cache.rm_kv, cache.rm_prefix_share, cache.rm_last_hidden, cache.rm_slot_values
+        return run
+
+    fields = (state.prefix.rm_kv, state.prefix.rm_prefix_share, state.prefix.rm_last_hidden,
+              state.prefix.rm_slot_values)
+    fields = where_rows(fresh, when_any_rows(fresh, reward_side(phases.reward_prefix), k.chunk, problems, state),
+                        fields)
+    fields = where_rows(growing, when_any_rows(growing, reward_side(phases.extended_reward_prefix), k.chunk,
+                                               problems, state), fields)
+    rm_kv, share, last_hidden, values = fields
+    prefix = state.prefix._replace(rm_kv=rm_kv, rm_prefix_share=share, rm_last_hidden=last_hidden,
+                                   rm_slot_values=values)
+    cost = jax.vmap(lambda p, s: jnp.where(s.prefix_len == 0, phases.reward_prefix_flops(k.models, p, s),
+                                           phases.extension_flops(k.models, p, s)))
+    return prefix, cost(problems, state)
 
 
 def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
@@ -179,7 +207,7 @@ def select_tokens(k: Kernel, problems: NablaProblem, state: NablaState):
     logits = jax.vmap(phases.ahead_logits, in_axes=(None, 0))(k.models, state)
     grad_norm = probes = None
     if k.cfg.uses_grad_probe:
-        state = refresh_prefix(k, problems, state, choosing)
+        state = refresh_prefix(k, problems, state, choosing, logits)
 
         def probe(size, problems, state, logits):  # over the first ``size`` slots (the smallest that fits)
             return jax.vmap(lambda p, s, lg: phases.gradient_probe(k.models, k.cfg, p, s, k.rm_pad, lg, size))(
@@ -208,7 +236,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
     if not k.cfg.use_dto:
         return state, logits[:, 0]
     stepping = ~state.done
-    state = refresh_prefix(k, problems, state, stepping)
+    state = refresh_prefix(k, problems, state, stepping, logits)
 
     def run(problems, state, logits, stepping, seed):
         start = jax.vmap(lambda p, s, lg: phases.dto_start(k.models, k.cfg, p, s, k.rm_pad, lg))
@@ -328,6 +356,8 @@ def advance(state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaSta
         sequence=proposal.sequence, past_len=state.past_len + 1, ahead_len=proposal.rollout.length,
         latents=proposal.rollout.latents,
     )
+    if proposal.rollout.kv is not None:  # the policy's side of the prefix cache: the accepted rollout's keys/values
+        taken = taken._replace(prefix=jax.vmap(policy_prefix_from_rollout)(state.prefix, proposal.rollout.kv))
     kept = jax.vmap(phases.commit)(state, jnp.ones_like(state.ahead_len))
     state = where_rows(verdict.accepted, taken, where_rows(stepping, kept, state))
     return state._replace(done=state.done | (stepping & (state.ahead_len == 0)))

@@ -11,7 +11,9 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_init
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import build_prefix_cache, extend_prefix_cache
+from nabla_jax.dto.prefix_cache import (
+    build_prefix_cache, build_reward_prefix, extend_reward_prefix, policy_prefix_from_rollout,
+)
 from nabla_jax.dto.probes import selection_probes, token_confidence
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, RolloutSpec, stop_match
@@ -63,13 +65,27 @@ def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out,
     if not uses_prefix(cfg):
         return state
     shapes = jax.eval_shape(lambda: prefix_cache(models, problem, state, 0))
-    empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return state._replace(prefix_len=jnp.zeros((), jnp.int32), prefix=empty)
+    prefix = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    if carries_policy_kv(cfg):
+        prefix = policy_prefix_from_rollout(prefix, out.kv)
+    return state._replace(prefix_len=jnp.zeros((), jnp.int32), prefix=prefix)
 
 
 def uses_prefix(cfg: NablaConfig) -> bool:
     """Whether an iteration reads the prefix cache (DTO or the gradient selector)."""
     return cfg.use_dto or cfg.uses_grad_probe
+
+
+def carries_policy_kv(cfg: NablaConfig) -> bool:
+    """Whether the prefix cache's policy side is the rollouts' own keys/values (``carry_prefix``): the rollout
+    whose tokens the state holds computed them for every committed token already."""
+    return cfg.carry_prefix and uses_prefix(cfg)
+
+
+def rollout_kv_slots(cfg: NablaConfig, sequence_slots: int) -> int | None:
+    """Positions of a rollout's keys/values the state keeps (the prefix cache's policy buffer: the sequence buffer
+    plus the ahead inputs), or None when it keeps none."""
+    return sequence_slots + cfg.max_new_tokens - 1 if carries_policy_kv(cfg) else None
 
 
 def commit(state: NablaState, count) -> NablaState:
@@ -113,16 +129,21 @@ def prefix_cache(models: ModelPair, problem: NablaProblem, state: NablaState, rm
     return build_prefix_cache(models, dto_problem(models, problem, state, rm_pad), state.latents.shape[0])
 
 
-def extended_prefix(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int):
-    """``state.prefix`` (built at ``state.prefix_len`` > 0) extended to the current prefix: only the tokens committed
-    since run. The reward prefix of a response that goes on only grows (``reward_input(final=False)``: a separator
-    follows a step-end token at once), so the reward side runs from the old prefix's length."""
-    rm_from = 0
-    if models.has_reward:
-        rm_from = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad).length
+def reward_prefix(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``state.prefix`` with its reward side built whole for the current prefix (a new problem's first one, where
+    the policy's side comes from the rollouts: :func:`carries_policy_kv`)."""
+    dto = dto_problem(models, problem, state, rm_pad)
+    return build_reward_prefix(models, dto, state.prefix, state.latents.shape[0])
+
+
+def extended_reward_prefix(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int):
+    """``state.prefix`` (built at ``state.prefix_len`` > 0) with its reward side extended to the current prefix:
+    only the tokens committed since run. The reward prefix of a response that goes on only grows
+    (``reward_input(final=False)``: a separator follows a step-end token at once), so it runs from the old
+    prefix's length."""
+    old = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad).length
     window = min(PREFIX_WINDOW, state.latents.shape[0])
-    return extend_prefix_cache(models, dto_problem(models, problem, state, rm_pad), state.prefix, state.prefix_len,
-                               rm_from, window)
+    return extend_reward_prefix(models, dto_problem(models, problem, state, rm_pad), state.prefix, old, window)
 
 
 def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
@@ -183,7 +204,7 @@ def probe_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> 
 
 
 def prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
-    """The two frozen-prefix passes of a DTO call (or a selector pass)."""
+    """The two frozen-prefix passes of a DTO call (or a selector pass), as the official code runs them."""
     rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
     return (
         forward_flops(models.lm_config, state.past_len, 0, with_head=False)
@@ -191,14 +212,17 @@ def prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) ->
     ).astype(jnp.float32)
 
 
+def reward_prefix_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
+    """The reward model's pass over its whole prefix (:func:`reward_prefix`)."""
+    rm_prefix = problem.rm_prefix_len + state.past_len - problem.prompt_len
+    return forward_flops(models.rm_config, rm_prefix, 0, with_head=False).astype(jnp.float32)
+
+
 def extension_flops(models: ModelPair, problem: NablaProblem, state: NablaState) -> jax.Array:
-    """The two prefix passes over the tokens committed since ``state.prefix_len``."""
+    """The reward model's pass over the tokens committed since ``state.prefix_len`` (:func:`extended_reward_prefix`)."""
     new = state.past_len - state.prefix_len
     rm_context = problem.rm_prefix_len + state.prefix_len - problem.prompt_len
-    return (
-        forward_flops(models.lm_config, new, state.prefix_len, with_head=False)
-        + forward_flops(models.rm_config, new, rm_context, with_head=False)
-    ).astype(jnp.float32)
+    return forward_flops(models.rm_config, new, rm_context, with_head=False).astype(jnp.float32)
 
 
 def score_flops(models: ModelPair, problem: NablaProblem, length) -> jax.Array:
