@@ -72,7 +72,9 @@ def test_decode_layout_steps_match_full_forward(hf_checkpoint):
 def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(hf_checkpoint):
     """The ∇-Reasoner's prefix cache takes the policy's keys/values from its rollouts (``sequence_kv``): for rows
     with different prompt lengths and budgets, the prompt's (from the prefill) and each generated token's but the
-    last (from the step that fed it back) equal those of one forward over the whole sequence."""
+    last (from the step that fed it back) equal those of one forward over the whole sequence; and a rollout that
+    starts after a longer prefix of that sequence, given those keys/values (``prompt_kv``: only the prefix's last
+    token runs), equals one that prefills the prefix."""
     import jax
 
     from nabla_jax.generation.rollouts import RolloutSpec, rollout_rows
@@ -84,9 +86,9 @@ def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(h
     buffer, lens, budgets = 10, np.asarray([4, 9]), np.asarray([6, 3])
     prompts = np.random.RandomState(2).randint(3, cfg.vocab_size, (2, buffer))
     keys = jax.random.split(jax.random.key(0), 2)
-    slots = buffer + spec.max_new_tokens - 1
-    out = jax.jit(rollout_rows, static_argnums=(0, 2), static_argnames="kv_slots")(
-        cfg, params, spec, jnp.asarray(prompts), jnp.asarray(lens), keys, jnp.asarray(budgets), kv_slots=slots)
+    slots = buffer + spec.max_new_tokens
+    run = jax.jit(rollout_rows, static_argnums=(0, 2), static_argnames="kv_slots")
+    out = run(cfg, params, spec, jnp.asarray(prompts), jnp.asarray(lens), keys, jnp.asarray(budgets), kv_slots=slots)
     assert out.kv.k.shape == (2, cfg.num_layers, slots, cfg.num_kv_heads, cfg.head_dim)
     for row in range(2):
         length = int(out.length[row])
@@ -98,3 +100,9 @@ def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(h
                                 jnp.ones((1, fed), bool))
         for got, want in ((out.kv.k[row], kv.k[:, 0]), (out.kv.v[row], kv.v[:, 0])):
             np.testing.assert_allclose(np.asarray(got[:, :fed]), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+    longer = jnp.asarray(lens + 2)  # two generated tokens join each prompt: their keys/values but the last are real
+    prompt_kv = decoder.KVCache(*(x.swapaxes(0, 1) for x in out.kv))
+    given, prefilled = (run(cfg, params, spec, out.sequence, longer, keys, prompt_kv=kv) for kv in (prompt_kv, None))
+    assert np.asarray(given.tokens).tolist() == np.asarray(prefilled.tokens).tolist()
+    np.testing.assert_allclose(np.asarray(given.latents), np.asarray(prefilled.latents), rtol=1e-4, atol=1e-4)

@@ -158,22 +158,51 @@ def _emit(config: DecoderConfig, params, spec: RolloutSpec, state: RolloutState,
     )
 
 
+def _prefill(config: DecoderConfig, params, prompts, prompt_lens, extra_slots: int):
+    """``(hidden state at each row's last prompt token [B, d], decode caches)`` of a pass over the prompt buffers."""
+    rows, buffer_len = prompts.shape
+    valid = jnp.arange(buffer_len)[None] < prompt_lens[:, None]
+    positions = jnp.broadcast_to(jnp.arange(buffer_len), (rows, buffer_len))
+    hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
+    last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
+    return last, decoder.decode_caches(kv, extra_slots)  # room for the generated tokens
+
+
+def _last_token_pass(config: DecoderConfig, params, layers, prompts, prompt_lens, prompt_kv, extra_slots: int):
+    """:func:`_prefill` for prompts whose keys/values are known but for the last token's (``prompt_kv``: by slot,
+    ``[layers, B, Lp, kvh, hd]``, real before ``prompt_lens - 1``): one decode step over that token."""
+    buffer_len = prompts.shape[1]
+    last_slot = prompt_lens - 1
+    token = jnp.take_along_axis(prompts, last_slot[:, None], axis=1)
+    kv_valid = jnp.arange(buffer_len + extra_slots)[None] < prompt_lens[:, None]
+    hidden, cache = decoder.forward_layers(
+        config, params, layers, decoder.embed(params, token), last_slot[:, None], kv_valid,
+        decoder.decode_caches(prompt_kv, extra_slots), last_slot,
+    )
+    return hidden[:, 0], cache
+
+
 def rollout_init(
-    config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, budgets=None, response_starts=None
+    config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, budgets=None, response_starts=None,
+    prompt_kv=None, layers=None,
 ) -> RolloutState:
     """Prefill the prompt buffers ``[B, Lp]`` (the first ``prompt_lens`` tokens of each real) and sample each row's
     first token.
 
     ``budgets [B]`` (optional, traced) cap the new tokens below ``spec.max_new_tokens`` (0 generates none);
-    ``response_starts [B]`` (default ``prompt_lens``) are the first slots a stop sequence may cover."""
+    ``response_starts [B]`` (default ``prompt_lens``) are the first slots a stop sequence may cover. ``prompt_kv``
+    (optional, ``[layers, B, Lp, kvh, hd]`` by slot): the prompts' keys/values, real for every token but the last,
+    which a caller that carries them already has; then only the last token runs (through ``layers``)."""
     prompts = jnp.asarray(prompts, jnp.int32)
     rows, buffer_len = prompts.shape
     n = spec.max_new_tokens
     prompt_lens = jnp.asarray(prompt_lens, jnp.int32)
+    if prompt_kv is None:
+        last, cache = _prefill(config, params, prompts, prompt_lens, n)
+    else:
+        layers = decoder.split_layers(params) if layers is None else layers
+        last, cache = _last_token_pass(config, params, layers, prompts, prompt_lens, prompt_kv, n)
     valid = jnp.arange(buffer_len)[None] < prompt_lens[:, None]
-    positions = jnp.broadcast_to(jnp.arange(buffer_len), (rows, buffer_len))
-    hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
-    cache = decoder.decode_caches(kv, n)  # room for the generated tokens
     sequence = jnp.concatenate([jnp.where(valid, prompts, spec.pad_id), jnp.full((rows, n), spec.pad_id, jnp.int32)], 1)
     limit = jnp.full((rows,), n, jnp.int32) if budgets is None else jnp.clip(jnp.asarray(budgets, jnp.int32), 0, n)
     seen = None
@@ -181,7 +210,7 @@ def rollout_init(
         seen = jax.vmap(lambda s, p: seen_tokens(s, p, config.vocab_size))(sequence, prompt_lens)
     state = RolloutState(
         sequence=sequence,
-        latents=jnp.zeros((rows, n if spec.keep_latents else 0, config.hidden_size), hidden.dtype),
+        latents=jnp.zeros((rows, n if spec.keep_latents else 0, config.hidden_size), last.dtype),
         cache=cache,
         seen=seen,
         prompt_len=prompt_lens,
@@ -193,7 +222,6 @@ def rollout_init(
         key=keys,
         step=jnp.int32(0),
     )
-    last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
     return _emit(config, params, spec, state, last)
 
 
@@ -249,16 +277,18 @@ def rollout_rows(
     response_starts=None,
     layers=None,
     kv_slots: int | None = None,
+    prompt_kv=None,
 ) -> Rollout:
     """Generate up to ``spec.max_new_tokens`` tokens after each ``prompts[b, :prompt_lens[b]]`` (no host work);
     every output has a leading row axis. ``layers``: the per-layer params (:func:`decoder.split_layers`), for a
     caller that runs many rollouts with the same params and splits them once; None splits them here. ``kv_slots``:
-    return the keys/values of the first ``kv_slots`` sequence positions too (:func:`sequence_kv`).
+    return the keys/values of the first ``kv_slots`` sequence positions too (:func:`sequence_kv`). ``prompt_kv``:
+    the prompts' keys/values but the last token's, where the caller has them (:func:`rollout_init`).
 
     The caller validates lengths: each prompt length in [1, Lp] and ``prompt_len + max_new_tokens`` within the
     model's context (see :func:`nabla_jax.generation.buckets.check_lengths`)."""
-    state = rollout_init(config, params, spec, prompts, prompt_lens, keys, budgets, response_starts)
     layers = decoder.split_layers(params) if layers is None else layers
+    state = rollout_init(config, params, spec, prompts, prompt_lens, keys, budgets, response_starts, prompt_kv, layers)
     state = jax.lax.while_loop(
         lambda s: jnp.any(~s.done), functools.partial(rollout_step, config, params, layers, spec), state
     )

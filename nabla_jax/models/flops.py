@@ -37,9 +37,10 @@ def forward_flops(config: DecoderConfig, new_tokens: int, context: int = 0, with
     return dense + attention + head
 
 
-def decode_flops(config: DecoderConfig, prompt_len: int, generated: int) -> float:
-    """FLOPs of generating ``generated`` tokens one at a time after a ``prompt_len``-token prefill."""
-    prefill = forward_flops(config, prompt_len, 0)
+def decode_flops(config: DecoderConfig, prompt_len: int, generated: int, cached: int = 0) -> float:
+    """FLOPs of generating ``generated`` tokens one at a time after a ``prompt_len``-token prefill (of its last
+    ``prompt_len - cached`` tokens: the first ``cached`` tokens' keys/values given)."""
+    prefill = forward_flops(config, prompt_len - cached, cached)
     dense_and_head = generated * (2.0 * config.num_layers * layer_weights(config) + 2.0 * head_weights(config))
     # step t attends to prompt_len + t + 1 keys
     pairs = generated * prompt_len + generated * (generated + 1) / 2.0

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.loop import dto_run, dto_seed, seeding_applies
 from nabla_jax.dto.models import ModelPair
-from nabla_jax.dto.prefix_cache import ahead_sizes, policy_prefix_from_rollout
+from nabla_jax.dto.prefix_cache import PrefixCache, ahead_sizes, policy_prefix_from_rollout
 from nabla_jax.dto.probes import Probes
 from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
@@ -115,15 +115,22 @@ def _add(state: NablaState, **increments) -> NablaState:
     return state._replace(stats=stats._replace(**{k: getattr(stats, k) + v for k, v in increments.items()}))
 
 
-def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budgets) -> tuple[Rollout, jax.Array]:
+def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budgets,
+                 prefix: PrefixCache | None = None) -> tuple[Rollout, jax.Array]:
     """A rollout after each ``sequences[b, :prefix_lens[b]]``, keyed by the problem's rollout stream and its response
     length so far, for every row at once, in one batch-native rollout loop (rows with a budget of 0
-    generate nothing and do not lengthen it); returns the rollouts and the new sequences ``[B, S]``."""
+    generate nothing and do not lengthen it); returns the rollouts and the new sequences ``[B, S]``. ``prefix``: the
+    rows' carried prefix caches, whose policy keys/values hold every prefix token but the last, so only that one
+    runs (no prefill)."""
     key_of = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))
     keys = key_of(problems, prefix_lens - problems.prompt_len)
+    prompt_kv = None
+    if prefix is not None:  # [B, layers, 1, slots, kvh, hd] -> [layers, B, S, kvh, hd]
+        prompt_kv = decoder.KVCache(*(x[:, :, 0, : sequences.shape[1]].swapaxes(0, 1) for x in prefix.lm_kv))
     lm = k.models
     out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len,
-                       layers=k.lm_layers, kv_slots=phases.rollout_kv_slots(k.cfg, sequences.shape[1]))
+                       layers=k.lm_layers, kv_slots=phases.rollout_kv_slots(k.cfg, sequences.shape[1]),
+                       prompt_kv=prompt_kv)
     return out, out.sequence[:, : sequences.shape[1]]
 
 
@@ -283,10 +290,13 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
             return sequence, jnp.where(wanted, phases.proposal_budget(k.cfg, k.spec, problem, s, t, sequence), 0)
 
         sequences, budgets = jax.vmap(budget_of)(problems, state, token, proposing)
-        return run_rollouts(k, problems, sequences, state.past_len + 1, budgets)
+        # the carried prefix holds the policy's keys/values of every token before the new one
+        prefix = state.prefix if phases.carries_policy_kv(k.cfg) else None
+        return run_rollouts(k, problems, sequences, state.past_len + 1, budgets, prefix)
 
     out, sequence = when_any_rows(proposing, roll, k.chunk, problems, state, token, proposing)
-    cost = jax.vmap(lambda s, n: phases.rollout_flops(k.models, s.past_len + 1, n))(state, out.length)
+    cached = state.past_len if phases.carries_policy_kv(k.cfg) else jnp.zeros_like(state.past_len)
+    cost = jax.vmap(lambda s, n, c: phases.rollout_flops(k.models, s.past_len + 1, n, c))(state, out.length, cached)
     state = _add(
         state,
         rollouts=proposing,

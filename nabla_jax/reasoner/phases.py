@@ -41,8 +41,9 @@ def response_len(problem: NablaProblem, state: NablaState) -> jax.Array:
     return state.past_len - problem.prompt_len
 
 
-def rollout_flops(models: ModelPair, prefix_len, generated) -> jax.Array:
-    return decode_flops(models.lm_config, prefix_len, generated)
+def rollout_flops(models: ModelPair, prefix_len, generated, cached=0) -> jax.Array:
+    """A rollout after ``prefix_len`` tokens, the keys/values of the first ``cached`` of them given."""
+    return decode_flops(models.lm_config, prefix_len, generated, cached)
 
 
 def start_state(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, out, sequence) -> NablaState:
