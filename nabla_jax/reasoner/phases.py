@@ -151,8 +151,9 @@ def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, s
                    logits: jax.Array, size: int | None = None):
     """The official gradient selector, one forward/backward over the ahead tokens after ``state.prefix`` (which must
     hold the current prefix; ``logits``: :func:`ahead_logits`), over the first ``size`` ahead slots when given (see
-    :func:`nabla_jax.dto.loss.loss_and_onehot_grad`): :class:`Probes`. ``Probes.grad_norm`` is ``||dL/dy_i||`` at every
-    ahead position; its loss and ``dL/dy`` are what a DTO run started at this state computes first (:func:`dto_start`)."""
+    :func:`nabla_jax.dto.loss.loss_and_onehot_grad`): :class:`Probes`. ``Probes.grad_norm`` is ``||dL/dy_i||`` at
+    every ahead position; its loss and ``dL/dy`` are what a DTO run started at this state computes first
+    (:func:`dto_start`)."""
     init = ahead_variables(cfg, state, logits)
     return selection_probes(models, cfg.dto, dto_problem(models, problem, state, rm_pad), state.prefix, init, size)
 
