@@ -1,5 +1,6 @@
 """Prefill into a cache plus one-token decode steps equals one full forward (causal LM, padded batch)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -75,8 +76,6 @@ def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(h
     last (from the step that fed it back) equal those of one forward over the whole sequence; and a rollout that
     starts after a longer prefix of that sequence, given those keys/values (``prompt_kv``: only the prefix's last
     token runs), equals one that prefills the prefix."""
-    import jax
-
     from nabla_jax.generation.rollouts import RolloutSpec, rollout_rows
     from nabla_jax.generation.sampling import SamplingConfig
 

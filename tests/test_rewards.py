@@ -316,7 +316,7 @@ def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kin
     """The ∇-Reasoner carries its prefix cache across iterations: a reward side built for 3 committed tokens and
     extended by 7 more (two windows of 4) equals one built for all 10. The reward prefix of a response that goes on
     only grows (a separator PRM's separators among the new slots). (The policy's side comes from the rollouts:
-    test_rollouts.py.)"""
+    test_kv_cache.py::test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence.)"""
     from nabla_jax.dto.prefix_cache import extend_reward_prefix
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
 
