@@ -43,7 +43,8 @@ def test_prefill_then_decode_matches_full_forward(hf_checkpoint):
 
 def test_decode_layout_steps_match_full_forward(hf_checkpoint):
     """The decode path: a cacheless prefill, its keys/values in the decode layout (``decode_caches``), then
-    one-token steps over per-layer params (``forward_layers``), with a shared write slot and with per-row slots."""
+    one-token steps over per-layer params (``forward_layers``), with a shared write slot and with per-row slots,
+    and a several-token chunk."""
     directory, _ = hf_checkpoint("qwen3")
     policy = nabla_jax.load_policy(directory)
     cfg, params = policy.config, policy.params
@@ -68,6 +69,13 @@ def test_decode_layout_steps_match_full_forward(hf_checkpoint):
             steps.append(decoder.lm_logits(cfg, params, hidden))
         diff = np.abs(np.asarray(jnp.concatenate(steps, axis=1) - full[:, prompt:]))
         assert diff.max() <= 1e-5, (per_row, diff.max())
+    # the rest as one chunk (the decode layout's attention merges a query's positions and heads; causal within it)
+    hidden, _ = decoder.forward_layers(
+        cfg, params, layers, decoder.embed(params, ids[:, prompt:]), positions[:, prompt:],
+        jnp.ones((2, total), bool), decoder.decode_caches(kv, total - prompt), prompt,
+    )
+    diff = np.abs(np.asarray(decoder.lm_logits(cfg, params, hidden) - full[:, prompt:]))
+    assert diff.max() <= 1e-5, ("chunk", diff.max())
 
 
 def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(hf_checkpoint):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nabla_jax.generation.sampling import SamplingConfig, filter_logits, filtered_distribution, sample_token
+from nabla_jax.generation.sampling import (
+    SamplingConfig, filter_logits, filtered_distribution, first_argmax, sample_token,
+)
 
 ALPHA = 1e-3  # chi-square significance: a correct sampler fails with probability 0.1% (the seed is fixed)
 
@@ -109,6 +111,26 @@ def test_ties_are_kept_together():
     assert int(sample(logits, jax.random.key(0), greedy)) == 1
     assert int(sample(logits, None, 0.0)) == 1
     np.testing.assert_array_equal(np.asarray(dist(logits, greedy)), [0, 1, 0, 0, 0])
+
+
+def test_first_argmax_equals_argmax_with_ties_infinities_and_nans():
+    """The greedy pick's two-reduction argmax returns what ``jnp.argmax`` does on every row kind, in jit and eagerly."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((9, 50)).astype(np.float32)
+    x[1, [4, 30]] = x[1].max() + 1  # tied maxima: the first
+    x[2, [7, 20]] = np.inf  # two +inf
+    x[3] = -np.inf  # nothing but -inf: slot 0
+    x[4, [12, 40]] = np.nan  # NaN: the first NaN, as argmax
+    x[5, 3], x[5, 9] = np.inf, np.nan  # a NaN wins over +inf
+    x[6, -1] = x[6].max() + 1  # the last slot
+    x[7] = 0.0  # all equal
+    x[8, 0] = np.float32(3.0e38)  # near the float32 maximum
+    want = np.asarray(jnp.argmax(jnp.asarray(x), axis=-1))
+    for fn in (first_argmax, jax.jit(first_argmax)):
+        got = np.asarray(fn(jnp.asarray(x)))
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(first_argmax(jnp.asarray(x[:, None, :]))), want[:, None])  # any rank
 
 
 def test_off_settings_and_large_k():

@@ -38,6 +38,7 @@ from nabla_jax.dto.optimizer import make_optimizer
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import all_onehots, moving_onehots, split_init, to_logits
+from nabla_jax.generation.sampling import first_argmax
 from nabla_jax.rows import add_row_axis, drop_row_axis, when_any_fits, where_rows
 
 
@@ -170,7 +171,7 @@ def dto_step(
     variables = where_rows(ok, variables, state.variables)
     opt_state = where_rows(ok, opt_state, state.opt_state)
 
-    moving_ids = jnp.argmax(jax.vmap(lambda v: to_logits(models, config, v))(variables), axis=-1).astype(jnp.int32)
+    moving_ids = first_argmax(jax.vmap(lambda v: to_logits(models, config, v))(variables))
     changed = jnp.any(moving_ids != state.token_ids[:, :m], axis=1)
     at_step = active[:, None] & (jnp.arange(config.max_iters)[None] == state.step[:, None])
     return DTOState(

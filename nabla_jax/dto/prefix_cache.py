@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.problem import DTOProblem
+from nabla_jax.generation.sampling import first_argmax
 from nabla_jax.models import decoder
 from nabla_jax.rewards import readout
 from nabla_jax.rewards.inputs import reward_input
@@ -184,7 +185,7 @@ def _soft_embeds(y: jax.Array, matrix: jax.Array) -> jax.Array:
     exact one-hots in value, gradients flowing to the soft weights). The forward reads the rows (a one-hot row times
     the matrix is exactly that row), which spares a dense product over the vocabulary per model and pass; the
     backward is the product's own."""
-    return matrix[jnp.argmax(y, axis=-1)]
+    return matrix[first_argmax(y)]
 
 
 def _soft_embeds_forward(y, matrix):
@@ -238,7 +239,7 @@ def rm_ahead_reward(models: ModelPair, problem: DTOProblem, cache: PrefixCache |
     tokens go and which slots are read; the ahead slots take the soft embeddings ``y @ E``, so gradients reach y."""
     cfg, params, kind = models.rm_config, models.rm_params, models.reward_kind
     r = problem.rm_prefix_ids.shape[0]
-    ahead_ids = jnp.take(models.reward_index, jnp.argmax(y, axis=-1))
+    ahead_ids = jnp.take(models.reward_index, first_argmax(y))
     chunk = reward_input(
         kind, jnp.zeros((0,), jnp.int32), 0, ahead_ids, problem.ahead_len, problem.rm_postfix_ids,
         problem.rm_postfix_len, pad=0,

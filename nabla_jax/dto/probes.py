@@ -19,6 +19,7 @@ from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.prefix_cache import PrefixCache
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.dto.variables import check_init_shape, to_logits
+from nabla_jax.generation.sampling import first_argmax
 
 
 class Probes(NamedTuple):
@@ -41,7 +42,7 @@ def selection_probes(
     over the first ``size`` ahead slots when given (see :func:`loss_and_onehot_grad`)."""
     check_init_shape(models, config, init.shape)
     logits = to_logits(models, config, init)
-    y = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=jnp.float32)
+    y = jax.nn.one_hot(first_argmax(logits), logits.shape[-1], dtype=jnp.float32)
     loss, parts, grad = loss_and_onehot_grad(models, config, problem, cache, y, size)
     real = jnp.arange(init.shape[0]) < problem.ahead_len
     return Probes(

@@ -8,7 +8,8 @@ exact one-hot in every floating-point format (``soft - soft`` is exactly zero).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+
+from nabla_jax.generation.sampling import first_argmax
 
 
 def straight_through_onehot(
@@ -26,5 +27,5 @@ def straight_through_onehot(
     if gumbel_key is not None:
         z = z + jax.random.gumbel(gumbel_key, z.shape, z.dtype)
     soft = jax.nn.softmax(z / tau, axis=-1)
-    hard = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=z.dtype)
+    hard = jax.nn.one_hot(first_argmax(z), z.shape[-1], dtype=z.dtype)
     return hard + (soft - jax.lax.stop_gradient(soft))

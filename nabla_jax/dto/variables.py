@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.straight_through import straight_through_onehot
+from nabla_jax.generation.sampling import first_argmax
 from nabla_jax.models import decoder
 
 
@@ -50,7 +51,7 @@ def split_init(models: ModelPair, config: DTOConfig, init: jax.Array) -> tuple[j
     check_init_shape(models, config, init.shape)
     init = init.astype(config.dto_dtype)
     moving = init[: num_moving(config, init.shape[0])]
-    token_ids = jnp.argmax(to_logits(models, config, init), axis=-1).astype(jnp.int32)
+    token_ids = first_argmax(to_logits(models, config, init))
     return moving, token_ids
 
 

@@ -85,6 +85,14 @@ def seen_tokens(sequence: jax.Array, length, vocab: int) -> jax.Array:
     return jnp.zeros((vocab,), jnp.int32).at[jnp.clip(sequence, 0, vocab - 1)].add(real.astype(jnp.int32)) > 0
 
 
+def first_argmax(x: jax.Array) -> jax.Array:
+    """``jnp.argmax(x, axis=-1)`` as int32 (the first of tied maxima; the first NaN where there is one) from two plain
+    reductions: XLA CPU compiles argmax's paired value/index reduction about 4× slower over a vocabulary."""
+    top = jnp.max(x, axis=-1, keepdims=True)
+    hit = (x == top) | jnp.isnan(x)
+    return jnp.min(jnp.where(hit, jnp.arange(x.shape[-1], dtype=jnp.int32), x.shape[-1]), axis=-1)
+
+
 def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax.Array:
     """float32 logits of the filtered distribution: scaled by 1/temperature, removed tokens at ``-inf``.
 
@@ -94,7 +102,7 @@ def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax
     x = jnp.asarray(logits, jnp.float32)
     vocab = x.shape[-1]
     if cfg.greedy:
-        best = jnp.argmax(x, axis=-1)[..., None]
+        best = first_argmax(x)[..., None]
         return jnp.where(jnp.arange(vocab) == best, 0.0, -jnp.inf)
     x = x / cfg.temperature
     ranked = None  # the largest scaled logits, descending, when top-p needs them
@@ -127,6 +135,6 @@ def sample_token(logits: jax.Array, key: jax.Array, temperature=1.0, top_k=0, to
     ``temperature`` may also be a :class:`SamplingConfig`. Greedy (temperature 0) ignores the key."""
     cfg = _as_config(temperature, top_k, top_p)
     if cfg.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return first_argmax(logits)
     filtered = filter_logits(logits, cfg)
     return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)

@@ -189,17 +189,17 @@ def forward_layers(
 
 def decode_caches(kv: KVCache, extra_slots: int) -> tuple[KVCache, ...]:
     """The stacked keys/values of :func:`forward` (``[layers, B, S, kvh, hd]``) as one cache per layer in the
-    decode layout of :data:`layers.HEADS_MAJOR` (keys ``[B, kvh, S', hd]``, values ``[B, kvh, hd, S']``,
+    decode layout of :data:`layers.HEADS_MAJOR` (keys ``[B, kvh, hd, S']``, values ``[B, kvh, S', hd]``,
     S' = S + ``extra_slots``, the extra slots empty). Attention over ``[B, S, kvh, hd]`` buffers transposed the whole
     buffer of every layer at every step (experiments/README.md)."""
-    k = jnp.pad(kv.k.transpose(0, 1, 3, 2, 4), ((0, 0),) * 3 + ((0, extra_slots), (0, 0)))
-    v = jnp.pad(kv.v.transpose(0, 1, 3, 4, 2), ((0, 0),) * 4 + ((0, extra_slots),))
+    k = jnp.pad(kv.k.transpose(0, 1, 3, 4, 2), ((0, 0),) * 4 + ((0, extra_slots),))
+    v = jnp.pad(kv.v.transpose(0, 1, 3, 2, 4), ((0, 0),) * 3 + ((0, extra_slots), (0, 0)))
     return tuple(KVCache(k[i], v[i]) for i in range(k.shape[0]))
 
 
 def gather_decode_caches(caches: tuple[KVCache, ...], slots: jax.Array) -> KVCache:
     """Slots ``slots [B, J]`` of each row from the per-layer decode caches of :func:`decode_caches`, back in the
     by-slot layout, one block per row: ``[B, layers, J, kvh, hd]`` each."""
-    k = jnp.stack([jnp.take_along_axis(c.k, slots[:, None, :, None], axis=2) for c in caches], 1)  # [B, L, kvh, J, hd]
-    v = jnp.stack([jnp.take_along_axis(c.v, slots[:, None, None, :], axis=3) for c in caches], 1)  # [B, L, kvh, hd, J]
-    return KVCache(k.transpose(0, 1, 3, 2, 4), v.transpose(0, 1, 4, 2, 3))
+    k = jnp.stack([jnp.take_along_axis(c.k, slots[:, None, None, :], axis=3) for c in caches], 1)  # [B, L, kvh, hd, J]
+    v = jnp.stack([jnp.take_along_axis(c.v, slots[:, None, :, None], axis=2) for c in caches], 1)  # [B, L, kvh, J, hd]
+    return KVCache(k.transpose(0, 1, 4, 2, 3), v.transpose(0, 1, 3, 2, 4))

@@ -31,7 +31,7 @@ class RMSNorm(nn.Module):
 
 def write_cache(cache: jax.Array, new: jax.Array, write_index, axis: int = 1) -> jax.Array:
     """``new`` into ``cache`` at slot ``write_index`` of the slot ``axis`` (``[B, S, ...]``: axis 1; the
-    :data:`HEADS_MAJOR` keys ``[B, kvh, S, hd]``: 2, values ``[B, kvh, hd, S]``: 3): one slot for the whole batch
+    :data:`HEADS_MAJOR` keys ``[B, kvh, hd, S]``: 3, values ``[B, kvh, S, hd]``: 2): one slot for the whole batch
     (a scalar: one ``dynamic_update_slice``) or one per row (``[B]``: rows refilled at different times)."""
     new = new.astype(cache.dtype)
     if jnp.ndim(write_index) == 0:
@@ -40,9 +40,36 @@ def write_cache(cache: jax.Array, new: jax.Array, write_index, axis: int = 1) ->
     return jax.vmap(put)(cache, new, write_index)
 
 
-# Cache layouts. SLOTS_MAJOR: keys and values [B, S, kvh, hd]. HEADS_MAJOR (decoding): keys [B, kvh, S, hd] and
-# values [B, kvh, hd, S], the operand layouts XLA CPU's attention dots take, so no step transposes the cache.
+# Cache layouts. SLOTS_MAJOR: keys and values [B, S, kvh, hd]. HEADS_MAJOR (decoding): keys [B, kvh, hd, S] and
+# values [B, kvh, S, hd], so that each (row, kv head) of single-query attention is a plain [g, hd] x [hd, S] and
+# [g, S] x [S, hd] product, which XLA CPU runs fastest (experiments/README.md, change 11); no step transposes it.
 SLOTS_MAJOR, HEADS_MAJOR = "slots", "heads"
+SLOT_AXES = {SLOTS_MAJOR: (1, 1), HEADS_MAJOR: (3, 2)}  # the slot axis of the keys and of the values
+
+
+def _attend_slots_major(q, k, v, mask, dtype):
+    """Grouped-query attention: q ``[B, T, kvh, g, hd]``, keys/values ``[B, S, kvh, hd]``, mask ``[B, T, S]``;
+    returns ``[B, T, kvh, g, hd]``."""
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+    scores = scores * (q.shape[-1] ** -0.5)
+    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
+    return jnp.einsum("bkgts,bskd->btkgd", weights, v.astype(dtype))
+
+
+def _attend_heads_major(q, k, v, mask, dtype):
+    """:func:`_attend_slots_major` over the :data:`HEADS_MAJOR` cache. A query's T and g axes are merged, so each
+    (row, kv head) is one product: with T as an axis of its own, XLA CPU compiled single-query attention into
+    ``[S, hd] x [hd, g]`` products and transposes, 1.15x slower over SmolLM2's whole decode step at 32 rows."""
+    batch, length, kv_heads, groups, head_dim = q.shape
+    queries = q.transpose(0, 2, 1, 3, 4).reshape(batch, kv_heads, length * groups, head_dim)  # (t, g) order
+    scores = jnp.einsum("bkqd,bkds->bkqs", queries, k.astype(q.dtype)).astype(jnp.float32)
+    scores = scores * (head_dim**-0.5)
+    visible = jnp.repeat(mask, groups, axis=1)[:, None]  # [B, 1, T·g, S]
+    scores = jnp.where(visible, scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
+    out = jnp.einsum("bkqs,bksd->bkqd", weights, v.astype(dtype))
+    return out.reshape(batch, kv_heads, length, groups, head_dim).transpose(0, 2, 1, 3, 4)
 
 
 def _dense(features: int, use_bias: bool, name: str, dtype) -> nn.Dense:
@@ -71,20 +98,15 @@ class Attention(nn.Module):
             k = RMSNorm(cfg.rms_norm_eps, self.dtype, name="k_norm")(k)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
-        k_form = v_form = "bskd"
-        if self.cache_layout == HEADS_MAJOR:
-            k, v, k_form, v_form = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 3, 1), "bksd", "bkds"
+        heads_major = self.cache_layout == HEADS_MAJOR
+        if heads_major:
+            k, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
         if cache_kv is not None:
-            cache_k, cache_v = cache_kv
-            k = write_cache(cache_k, k, write_index, k_form.index("s"))
-            v = write_cache(cache_v, v, write_index, v_form.index("s"))
-        groups = cfg.num_heads // cfg.num_kv_heads
-        q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
-        scores = jnp.einsum(f"btkgd,{k_form}->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
-        scores = scores * (cfg.head_dim**-0.5)
-        scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum(f"bkgts,{v_form}->btkgd", weights, v.astype(self.dtype))
+            key_axis, value_axis = SLOT_AXES[self.cache_layout]
+            k = write_cache(cache_kv[0], k, write_index, key_axis)
+            v = write_cache(cache_kv[1], v, write_index, value_axis)
+        q = q.reshape(batch, length, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
+        out = (_attend_heads_major if heads_major else _attend_slots_major)(q, k, v, mask, self.dtype)
         out = out.reshape(batch, length, cfg.num_heads * cfg.head_dim)
         out = _dense(cfg.hidden_size, cfg.o_bias, "o_proj", self.dtype)(out)
         return out, (k, v)
