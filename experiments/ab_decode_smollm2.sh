@@ -32,7 +32,8 @@ for batch in (1, 8, 32):
     step = decode_step_ours(policy, ids, lengths, 32)
     args = (jnp.asarray(ids, jnp.int32), jnp.asarray(lengths, jnp.int32), jax.random.split(jax.random.key(0), batch))
     tokens = np.asarray(rollout_batch(policy.config, policy.params, RolloutSpec(33, SamplingConfig(0.0)), *args).tokens)
-    cells.append(f"batch {batch}: {1e3 * step:.1f} ms, {batch / step:.1f} tok/s (tokens {zlib.crc32(tokens.tobytes()):08x})")
+    checksum = zlib.crc32(tokens.tobytes())
+    cells.append(f"batch {batch}: {1e3 * step:.1f} ms, {batch / step:.1f} tok/s (tokens {checksum:08x})")
 print(f"{os.path.dirname(os.path.dirname(nabla_jax.__file__))}: " + "; ".join(cells)
       + f"; load average {os.getloadavg()[0]:.2f}", flush=True)
 PY
