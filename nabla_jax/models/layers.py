@@ -60,7 +60,8 @@ def _attend_slots_major(q, k, v, mask, dtype):
 def _attend_heads_major(q, k, v, mask, dtype):
     """:func:`_attend_slots_major` over the :data:`HEADS_MAJOR` cache. A query's T and g axes are merged, so each
     (row, kv head) is one product: with T as an axis of its own, XLA CPU compiled single-query attention into
-    ``[S, hd] x [hd, g]`` products and transposes, 1.15x slower over SmolLM2's whole decode step at 32 rows."""
+    ``[S, hd] x [hd, g]`` products and transposes: SmolLM2's whole decode step at 32 rows was 1.15x slower in the
+    previous cache layout and 1.46x in this one."""
     batch, length, kv_heads, groups, head_dim = q.shape
     queries = q.transpose(0, 2, 1, 3, 4).reshape(batch, kv_heads, length * groups, head_dim)  # (t, g) order
     scores = jnp.einsum("bkqd,bkds->bkqs", queries, k.astype(q.dtype)).astype(jnp.float32)
