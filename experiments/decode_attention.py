@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -23,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from nabla_jax.generation.sampling import first_argmax  # noqa: E402
 from nabla_jax.models.layers import _attend_heads_major, write_cache  # noqa: E402
+from timing import median_time  # noqa: E402
 
 LAYERS, KV_HEADS, GROUPS, HEAD_DIM, SLOTS, VOCAB = 30, 3, 3, 64, 97, 49152  # SmolLM2-135M, a 97-slot buffer
 OLD, NEW = ("bksd", "bkds"), ("bkds", "bksd")  # the einsum forms of the keys' and the values' layouts
@@ -86,25 +86,19 @@ def ms_per_step(layout, merged: bool, batch: int, steps: int = 16) -> float:
     x = jnp.asarray(rng.standard_normal((batch, KV_HEADS * GROUPS * HEAD_DIM)), jnp.float32)
     run = jax.jit(lambda x, c: jax.lax.fori_loop(SLOTS - steps, SLOTS, step_fn(layout, merged), (x, c))[0])
     run(x, caches).block_until_ready()
-    times = []
-    for _ in range(5):
-        began = time.perf_counter()
-        run(x, caches).block_until_ready()
-        times.append(time.perf_counter() - began)
-    return 1e3 * sorted(times)[2] / steps
+    return 1e3 * median_time(lambda: run(x, caches).block_until_ready(), 5) / steps
 
 
 def ms_per_call(fn, x, repeats: int = 20) -> float:
     fn = jax.jit(fn)
     fn(x).block_until_ready()
-    times = []
-    for _ in range(5):
-        began = time.perf_counter()
+
+    def calls():
         for _ in range(repeats):
             out = fn(x)
         out.block_until_ready()
-        times.append((time.perf_counter() - began) / repeats)
-    return 1e3 * sorted(times)[2]
+
+    return 1e3 * median_time(calls, 5) / repeats
 
 
 def main() -> None:
