@@ -6,13 +6,10 @@
 #   git worktree add /tmp/base BASE_COMMIT
 #   bash experiments/ab_decode_smollm2.sh /tmp/base . [ROUNDS=3]
 set -euo pipefail
-python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+source "$(dirname "$0")/ab_alternate.sh"
 rounds="${3:-3}"
-for _ in $(seq "$rounds"); do
-  for tree in "$1" "$2"; do
-    (cd "$tree" && "$python" - <<'PY'
-import os, sys, zlib
-sys.path.insert(0, "experiments"); sys.path.insert(0, ".")
+alternate "$1" "$2" "$rounds" "$(cat <<'PY'
+import os, zlib
 import jax, jax.numpy as jnp, numpy as np
 import nabla_jax
 from bench_generation import PROBLEMS
@@ -37,6 +34,4 @@ for batch in (1, 8, 32):
 print(f"{os.path.dirname(os.path.dirname(nabla_jax.__file__))}: " + "; ".join(cells)
       + f"; load average {os.getloadavg()[0]:.2f}", flush=True)
 PY
-    )
-  done
-done
+)"

@@ -6,13 +6,10 @@
 #   git worktree add /tmp/base BASE_COMMIT
 #   bash experiments/ab_nabla_smollm2.sh /tmp/base . [ROUNDS=2]
 set -euo pipefail
-python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+source "$(dirname "$0")/ab_alternate.sh"
 rounds="${3:-2}"
-for _ in $(seq "$rounds"); do
-  for tree in "$1" "$2"; do
-    (cd "$tree" && "$python" - <<'PY'
-import os, sys, time
-sys.path.insert(0, "experiments"); sys.path.insert(0, ".")
+alternate "$1" "$2" "$rounds" "$(cat <<'PY'
+import os, time
 import nabla_jax
 from bench_throughput import SMOLLM2_NABLA_PROMPT, smollm2_reasoner
 reasoner = smollm2_reasoner({})
@@ -27,6 +24,4 @@ print(f"{os.path.dirname(os.path.dirname(nabla_jax.__file__))}: first {first:.1f
       f"{result.stats['model_calls_official']} official calls, {len(result.token_ids)} tokens, "
       f"load average {os.getloadavg()[0]:.2f}", flush=True)
 PY
-    )
-  done
-done
+)"

@@ -6,14 +6,11 @@
 #   git worktree add /tmp/base BASE_COMMIT
 #   bash experiments/ab_nabla_testbed.sh /tmp/base . [ROUNDS=2] [ROWS=1,32]
 set -euo pipefail
-python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+source "$(dirname "$0")/ab_alternate.sh"
 rounds="${3:-2}"
 export AB_ROWS="${4:-1,32}"
-for _ in $(seq "$rounds"); do
-  for tree in "$1" "$2"; do
-    (cd "$tree" && "$python" - <<'PY'
-import os, sys, time
-sys.path.insert(0, "experiments"); sys.path.insert(0, ".")
+alternate "$1" "$2" "$rounds" "$(cat <<'PY'
+import os, time
 import nabla_jax
 from bench_throughput import TESTBED, demo_reasoner, testbed_prompts
 reasoner = demo_reasoner(os.path.join(TESTBED, "policy"), "likelihood:" + os.path.join(TESTBED, "verifier"), -6.0,
@@ -32,6 +29,4 @@ for rows in (int(r) for r in os.environ["AB_ROWS"].split(",")):
 print(f"{os.path.dirname(os.path.dirname(nabla_jax.__file__))}: ms/problem: {'; '.join(cells)}; "
       f"load average {os.getloadavg()[0]:.2f}", flush=True)
 PY
-    )
-  done
-done
+)"
