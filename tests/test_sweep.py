@@ -71,10 +71,12 @@ def test_bad_specs_are_refused_naming_the_problem(tmp_path):
 
 
 def test_testbed_names_resolve_to_the_bundled_models():
-    from nabla_jax.evaluation.sweep import testbed_path
+    from nabla_jax.bundled import resolve_spec
     from nabla_jax.testbed import PRM_DIR, REWARD_DIR, VERIFIER_DIR
 
-    assert testbed_path("testbed:prm") == PRM_DIR
-    assert testbed_path("testbed:reward") == REWARD_DIR
-    assert testbed_path("likelihood:testbed:verifier") == "likelihood:" + VERIFIER_DIR
-    assert testbed_path("testbed:rewards") == "testbed:rewards"  # not a bundled name
+    assert resolve_spec("testbed:prm") == PRM_DIR
+    assert resolve_spec("testbed:reward") == REWARD_DIR
+    assert resolve_spec("likelihood:testbed:verifier") == "likelihood:" + VERIFIER_DIR
+    assert resolve_spec("runs/testbed:x") == "runs/testbed:x"  # a path, not a bundled name
+    with pytest.raises(ValueError, match="testbed:outcome"):
+        resolve_spec("testbed:rewards")  # the error lists the valid names

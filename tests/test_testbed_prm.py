@@ -1,6 +1,7 @@
 """The testbed process reward model: exact step labels, reward inputs built as the library builds them, and the
-shipped PRM (nabla_jax/testbed/models/prm) loaded through load_reward_model: its readout equals the training code's,
-and its step scores behave as measured (a weak PRM: see the README's testbed section)."""
+shipped PRM (nabla_jax/testbed/models/prm, wired from the verifier by experiments/testbed/verifier_circuit.py)
+loaded through load_reward_model: its readout equals the training code's, and its step scores find the first wrong
+step (docs/testbed.md)."""
 
 import json
 import os
@@ -14,7 +15,7 @@ from nabla_jax.rewards.loaders import process_kind
 from nabla_jax.rewards.scoring import response_step_scores, score_batch
 from nabla_jax.templates import reward_input_template, reward_template_ids
 from nabla_jax.testbed import PRM_DIR, corrupt, encoding, task
-from nabla_jax.testbed.train_prm import prm_input, process_correct, step_labels, step_probs
+from nabla_jax.testbed.process_labels import prm_input, process_correct, step_labels, step_probs
 
 P = task.Problem((92, 48, 12), ("-", "-"))  # 92-48=44, 44-12=32, #### 32
 
@@ -63,7 +64,7 @@ def test_training_inputs_are_the_library_reward_inputs(eos):
 
 @pytest.fixture(scope="module")
 def prm():
-    return load_reward_model(PRM_DIR, aggregate="min", separator=None, step_split="\n")
+    return load_reward_model(PRM_DIR)  # its reading options (no separator, a step a line, min) are its own
 
 
 def _steps(prm, p, text):
@@ -74,7 +75,7 @@ def _steps(prm, p, text):
 def test_shipped_prm_files():
     names = set(os.listdir(PRM_DIR))
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json"} <= names
-    assert sum(os.path.getsize(os.path.join(PRM_DIR, n)) for n in names) < 1_500_000
+    assert sum(os.path.getsize(os.path.join(PRM_DIR, n)) for n in names) < 2_000_000
     with open(os.path.join(PRM_DIR, "config.json"), encoding="utf-8") as handle:
         raw = json.load(handle)
     assert raw["architectures"] == ["Qwen2ForProcessRewardModel"] and raw["pad_token_id"] == 0
@@ -91,25 +92,25 @@ def test_shipped_prm_loads_as_a_process_reward(prm):
 
 
 def test_shipped_prm_step_scores_on_references_and_planted_mistakes(prm):
-    """What the shipped PRM does (a weak one: README, testbed section): its step probabilities fall with the step's
-    depth and barely depend on a mistake (within-problem AUC 0.58 on policy samples), but references start high,
-    every corrupted solution ends under 0.5, and the steps from a planted mistake on score well under those before
-    it. A randomly initialised or mis-read head fails these."""
+    """What the shipped PRM does: every step of a reference scores high, the first step under 0.5 of a corrupted
+    solution is its planted mistake in nearly every case, and the steps from the mistake on score far under those
+    before it. A randomly initialised or mis-read head fails these."""
     rng = np.random.default_rng(1)
     problems = task.problems("test", 12)
-    before, after, rows, mins = [], [], [], []
+    before, after, rows, mins, found = [], [], [], [], []
     for p in problems:
         reference = _steps(prm, p, task.format_solution(p))
-        assert len(reference) == len(p.ops) + 1 and reference[0] > 0.5
+        assert len(reference) == len(p.ops) + 1 and reference.min() > 0.5
         wrong = corrupt.corrupt_solution(p, rng, "slip")
         first = int(np.argmin(step_labels(p, wrong)))  # the planted mistake's step
         scores = _steps(prm, p, wrong)
         assert scores[-1] < 0.5
+        found.append(int(np.argmax(scores < 0.5)) == first)
         before += list(scores[:first])
         after += list(scores[first:])
         prefix, postfix = reward_input_template(prm, task.format_prompt(p))
         rows += [(prefix, encoding.text_ids(text) + [encoding.EOS_ID], postfix) for text in (task.format_solution(p), wrong)]
         mins.append([reference.min(), scores.min()])
-    assert np.mean(before) > np.mean(after) + 0.2
+    assert np.mean(before) > np.mean(after) + 0.5 and np.mean(found) >= 0.9
     rewards = score_batch(prm, rows, pad=0).reshape(len(problems), 2)  # aggregated by min, as in the sweeps
     assert np.allclose(rewards, mins, atol=1e-5)

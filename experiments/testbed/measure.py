@@ -2,39 +2,35 @@
 and the policy's calibration on test problems. Verifiers are scored through the library's reward interface
 (:func:`nabla_jax.rewards.scoring.score_batch`), exactly as best-of-N and the ∇-Reasoner score them.
 
-    nice -n 10 python experiments/testbed/measure.py [--problems 500] [--samples 64] [--seed 0] \
+    nice -n 10 python -m experiments.testbed.measure [--problems 500] [--samples 64] [--seed 0] \
         [--verifier NAME=SPEC ...]
 
-SPEC is anything ``--reward`` takes. The defaults measure the shipped likelihood verifier
-(``likelihood:nabla_jax/testbed/models/verifier``, clip -6) and the chance-level outcome classifier
-(``nabla_jax/testbed/models/reward``, the negative control).
+SPEC is anything ``--reward`` takes, read with the checkpoint's own reading options. The defaults measure the four
+shipped rewards: the outcome reward model (``testbed:outcome``), the process reward model (``testbed:prm``,
+aggregated by ``min``), the likelihood verifier (``likelihood:testbed:verifier``, clip -6) and the chance-level
+outcome classifier (``testbed:reward``, the negative control).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from convert.hf import load_hf_params
+from nabla_jax.rewards import load_reward_model
+from nabla_jax.rewards.scoring import score_batch
+from nabla_jax.templates import reward_input_template, reward_pad_id
+from nabla_jax.testbed import POLICY_DIR, encoding, evaluation, task
 
-from convert.hf import load_hf_params  # noqa: E402
-from nabla_jax.templates import reward_input_template  # noqa: E402
-from nabla_jax.rewards import load_reward_model  # noqa: E402
-from nabla_jax.rewards.scoring import score_batch  # noqa: E402
-from nabla_jax.templates import reward_pad_id  # noqa: E402
-from nabla_jax.testbed import POLICY_DIR, REWARD_DIR, VERIFIER_DIR, encoding, evaluation, task  # noqa: E402
-
-DEFAULT_VERIFIERS = (f"verifier=likelihood:{VERIFIER_DIR}", f"classifier={REWARD_DIR}")
-TESTBED_CLIP = -6.0  # the floor the verifier's ranking was measured with during training
+DEFAULT_VERIFIERS = ("outcome=testbed:outcome", "process=testbed:prm", "likelihood=likelihood:testbed:verifier",
+                     "classifier=testbed:reward")
 
 
 def interface_scorer(spec: str):
     """``fn(prompts, responses) -> scores`` through the reward interface (testbed texts; the response ends with
     the EOS the policy emitted, as every method scores it)."""
-    reward = load_reward_model(spec, clip=TESTBED_CLIP if spec.startswith("likelihood:") else None)
+    reward = load_reward_model(spec)
     pad = reward_pad_id(reward.tokenizer, reward.config)
     eos = encoding.tokenizer().eos_token_id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nabla_jax.bundled import bundled_names
 from nabla_jax.commands.parsing import add_allow_nonfinite
 
 
@@ -9,8 +10,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert a checkpoint (HF directory, .gguf, name) to an Orbax directory or HF safetensors",
-        description="Convert SRC (a Hugging Face directory, a .gguf file, an Orbax directory or a bundled name such "
-        "as smollm2-135m-instruct) to DST: an Orbax checkpoint directory (default) or, with --to hf, a Hugging "
+        description="Convert SRC (a Hugging Face directory, a .gguf file, an Orbax directory or a bundled name: "
+        + ", ".join(bundled_names()) + ") to DST: an Orbax checkpoint directory (default) or, with --to hf, a Hugging "
         "Face directory (config.json + safetensors + tokenizer) that transformers loads.",
     )
     parser.add_argument("src")

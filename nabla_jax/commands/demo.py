@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 
-TESTBED_MODELS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testbed", "models")
 # The official MATH-500 settings, except the gradient-norm test: its threshold (4) is calibrated to a 7B reward
 # model's scale, and the testbed reward's gradients are far smaller, so it would veto every position.
 DEMO_NABLA = {"grad_threshold": None}
-# The testbed's verifiers: the likelihood of a stronger LM (works: within-problem AUC 0.885 on the policy's
-# samples), and the outcome classifier distilled from it, which ranks at chance (kept as a negative control).
-VERIFIERS = {
-    "verifier": ("likelihood:" + os.path.join(TESTBED_MODELS, "verifier"), {"clip": -6.0}),
-    "classifier": (os.path.join(TESTBED_MODELS, "reward"), {}),
+# The testbed's rewards, by kind (each checkpoint stores its own reading options: the PRM's step split, the
+# verifier's clip). The outcome model is the paper's setting and the default; the classifier ranks at chance and
+# is kept as a negative control. Their ranking and repair rates: docs/testbed.md.
+REWARDS = {
+    "outcome": "testbed:outcome",
+    "process": "testbed:prm",
+    "likelihood": "likelihood:testbed:verifier",
+    "classifier": "testbed:reward",
 }
 
 
@@ -28,28 +30,30 @@ def register(subparsers) -> None:
     parser.add_argument("--n", type=int, default=8, help="budget: samples for sc/bon, max_n_generations for nabla")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--reward", choices=sorted(VERIFIERS), default="verifier",
-                        help="verifier: the shipped likelihood verifier (default); classifier: the chance-level "
-                        "outcome classifier, a negative control")
+    parser.add_argument("--reward", choices=list(REWARDS), default="outcome",
+                        help="outcome: the outcome reward model (default, the paper's setting); process: the PRM "
+                        "(aggregated by min); likelihood: the verifier LM's clipped mean log-probability; "
+                        "classifier: the chance-level outcome classifier, a negative control")
     parser.add_argument("--out", default="runs/demo", help="results directory (resumable; default runs/demo)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from nabla_jax.bundled import resolve_spec
     from nabla_jax.commands.parsing import seed_list
     from nabla_jax.evaluation.context import DecodeSettings
     from nabla_jax.evaluation.report import build_report
     from nabla_jax.evaluation.runner import run_eval
 
-    policy = os.path.join(TESTBED_MODELS, "policy")
-    reward, reward_options = VERIFIERS[args.reward]
+    policy = resolve_spec("testbed:policy")
+    reward = REWARDS[args.reward]
     if not os.path.isdir(policy):
         raise FileNotFoundError(f"bundled testbed policy missing: {policy} (reinstall nabla-jax)")
     if args.n < 1 or args.problems < 1:
         raise ValueError("--n and --problems must be >= 1")
     budgets = tuple(sorted({1, 2, 4, args.n} & set(range(1, args.n + 1))))
-    if os.path.isdir(reward.split(":", 1)[-1]):
+    if os.path.isdir(resolve_spec(reward).split(":", 1)[-1]):
         methods = f"greedy,sc,bon,wbon,nabla@{args.n},nabla_no_dto@{args.n}"
     else:
         # this build ships no testbed reward model: only the methods that need none can run
@@ -57,13 +61,12 @@ def run(args) -> int:
         methods, reward = "greedy,sc", None
     print(f"testbed: {args.problems} problems x seeds {args.seeds}; {methods}; sc/bon at N in {list(budgets)}")
     if reward is not None:
-        print(f"reward: {reward} {reward_options or ''}".rstrip())
+        print(f"reward: {args.reward} ({reward})")
         print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
     run_eval(
         "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets, limit=args.problems,
         settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
         options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
-        reward_options=reward_options,
     )
     markdown, _ = build_report([args.out], args.out)
     print(markdown, end="")

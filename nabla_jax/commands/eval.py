@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, int_list, seed_list
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.presets import PRESETS
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--benchmark", required=True, help=f"{', '.join(BENCHMARKS)} or a path to a .jsonl file")
     parser.add_argument("--method", required=True, help="comma-separated, e.g. greedy,sc,bon,wbon or bon@16")
-    parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
+    parser.add_argument("--policy", required=True, help=POLICY_HELP)
     parser.add_argument("--reward", default=None, help=REWARD_HELP + " (needed by bon, wbon and the ∇-Reasoner)")
     parser.add_argument("--out", required=True, help="results directory")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -109,8 +110,11 @@ def decode_settings(args, instruction):
     from nabla_jax.generation.defaults import read_generation_config
     from nabla_jax.presets import preset
 
+    from nabla_jax.bundled import resolve_spec
+
     chosen = preset(args.preset) if args.preset else {}
-    generation = read_generation_config(args.policy if os.path.isdir(args.policy) else None)
+    policy_dir = resolve_spec(args.policy)
+    generation = read_generation_config(policy_dir if os.path.isdir(policy_dir) else None)
     first = lambda *values: next(v for v in values if v is not None)  # noqa: E731
     settings = DecodeSettings(
         first(args.max_new_tokens, chosen.get("max_new_tokens"), 1024),

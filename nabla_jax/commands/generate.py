@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 
+from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
 
 
@@ -16,7 +17,7 @@ def register(subparsers) -> None:
         description="Run each --prompt through the policy's chat template (the prompt as the only user message) "
         "and print the sampled continuation. temperature 0 is greedy; top-k 0 and top-p 1 are off.",
     )
-    parser.add_argument("--policy", required=True, help="HF directory, .gguf file, Orbax directory or bundled name")
+    parser.add_argument("--policy", required=True, help=POLICY_HELP)
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=None,

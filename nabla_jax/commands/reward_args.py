@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from nabla_jax.rewards.kinds import AGGREGATES
+from nabla_jax.rewards.kinds import AGGREGATES, UNSET
 
 REWARD_HELP = (
     "reward: a *ForSequenceClassification checkpoint (outcome), a *ForProcessRewardModel checkpoint (process), "
-    "likelihood:LM (a causal LM's mean token log-probability of the response) or judge:LM (its Yes/No log-odds)"
+    "likelihood:LM (a causal LM's mean token log-probability of the response) or judge:LM (its Yes/No log-odds); "
+    "a path or a bundled name (testbed:outcome, testbed:prm, likelihood:testbed:verifier, testbed:reward)"
 )
+STORED = " A checkpoint that stores its own reading options (config.json) supplies the default."
 
 
 def _none_or(kind):
@@ -18,19 +20,23 @@ def _none_or(kind):
 
 def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reward kinds")
-    group.add_argument("--reward-aggregate", choices=AGGREGATES, default="min",
-                       help="process reward: how step scores combine (default min)")
-    group.add_argument("--reward-separator", type=_none_or(str), default="<extra_0>",
+    group.add_argument("--reward-aggregate", choices=AGGREGATES, default=UNSET,
+                       help="process reward: how step scores combine (default min)." + STORED)
+    group.add_argument("--reward-separator", type=_none_or(str), default=UNSET,
                        help="process reward: the token inserted after each step (default <extra_0>, as "
-                            "Qwen2.5-Math-PRM); none reads the PRM at each step's own last token")
-    group.add_argument("--reward-step-split", default="\n\n",
-                       help="process reward: a step ends at a token whose text ends with this (default a blank line)")
-    group.add_argument("--reward-clip", type=_none_or(float), default=None,
-                       help="likelihood reward: floor for each token's log-probability, e.g. -6 (default none)")
+                            "Qwen2.5-Math-PRM); none reads the PRM at each step's own last token." + STORED)
+    group.add_argument("--reward-step-split", default=UNSET,
+                       help="process reward: a step ends at a token whose text ends with this (default a blank "
+                            "line)." + STORED)
+    group.add_argument("--reward-clip", type=_none_or(float), default=UNSET,
+                       help="likelihood reward: floor for each token's log-probability, e.g. -6 (default none)." + STORED)
 
 
 def reward_options(args) -> dict:
-    """The keyword arguments of :func:`nabla_jax.rewards.load_reward_model` the flags give."""
-    step_split = args.reward_step_split.encode().decode("unicode_escape")  # "\\n" typed in a shell is a newline
-    return {"aggregate": args.reward_aggregate, "separator": args.reward_separator, "step_split": step_split,
-            "clip": args.reward_clip}
+    """The keyword arguments of :func:`nabla_jax.rewards.load_reward_model` the flags give (those left out are the
+    checkpoint's own, else the defaults)."""
+    given = {"aggregate": args.reward_aggregate, "separator": args.reward_separator, "step_split": args.reward_step_split,
+             "clip": args.reward_clip}
+    if given["step_split"] is not UNSET:
+        given["step_split"] = given["step_split"].encode().decode("unicode_escape")  # a typed "\\n" is a newline
+    return {k: v for k, v in given.items() if v is not UNSET}

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 
+from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.reasoner.config import NablaConfig
@@ -68,7 +69,7 @@ def register(subparsers) -> None:
         "--reward take what load_policy / load_reward take (an HF directory, a .gguf, an Orbax directory or a "
         "bundled name).",
     )
-    parser.add_argument("--policy", required=True)
+    parser.add_argument("--policy", required=True, help=POLICY_HELP)
     parser.add_argument("--reward", required=True, help=REWARD_HELP)
     parser.add_argument("--prompt", action="append", required=True, help="repeatable")
     add_allow_nonfinite(parser)

@@ -126,13 +126,12 @@ def resolve_source(source: str) -> tuple[str, str]:
     for prefix in MODEL_PREFIXES:
         if source.startswith(prefix):
             use, source = prefix[:-1], source[len(prefix):]
-    from nabla_jax.loading import SMOLLM2_NAME, smollm2_gguf_path
+    from nabla_jax.bundled import resolve_model
 
-    if source == SMOLLM2_NAME:
-        try:
-            source = smollm2_gguf_path()
-        except FileNotFoundError:
-            pass
+    try:
+        source = resolve_model(source)
+    except FileNotFoundError:
+        pass  # loading says what is missing
     return use, source
 
 

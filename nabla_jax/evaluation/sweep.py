@@ -4,7 +4,7 @@ A spec (read with the standard library's ``tomllib``)::
 
     out = "runs/dto-lr"                 # cells go to OUT/<cell name>/, the report to OUT/report/
     benchmark = "testbed"
-    policy = "testbed:policy"           # a path, a bundled name, or testbed:policy / verifier / reward / prm
+    policy = "testbed:policy"           # a path or a bundled name (testbed:policy, smollm2-135m-instruct, ...)
     reward = "likelihood:testbed:verifier"
     seeds = [0, 1, 2]
     limit = 200                         # optional: the first LIMIT problems
@@ -47,15 +47,6 @@ class Cell:
     name: str
     directory: str
     settings: dict  # the spec with this cell's grid values applied
-
-
-def testbed_path(value):
-    """``testbed:policy`` etc. (also after ``likelihood:`` / ``judge:``) as the bundled model's directory."""
-    if not isinstance(value, str):
-        return value
-    from nabla_jax.testbed import MODELS_DIR
-
-    return re.sub(r"testbed:(policy|verifier|reward|prm)\b", lambda m: os.path.join(MODELS_DIR, m.group(1)), value)
 
 
 def read_spec(path: str) -> dict:
@@ -118,7 +109,7 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
     ns = s.get("n", [8])
     decode = {k: _none(v) for k, v in s.get("decode", {}).items()}
     return run_eval(
-        testbed_path(s["benchmark"]), s.get("method", "greedy"), testbed_path(s["policy"]), testbed_path(s.get("reward")),
+        s["benchmark"], s.get("method", "greedy"), s["policy"], s.get("reward"),
         out=cell.directory, seeds=s.get("seeds", [0]), ns=ns if isinstance(ns, list) else [ns], limit=s.get("limit"),
         settings=DecodeSettings(**decode), dtype=s.get("dtype"), batch_size=s.get("batch_size", 8),
         max_rows=s.get("max_rows", 64), progress=progress,

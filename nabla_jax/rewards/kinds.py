@@ -19,6 +19,14 @@ KINDS = (OUTCOME, PROCESS, LIKELIHOOD)
 AGGREGATES = ("min", "prod", "mean", "last")
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()  # a reading option left to the checkpoint (None is a value: "no separator", "no clip")
+
+
 @dataclasses.dataclass(frozen=True)
 class RewardKind:
     name: str = OUTCOME

@@ -17,18 +17,48 @@ chat template's generation prompt, each token's log-probability floored at ``cli
 from __future__ import annotations
 
 import functools
+import json
 import os
 
+from nabla_jax.bundled import resolve_spec
 from nabla_jax.templates import SENTINEL, chat_messages, chat_prompt_ids, split_at_sentinel
 from nabla_jax.loading import Reward, load_policy, load_reward
 from nabla_jax.models import decoder
 from nabla_jax.models.config import SEQUENCE_CLASSIFICATION, load_config
-from nabla_jax.rewards.kinds import LIKELIHOOD, PROCESS, RewardKind
+from nabla_jax.rewards.kinds import LIKELIHOOD, PROCESS, UNSET, RewardKind
 
 JUDGE_PREFIX = "judge:"
 LIKELIHOOD_PREFIX = "likelihood:"
 JUDGE_QUESTION = "Is the proposed answer correct? Answer Yes or No."
 QWEN_PRM_SEPARATOR = "<extra_0>"
+# A checkpoint's own reading options, in its config.json under this key (e.g. a PRM's separator and step split, a
+# likelihood reward's clip); they replace READING_DEFAULTS, and what a caller passes replaces them.
+STORED_OPTIONS_KEY = "nabla_jax_reward_options"
+READING_DEFAULTS = {"aggregate": "min", "separator": QWEN_PRM_SEPARATOR, "step_split": "\n\n", "clip": None}
+
+
+def stored_reading_options(path: str) -> dict:
+    """The reading options a checkpoint directory stores with itself ({} when none)."""
+    config_file = os.path.join(path, "config.json") if isinstance(path, str) else ""
+    if not os.path.isfile(config_file):
+        return {}
+    with open(config_file, encoding="utf-8") as handle:
+        try:
+            stored = json.load(handle).get(STORED_OPTIONS_KEY) or {}
+        except (ValueError, AttributeError):
+            return {}  # loading the checkpoint says what is wrong with its config
+    unknown = set(stored) - set(READING_DEFAULTS) if isinstance(stored, dict) else {"(not a table)"}
+    if unknown:
+        raise ValueError(f"{config_file}: {STORED_OPTIONS_KEY} has unknown options {sorted(unknown)}; known: "
+                         f"{sorted(READING_DEFAULTS)}")
+    return dict(stored)
+
+
+def reading_options(path: str, **given) -> dict:
+    """The defaults, replaced by what ``path`` stores, replaced by the ``given`` options that are not UNSET."""
+    options = {**READING_DEFAULTS, **stored_reading_options(path)}
+    options.update({k: v for k, v in given.items() if v is not UNSET})
+    return options
 
 
 def _single_token(tokenizer, text: str, what: str) -> int:
@@ -103,21 +133,30 @@ def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: 
     return RewardKind(PROCESS, aggregate=aggregate, step_end_ids=ends, separator_id=separator_id)
 
 
-def load_reward_model(spec: str, policy=None, mesh=None, aggregate: str = "min", separator: str | None = QWEN_PRM_SEPARATOR,
-                      step_split: str = "\n\n", clip: float | None = None, dtype=None,
-                      allow_nonfinite: bool = False) -> Reward:
+def load_reward_model(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UNSET, step_split=UNSET,
+                      clip=UNSET, dtype=None, allow_nonfinite: bool = False) -> Reward:
     """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
     source; ``clip`` floors a likelihood reward's token log-probabilities), or a reward checkpoint: a sequence
-    classifier (outcome) or a PRM (process, with ``aggregate``, ``separator`` and ``step_split``). ``mesh`` shards
-    and ``dtype`` casts what is loaded here; non-finite weights are refused unless ``allow_nonfinite``."""
+    classifier (outcome) or a PRM (process, with ``aggregate``, ``separator`` and ``step_split``). PATH may be a
+    bundled name (``testbed:prm``, ``likelihood:testbed:verifier``). Reading options left out come from the
+    checkpoint's config.json (:data:`STORED_OPTIONS_KEY`), else :data:`READING_DEFAULTS`. ``mesh`` shards and
+    ``dtype`` casts what is loaded here; non-finite weights are refused unless ``allow_nonfinite``."""
     checked = {"mesh": mesh, "allow_nonfinite": allow_nonfinite}
+    given = {"aggregate": aggregate, "separator": separator, "step_split": step_split, "clip": clip}
+    named, spec = spec, resolve_spec(spec)
     for prefix in (JUDGE_PREFIX, LIKELIHOOD_PREFIX):
         if spec.startswith(prefix):
             name = spec[len(prefix):]
             if not name:
                 raise ValueError(f"{prefix[:-1]} reward: name a causal LM after {prefix!r}, e.g. {prefix}PATH")
-            lm = policy if policy is not None and policy.source == name else load_policy(name, dtype, **checked)
-            return judge_reward(lm) if prefix == JUDGE_PREFIX else likelihood_reward(lm, clip)
+            source = named[len(prefix):]
+            lm = (policy if policy is not None and policy.source in (name, source)
+                  else load_policy(name, dtype, **checked))
+            if prefix == JUDGE_PREFIX:
+                return judge_reward(lm)
+            return likelihood_reward(lm, reading_options(name, **given)["clip"])
+    options = reading_options(spec, **given)
+    aggregate, separator, step_split = options["aggregate"], options["separator"], options["step_split"]
     config = None  # a GGUF file, a bundled name or a bad path: load_reward says what it is
     if os.path.isfile(os.path.join(spec, "config.json")):
         config = load_config(spec)
