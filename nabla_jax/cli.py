@@ -13,6 +13,9 @@ import nabla_jax.commands
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nabla-jax", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                        help="do not keep compiled programs in the persistent cache ($NABLA_JAX_CACHE_DIR/xla, default "
+                        "~/.cache/nabla-jax/xla; NABLA_JAX_NO_COMPILE_CACHE=1 does the same)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in sorted(pkgutil.iter_modules(nabla_jax.commands.__path__), key=lambda m: m.name):
         command = importlib.import_module(f"nabla_jax.commands.{module.name}")
@@ -23,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compile_cache:
+        from nabla_jax import compile_cache
+
+        compile_cache.enable()
     try:
         return int(args.func(args) or 0)
     except (OSError, ValueError, FloatingPointError) as err:  # OSError: a path not found, taken, or not writable

@@ -1,23 +1,45 @@
-"""Compilations in this process, counted one way for everyone: JAX's public monitoring event that fires once per
-backend (XLA) compilation, whatever function or eager op caused it."""
+"""Compilations in this process, counted one way for everyone: JAX's public monitoring events. The backend-compile
+event fires once per program handed to XLA, whatever function or eager op asked for it, and also when the
+persistent compilation cache (:mod:`nabla_jax.compile_cache`) serves the program instead; those are told apart by
+the cache-hit event, so :func:`compilations` counts only programs XLA really compiled."""
 
 from __future__ import annotations
 
 import jax
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_count = 0
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_requests = 0
+_hits = 0
 
 
-def _listen(event: str, seconds: float, **_) -> None:
-    global _count
+def _listen_duration(event: str, seconds: float, **_) -> None:
+    global _requests
     if event == BACKEND_COMPILE_EVENT:
-        _count += 1
+        _requests += 1
 
 
-jax.monitoring.register_event_duration_secs_listener(_listen)
+def _listen(event: str, **_) -> None:
+    global _hits
+    if event == CACHE_HIT_EVENT:
+        _hits += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_listen_duration)
+jax.monitoring.register_event_listener(_listen)
 
 
 def compilations() -> int:
-    """Backend compilations so far in this process (from the first import of this module on)."""
-    return _count
+    """Programs XLA compiled so far in this process (from the first import of this module on)."""
+    return _requests - _hits
+
+
+def compile_requests() -> int:
+    """Programs handed to XLA so far: the ones it compiled and the ones the persistent cache served (each a miss of
+    jit's in-memory cache: a new shape or setting)."""
+    return _requests
+
+
+def cache_hits() -> int:
+    """Programs the persistent compilation cache served instead."""
+    return _hits

@@ -9,11 +9,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if "NABLA_JAX_CACHE_DIR" not in os.environ:  # the checkpoint-hash cache of this test session, not the user's
     os.environ["NABLA_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-cache-")
-# one XLA compilation cache for the session, shared with the subprocesses the tests start (the CLI, multi-process
-# and 8-device runs compile many of the same programs again); executables are reused whole, so no result changes
+# one XLA compilation cache outside the clone, shared by the workers, the subprocesses the tests start (the CLI,
+# multi-process and 8-device runs compile many of the same programs again) and later runs on this machine;
+# entries are keyed by the program, so a changed program compiles anew, and executables are reused whole, so no
+# result changes. NABLA_TEST_XLA_CACHE=fresh starts from an empty one (the suite passes either way).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-xla-cache-")
+    if os.environ.get("NABLA_TEST_XLA_CACHE") == "fresh":
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nabla-jax-test-xla-cache-")
+    else:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "nabla-jax-tests", "xla")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))  # least recently used entries go first
 
 import pytest
 

@@ -73,8 +73,9 @@ def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, 
     again = reasoner.generate(PROMPTS[::-1], seed=3, batch_size=2, problem_ids=[3, 2, 1, 0])
     assert trace_count() == before
     assert [r.token_ids for r in again[::-1]] == [r.token_ids for r in batched]
-    encoded = reasoner.encode(PROMPTS[:3])  # a queue of 3 is padded to 4 entries (never decoded)
-    assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (4,)
+    encoded = reasoner.encode(PROMPTS[:3])  # a queue of 3 is padded to 8 entries (never decoded), a fixed batch to 4
+    assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (8,)
+    assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3), queue=False).prompt_len.shape == (4,)
 
 
 def test_reusing_the_selector_gradient_saves_model_passes_and_changes_nothing(models, batched):
@@ -292,7 +293,7 @@ def test_the_carried_prefix_cache_equals_one_built_whole_at_every_iteration(reas
     from nabla_jax.reasoner.loop import make_kernel, nabla_init, nabla_step, refresh_prefix
 
     cfg, spec, rm_pad = reasoner.config, reasoner.spec(), reasoner.rm_pad
-    problems = reasoner.stack_problems(reasoner.encode(PROMPTS), list(range(len(PROMPTS))), jax.random.key(3))
+    problems = reasoner.stack_problems(reasoner.encode(PROMPTS), list(range(len(PROMPTS))), jax.random.key(3), queue=False)
     kernel = lambda models: make_kernel(models, cfg, spec, rm_pad, len(PROMPTS))  # noqa: E731
     start = jax.jit(lambda m, p: nabla_init(kernel(m), p))
     step = jax.jit(lambda m, p, s: nabla_step(kernel(m), p, s))

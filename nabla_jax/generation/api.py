@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nabla_jax.generation.buckets import check_lengths
+from nabla_jax.generation.buckets import check_lengths, queue_length
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.queue import batch_rollouts, queue_rollouts
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec
@@ -109,7 +109,9 @@ def generate(
     stops = stop_token_sequences(tokenizer, stop)
     spec = RolloutSpec(max_new_tokens, sampling, eos_token_ids(config, tokenizer), stops, pad)
 
-    keys = jax.vmap(lambda i: jax.random.fold_in(seed_key(seed), i))(jnp.arange(len(prompt_ids), dtype=jnp.uint32))
+    # prompt i's key is fold_in(key(seed), i); the array is queue-length long, so calls with 1 to 8 prompts share it
+    indices = jnp.arange(queue_length(len(prompt_ids)), dtype=jnp.uint32)
+    keys = jax.vmap(lambda i: jax.random.fold_in(seed_key(seed), i))(indices)
     mesh = params_mesh(policy.params)
     place = lambda *arrays: shard_batch(arrays, mesh)  # noqa: E731
     decode = queue_rollouts if continuous else batch_rollouts

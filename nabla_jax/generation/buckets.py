@@ -36,6 +36,16 @@ def bucket_rows(n: int, maximum: int) -> int:
     return max(min(size, maximum), n)
 
 
+MIN_QUEUE = 8
+
+
+def queue_length(count: int) -> int:
+    """The entries of a queue holding ``count`` real ones: the next power of two, at least ``MIN_QUEUE``, so calls
+    with 1 to 8 prompts share one program. The count of real entries is traced and padding entries are never
+    decoded, so the padding costs nothing; a queue is never shorter than its row slots (at most ``count``)."""
+    return bucket_rows(max(count, MIN_QUEUE), 1 << 30)
+
+
 def slot_rows(count: int, batch_size: int) -> int:
     """Row slots of a queue of ``count`` entries decoded at most ``batch_size`` at a time (a power of two)."""
     return bucket_rows(min(count, batch_size), batch_size)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, pad_prompts, slot_rows
+from nabla_jax.generation.buckets import bucket_length, chunks, pad_prompts, queue_length, slot_rows
 from nabla_jax.generation.rollouts import (
     RolloutSpec,
     RolloutState,
@@ -208,7 +208,7 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
                    batch_size: int, place: Callable | None = None, row_count: Callable[[int], int] | None = None
                    ) -> list[tuple[list[int], int]]:
     """``(generated ids, finish code)`` per prompt: prompts grouped by length bucket, each bucket one queue padded to
-    a power of two (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
+    :func:`queue_length` entries (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
     slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of
     two). ``keys [P]`` are the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
     spec = dataclasses.replace(spec, keep_latents=False)  # the results are tokens only
@@ -216,7 +216,7 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
     whole_buckets = chunks(_length_buckets(config, spec, prompt_ids), len(prompt_ids), row_count=lambda n: n)
     layers = split_layers(params)  # once for every bucket
     for length, members, _ in whole_buckets:
-        queue = bucket_rows(len(members), 1 << 30)  # the next power of two
+        queue = queue_length(len(members))
         padded = members + [members[0]] * (queue - len(members))
         ids, lens = pad_prompts([prompt_ids[i] for i in padded], length, spec.pad_id)
         arrays = (jnp.asarray(ids), jnp.asarray(lens), keys[jnp.asarray(padded)])

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, round_up, slot_rows
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, queue_length, round_up, slot_rows
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
@@ -115,7 +115,7 @@ class NablaReasoner:
         buckets = [bucket_length(len(ids)) for ids, _, _ in encoded]
         size = len(prompts) if batch_cond else batch_size  # one queue per prompt bucket, or fixed batches
         for _, chunk, _ in chunks(buckets, size, row_count=lambda n: n):
-            problems = self.stack_problems([encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base)
+            problems = self.stack_problems([encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base, batch_cond)
             began = time.perf_counter()
             state = jax.block_until_ready(self._decode(problems, len(chunk), spec, batch_size, batch_cond))
             wall = time.perf_counter() - began
@@ -124,9 +124,9 @@ class NablaReasoner:
                 results[i] = self._result(prompts[i], encoded[i][0], state, row, wall / len(chunk), wall)
         return results
 
-    def stack_problems(self, encoded, problem_ids, base_key) -> NablaProblem:
-        """The problems stacked ``[Q]``, padded to shared sizes; Q is a power of two (repeats of the first problem
-        fill it; they are never decoded by the queue). ``encoded`` comes from :meth:`encode`; problem i's key is
+    def stack_problems(self, encoded, problem_ids, base_key, queue: bool = True) -> NablaProblem:
+        """The problems stacked ``[Q]``, padded to shared sizes; Q is :func:`queue_length` for a queue (repeats of the
+        first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every row). ``encoded`` comes from :meth:`encode`; problem i's key is
         ``fold_in(base_key, problem_ids[i])``."""
         sizes = (
             bucket_length(max(len(ids) for ids, _, _ in encoded)) + self.config.max_new_tokens,
@@ -135,7 +135,8 @@ class NablaReasoner:
         )
         keys = [jax.random.fold_in(base_key, i) for i in problem_ids]
         problems = [make_nabla_problem(*e, sizes, key) for e, key in zip(encoded, keys)]
-        problems += [problems[0]] * (bucket_rows(len(problems), 1 << 30) - len(problems))
+        length = queue_length(len(problems)) if queue else bucket_rows(len(problems), 1 << 30)
+        problems += [problems[0]] * (length - len(problems))
         batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
         return shard_batch(batch, params_mesh(self.models.lm_params))
 
