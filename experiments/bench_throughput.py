@@ -21,7 +21,7 @@ load average printed with each part):
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,decode,sampled,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
+    python experiments/bench_throughput.py [--parts limits,smollm2,decode,e2e,sampled,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from timing import median_time  # noqa: E402
 
-PARTS = ("limits", "smollm2", "decode", "sampled", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
+PARTS = ("limits", "smollm2", "decode", "e2e", "sampled", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
 
 
@@ -210,6 +210,47 @@ def part_decode(args, shared, sampled: bool = False) -> None:
         ids = np.asarray([r + [0] * (width - len(r)) for r in rows])
         ours = batch / decode_step_ours(policy, ids, lengths, steps, sampler)
         print(versus_line(batch, ours, batch / decode_step_torch(model, ids, lengths, steps, sampler), shared))
+
+
+E2E_PROMPT = "Write a short story about a robot who learns to paint."  # SmolLM2 writes past 128 tokens
+
+
+def part_e2e(args, shared) -> None:
+    """``e2e``: ``nabla_jax.generate`` exactly as a user calls it (strings in, results out, greedy) against
+    transformers ``generate`` on the same weights and chat prompts, at batch 1 and 8 with 32 and 128 new tokens
+    (medians of ``--repeats`` warm calls), and the marginal rate between the two lengths against the decode step
+    alone (``decode_step_ours``, the same rows)."""
+    import torch
+    from bench_generation import hf_generate
+    from nabla_jax.generation import chat_prompt_ids, generate
+
+    policy, model = smollm2_pair(shared)
+    print(f"[e2e] SmolLM2 greedy end to end: nabla_jax.generate against transformers generate, torch threads "
+          f"{torch.get_num_threads()}")
+    for batch in (1, 8):
+        prompts = [E2E_PROMPT] * batch
+        encoded = [chat_prompt_ids(policy.tokenizer, p) for p in prompts]
+        seconds, tokens = {}, {}
+        for n in (32, 128):
+            ours = lambda: generate(policy, prompts, max_new_tokens=n, temperature=0.0, batch_size=batch)  # noqa: E731
+            ours()
+            runs = []
+            for _ in range(args.repeats):
+                began = time.perf_counter()
+                results = ours()
+                runs.append(time.perf_counter() - began)
+            seconds[n], tokens[n] = sorted(runs)[len(runs) // 2], sum(len(r.token_ids) for r in results)
+            hf_generate(model, policy.tokenizer, encoded, 4)
+            theirs = sorted((hf_generate(model, policy.tokenizer, encoded, n) for _ in range(args.repeats)), key=lambda r: r[1])
+            hf_tokens, hf_seconds = theirs[len(theirs) // 2]
+            print(f"  batch {batch}, {n:3d} new tokens: ours {tokens[n] / seconds[n]:6.1f} tok/s, transformers "
+                  f"{hf_tokens / hf_seconds:6.1f} tok/s, ratio {(tokens[n] / seconds[n]) / (hf_tokens / hf_seconds):.2f}"
+                  f"  ({load()})")
+        marginal = (tokens[128] - tokens[32]) / (seconds[128] - seconds[32])
+        ids = np.asarray(encoded)
+        alone = batch / decode_step_ours(policy, ids, np.asarray([len(e) for e in encoded]), 96)
+        print(f"  batch {batch}: end to end at the margin (32 -> 128 tokens) {marginal:.1f} tok/s, the decode step "
+              f"alone {alone:.1f} tok/s: {100 * marginal / alone:.0f}%  ({load()})")
 
 
 def part_sampled(args, shared) -> None:

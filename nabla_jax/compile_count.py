@@ -11,18 +11,24 @@ BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _requests = 0
 _hits = 0
+_seconds = 0.0
+_hit_pending = False  # the cache-hit event fires inside the backend-compile event it belongs to, before it ends
 
 
 def _listen_duration(event: str, seconds: float, **_) -> None:
-    global _requests
+    global _requests, _seconds, _hit_pending
     if event == BACKEND_COMPILE_EVENT:
         _requests += 1
+        if not _hit_pending:
+            _seconds += seconds
+        _hit_pending = False
 
 
 def _listen(event: str, **_) -> None:
-    global _hits
+    global _hits, _hit_pending
     if event == CACHE_HIT_EVENT:
         _hits += 1
+        _hit_pending = True
 
 
 jax.monitoring.register_event_duration_secs_listener(_listen_duration)
@@ -38,6 +44,11 @@ def compile_requests() -> int:
     """Programs handed to XLA so far: the ones it compiled and the ones the persistent cache served (each a miss of
     jit's in-memory cache: a new shape or setting)."""
     return _requests
+
+
+def compile_seconds() -> float:
+    """Seconds XLA spent compiling so far in this process (cache hits left out)."""
+    return _seconds
 
 
 def cache_hits() -> int:

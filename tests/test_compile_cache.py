@@ -11,10 +11,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL = ["eval", "--benchmark", "testbed", "--limit", "2", "--max-new-tokens", "8", "--no-progress",
         "--method", "greedy,sc@2", "--policy", "testbed:policy"]
 COUNT = ("import sys, json\n"
-         "from nabla_jax.compile_count import compilations\n"
+         "from nabla_jax.compile_count import compilations, compile_seconds\n"
          "from nabla_jax.cli import main\n"
          "code = main(json.loads(sys.argv[1]))\n"
-         "print('COMPILATIONS', compilations(), code)\n")
+         "print('COMPILATIONS', compilations(), code, compile_seconds())\n")
 
 
 def _environment(cache_dir, **extra):
@@ -24,11 +24,13 @@ def _environment(cache_dir, **extra):
 
 
 def _run(args, env) -> int:
+    """The compilations of a CLI call in a fresh process (and, asserted here, seconds compiling only with some)."""
     done = subprocess.run([sys.executable, "-c", COUNT, json.dumps(args)], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    count, code = done.stdout.strip().splitlines()[-1].split()[1:]
+    count, code, seconds = done.stdout.strip().splitlines()[-1].split()[1:]
     assert code == "0", done.stderr[-2000:]
+    assert (float(seconds) > 0) == (int(count) > 0)
     return int(count)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 # The official MATH-500 settings, except the gradient-norm test: its threshold (4) is calibrated to a 7B reward
 # model's scale, and the testbed reward's gradients are far smaller, so it would veto every position.
@@ -63,11 +64,17 @@ def run(args) -> int:
     if reward is not None:
         print(f"reward: {args.reward} ({reward})")
         print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
+    from nabla_jax.compile_count import compile_seconds
+
+    began, compiling = time.perf_counter(), compile_seconds()
     run_eval(
         "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets, limit=args.problems,
         settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
         options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
     )
+    spent, compiling = time.perf_counter() - began, compile_seconds() - compiling
+    print(f"{spent:.0f} s, of which {compiling:.0f} s compiling (compiled programs are kept in the compile cache, so a "
+          "second run skips most of it; nabla-jax cache info)")
     markdown, _ = build_report([args.out], args.out)
     print(markdown, end="")
     print(f"\nplots and summary written to {args.out}/ (accuracy_vs_calls.png, accuracy_vs_flops.png, summary.json)")

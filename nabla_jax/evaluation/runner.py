@@ -188,6 +188,8 @@ def evaluate(
                 if not todo:
                     continue
                 ctx.clear_memo()
+                if not written:  # a first run stalls here while its programs compile
+                    bar.set_postfix_str("compiling on a first run (kept in the compile cache for the next)")
                 before = compilations()
                 results = [(spec, ns, spec.run(ctx, batch, seed, ns)) for spec, ns in methods
                            if any(not store.done(keys[spec.name, n], p.id, seed) for p in batch for n in ns)]
@@ -200,6 +202,7 @@ def evaluate(
                                     make_record(ctx, spec, n, problem, seed, per_n[n], compiled, keep_texts, grades)
                                 )
                                 written += 1
+                bar.set_postfix_str("")
                 bar.update(todo)
     return written
 
