@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, FloatingPointError) as err:  # OSError: a path not found, taken, or not writable
         print(f"nabla-jax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every record is written whole (fsync per line), so a rerun resumes exactly
+        written = ""
+        if "nabla_jax.evaluation.records" in sys.modules:
+            written = f" after {sys.modules['nabla_jax.evaluation.records'].appended_this_process()} records"
+        print(f"nabla-jax {args.command}: interrupted{written}; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

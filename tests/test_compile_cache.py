@@ -84,3 +84,4 @@ def test_calls_with_one_to_eight_prompts_share_one_program():
         later = [call(prompts[:n]) for n in (2, 3, 5)]
         assert compile_requests() == before
         assert all(one.token_ids == first[0].token_ids for one in (r[0] for r in later))
+

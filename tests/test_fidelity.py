@@ -27,7 +27,7 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_s
     out = np.asarray(penalize_repetition(logits, seen, 2.0))
     assert out.tolist() == [1.0, -4.0, 3.0, -1.0, 0.25]
     assert np.array_equal(np.asarray(penalize_repetition(logits, seen, 1.0)), np.asarray(logits))
-    with pytest.raises(ValueError, match="repetition_penalty must be a number > 0"):
+    with pytest.raises(ValueError, match="repetition_penalty must be a finite number > 0"):
         SamplingConfig(1.0, 0, 1.0, 0.0)
 
 

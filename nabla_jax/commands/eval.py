@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nabla_jax.bundled import POLICY_HELP
-from nabla_jax.commands.parsing import add_allow_nonfinite, int_list, seed_list
+from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, int_list, seed_list
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.presets import PRESETS
 
@@ -37,18 +37,18 @@ def register(subparsers) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="an official script's settings (max new tokens, sampling, --nabla-*); flags override it")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's, else 1024")
-    parser.add_argument("--temperature", type=float, default=None, help="default: the preset's, else 0.6")
+    parser.add_argument("--temperature", type=finite_float, default=None, help="default: the preset's, else 0.6")
     parser.add_argument("--top-k", type=int, default=None,
                         help="default: the preset's, else the policy's generation_config.json, else 20")
-    parser.add_argument("--top-p", type=float, default=None, help="default: the preset's, else 0.95")
-    parser.add_argument("--repetition-penalty", type=float, default=None,
+    parser.add_argument("--top-p", type=finite_float, default=None, help="default: the preset's, else 0.95")
+    parser.add_argument("--repetition-penalty", type=finite_float, default=None,
                         help="rollouts of every method (vLLM semantics, 1 = off); default: the policy's "
                         "generation_config.json, else 1")
     parser.add_argument("--system", default=None, help="system message (default: none, as the paper)")
     parser.add_argument("--instruction", default="none",
                         help="text appended to each problem after a blank line, or a preset: "
                         + ", ".join(INSTRUCTIONS) + " (default none, as the paper)")
-    parser.add_argument("--wbon-temperature", type=float, default=1.0,
+    parser.add_argument("--wbon-temperature", type=finite_float, default=1.0,
                         help="weighted best-of-N weights softmax(reward / T) (default 1)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the stored dtype")
     add_allow_nonfinite(parser)

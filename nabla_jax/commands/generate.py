@@ -7,7 +7,7 @@ import json
 import sys
 
 from nabla_jax.bundled import POLICY_HELP
-from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
+from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, seed_value
 
 
 def register(subparsers) -> None:
@@ -20,11 +20,11 @@ def register(subparsers) -> None:
     parser.add_argument("--policy", required=True, help=POLICY_HELP)
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=None,
+    parser.add_argument("--temperature", type=finite_float, default=None,
                         help="default: the checkpoint's generation_config.json, else 1")
     parser.add_argument("--top-k", type=int, default=None, help="default: generation_config.json, else 0 (off)")
-    parser.add_argument("--top-p", type=float, default=None, help="default: generation_config.json, else 1 (off)")
-    parser.add_argument("--repetition-penalty", type=float, default=None,
+    parser.add_argument("--top-p", type=finite_float, default=None, help="default: generation_config.json, else 1 (off)")
+    parser.add_argument("--repetition-penalty", type=finite_float, default=None,
                         help="vLLM/transformers semantics (1 = off); default: generation_config.json, else 1")
     add_allow_nonfinite(parser)
     parser.add_argument("--seed", type=seed_value, default=0, help="an integer in [0, 2**64)")

@@ -1,8 +1,9 @@
-"""Argument values the commands share: integer lists and seeds, each error naming its flag."""
+"""Argument values the commands share: integer lists, seeds and finite numbers, each error naming its flag."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from nabla_jax.seeds import check_seed
 
@@ -32,6 +33,18 @@ def seed_value(text: str) -> int:
         return check_seed(int(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err) if "range" in str(err) else f"not an integer: {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for every float setting: a finite number (inf and nan are refused here, once, for every
+    command; each setting's range is checked where the setting is used)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def add_allow_nonfinite(parser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nabla_jax.commands.parsing import finite_float
 from nabla_jax.rewards.kinds import AGGREGATES, UNSET
 
 REWARD_HELP = (
@@ -28,7 +29,7 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reward-step-split", default=UNSET,
                        help="process reward: a step ends at a token whose text ends with this (default a blank "
                             "line)." + STORED)
-    group.add_argument("--reward-clip", type=_none_or(float), default=UNSET,
+    group.add_argument("--reward-clip", type=_none_or(finite_float), default=UNSET,
                        help="likelihood reward: floor for each token's log-probability, e.g. -6 (default none)." + STORED)
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 
 from nabla_jax.bundled import POLICY_HELP
-from nabla_jax.commands.parsing import add_allow_nonfinite, seed_value
+from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, seed_value
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.reasoner.config import NablaConfig
 
@@ -16,7 +16,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(NablaConfig)}
 
 
 def _optional_float(text: str):
-    return None if text.lower() in ("none", "off") else float(text)
+    return None if text.lower() in ("none", "off") else finite_float(text)
 
 
 def _bool(text: str) -> bool:
@@ -37,7 +37,7 @@ def config_option_type(field):
     if isinstance(default, int):
         return int
     if isinstance(default, float):
-        return float
+        return finite_float
     return str
 
 

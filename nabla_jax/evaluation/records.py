@@ -181,6 +181,13 @@ def exclusive_lock(path: str, mode: str, busy: str):
     return lock
 
 
+_appended = 0  # records this process has written, over every store (what an interrupted command reports)
+
+
+def appended_this_process() -> int:
+    return _appended
+
+
 class RecordStore:
     """Append-only, resumable record file of one results directory (use :meth:`open`)."""
 
@@ -231,6 +238,7 @@ class RecordStore:
         return (method, problem_id, seed) in self.records
 
     def append(self, record: dict) -> None:
+        global _appended
         key = record_key(record)
         if key in self.records:
             raise RecordsError(f"{self.path}: record {key} already written")
@@ -239,6 +247,7 @@ class RecordStore:
         self._file.flush()
         os.fsync(self._file.fileno())
         self.records[key] = record
+        _appended += 1
 
     def extend_atomic(self, records: list[dict]) -> None:
         """Append ``records`` all at once: the file plus the new lines is written to a temporary sibling and

@@ -40,8 +40,8 @@ class SamplingConfig:
         top_p = 1.0 if self.top_p is None else self.top_p
         penalty = 1.0 if self.repetition_penalty is None else self.repetition_penalty
         validate_sampling(self.temperature, top_k, top_p)
-        if isinstance(penalty, jax.Array) or not penalty > 0.0:
-            raise ValueError(f"repetition_penalty must be a number > 0 (1 means off), got {penalty}")
+        if isinstance(penalty, jax.Array) or not 0.0 < penalty < float("inf"):
+            raise ValueError(f"repetition_penalty must be a finite number > 0 (1 means off), got {penalty}")
         object.__setattr__(self, "repetition_penalty", float(penalty))
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_k", int(top_k))
@@ -56,8 +56,8 @@ def validate_sampling(temperature, top_k, top_p) -> None:
     """Raise ``ValueError`` naming the bad setting."""
     if isinstance(temperature, jax.Array) or isinstance(top_k, jax.Array) or isinstance(top_p, jax.Array):
         raise TypeError("sampling settings must be Python numbers (they are static), not arrays")
-    if not temperature >= 0.0:  # also rejects NaN
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if not 0.0 <= temperature < float("inf"):  # also rejects NaN
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and (int(top_k) != top_k or top_k < 0):
         raise ValueError(f"top_k must be an integer >= 0 (0 means off), got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
