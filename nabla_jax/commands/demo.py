@@ -26,7 +26,9 @@ def register(subparsers) -> None:
         help="run the main job on the bundled testbed (greedy, sc@N, bon@N, nabla@N, nabla_no_dto@N) and report",
         description=__doc__,
     )
-    parser.add_argument("--problems", type=int, default=200, help="test problems (default 200)")
+    parser.add_argument("--problems", default="200", metavar="N|A:B",
+                        help="the first N test problems, or problems A to B-1 (default 200: the tuning split 0:200; "
+                        "200:500 is the report split)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--n", type=int, default=8, help="budget: samples for sc/bon, max_n_generations for nabla")
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from nabla_jax.bundled import resolve_spec
     from nabla_jax.commands.parsing import seed_list
+    from nabla_jax.evaluation.datasets import parse_problem_range
     from nabla_jax.evaluation.context import DecodeSettings
     from nabla_jax.evaluation.report import build_report
     from nabla_jax.evaluation.runner import run_eval
@@ -51,8 +54,9 @@ def run(args) -> int:
     reward = REWARDS[args.reward]
     if not os.path.isdir(policy):
         raise FileNotFoundError(f"bundled testbed policy missing: {policy} (reinstall nabla-jax)")
-    if args.n < 1 or args.problems < 1:
-        raise ValueError("--n and --problems must be >= 1")
+    if args.n < 1:
+        raise ValueError("--n must be >= 1")
+    parse_problem_range(args.problems)  # a bad range is refused before anything runs
     budgets = tuple(sorted({1, 2, 4, args.n} & set(range(1, args.n + 1))))
     if os.path.isdir(resolve_spec(reward).split(":", 1)[-1]):
         methods = f"greedy,sc,bon,wbon,nabla@{args.n},nabla_no_dto@{args.n}"
@@ -60,7 +64,7 @@ def run(args) -> int:
         # this build ships no testbed reward model: only the methods that need none can run
         print(f"note: no bundled testbed reward model at {reward}; running the reward-free methods only")
         methods, reward = "greedy,sc", None
-    print(f"testbed: {args.problems} problems x seeds {args.seeds}; {methods}; sc/bon at N in {list(budgets)}")
+    print(f"testbed problems {args.problems} x seeds {args.seeds}; {methods}; sc/bon at N in {list(budgets)}")
     if reward is not None:
         print(f"reward: {args.reward} ({reward})")
         print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
@@ -68,7 +72,8 @@ def run(args) -> int:
 
     began, compiling = time.perf_counter(), compile_seconds()
     run_eval(
-        "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets, limit=args.problems,
+        "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets,
+        problems=args.problems,
         settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
         options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
     )

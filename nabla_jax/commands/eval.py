@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--n", default="8", help="comma-separated candidate counts / budgets (default 8)")
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT problems of the file")
+    parser.add_argument("--problems", default=None, metavar="A:B",
+                        help="only problems A to B-1 of the file (0-based; A: runs to the end); e.g. the testbed's "
+                        "tuning split 0:200 and report split 200:500")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="an official script's settings (max new tokens, sampling, --nabla-*); flags override it")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's, else 1024")
@@ -175,6 +178,7 @@ def run(args) -> int:
         seeds=seeds,
         ns=ns,
         limit=args.limit,
+        problems=args.problems,
         settings=settings,
         dtype=args.dtype,
         batch_size=args.batch_size,

@@ -58,6 +58,7 @@ class Benchmark:
     sha256: str
     grader: Grader
     problems: tuple[Problem, ...]
+    selection: str | None = None  # "A:B" when a range not starting at the first problem was chosen
 
 
 def _field(obj: dict, key: str, where: str) -> str:
@@ -121,8 +122,33 @@ def read_problems(path: str) -> tuple[list[Problem], str]:
     return problems, hashlib.sha256(data).hexdigest()
 
 
-def load_benchmark(name_or_path: str, limit: int | None = None, grader: str | None = None) -> Benchmark:
-    """A registered benchmark or a ``.jsonl`` path; ``limit`` keeps the first problems of the file."""
+def parse_problem_range(text: str, flag: str = "--problems") -> tuple[int, int | None]:
+    """``"N"`` (the first N problems), ``"A:B"`` (problems A to B - 1) or ``"A:"`` (A to the end) as ``(A, B)``."""
+    start, colon, stop = str(text).strip().partition(":")
+    try:
+        first = int(start) if colon else 0
+        end = (int(stop) if stop.strip() else None) if colon else int(start)
+    except ValueError:
+        raise ValueError(f"{flag} expects N, A:B or A: (0-based problem positions), got {text!r}") from None
+    if first < 0 or (end is not None and end <= first):
+        raise ValueError(f"{flag} {text!r} is empty or negative: expected 0 <= A < B")
+    return first, end
+
+
+def select_problems(problems: list, text: str, flag: str = "--problems") -> tuple[list, str | None]:
+    """``(the problems in the range, its "A:B" for a fingerprint when it does not start at the first problem)``."""
+    first, end = parse_problem_range(text, flag)
+    if first >= len(problems):
+        raise ValueError(f"{flag} {text!r} starts past the benchmark's {len(problems)} problems")
+    end = len(problems) if end is None else min(end, len(problems))
+    return problems[first:end], (f"{first}:{end}" if first else None)
+
+
+def load_benchmark(name_or_path: str, limit: int | None = None, grader: str | None = None,
+                   problems: str | None = None) -> Benchmark:
+    """A registered benchmark or a ``.jsonl`` path; ``limit`` keeps the first problems of the file, ``problems``
+    (``"A:B"``, :func:`parse_problem_range`) a range of them. A problem keeps its position in the file, and so its
+    sampling keys, whichever range holds it."""
     if name_or_path in BENCHMARKS:
         entry, name = BENCHMARKS[name_or_path], name_or_path
     elif name_or_path.endswith(".jsonl") or os.path.isfile(name_or_path):
@@ -130,12 +156,18 @@ def load_benchmark(name_or_path: str, limit: int | None = None, grader: str | No
         name = os.path.splitext(os.path.basename(name_or_path))[0]
     else:
         raise ValueError(f"unknown benchmark {name_or_path!r}: use one of {', '.join(BENCHMARKS)} or a .jsonl path")
-    problems, digest = read_problems(entry.path)
+    chosen, digest = read_problems(entry.path)
+    selection = None
+    if limit is not None and problems is not None:
+        raise ValueError("give --limit or --problems, not both")
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")
-        problems = problems[:limit]
-    return Benchmark(name, os.path.abspath(entry.path), digest, get_grader(grader or entry.grader), tuple(problems))
+        chosen = chosen[:limit]
+    if problems is not None:
+        chosen, selection = select_problems(chosen, problems)
+    return Benchmark(name, os.path.abspath(entry.path), digest, get_grader(grader or entry.grader), tuple(chosen),
+                     selection)
 
 
 def user_message(problem: Problem, instruction: str | None = None) -> str:

@@ -76,7 +76,8 @@ def fingerprint(
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     shared = {
-        "benchmark": {"name": benchmark.name, "sha256": benchmark.sha256, "grader": benchmark.grader.name},
+        "benchmark": {"name": benchmark.name, "sha256": benchmark.sha256, "grader": benchmark.grader.name,
+                      **({"problems": benchmark.selection} if benchmark.selection else {})},
         "policy": model_identity(policy, dtype),
         "decode": dataclasses.asdict(settings),
         "code_version": version,
@@ -217,6 +218,7 @@ def run_eval(
     ns: Sequence[int] = (8,),
     limit: int | None = None,
     settings: DecodeSettings = DecodeSettings(),
+    problems: str | None = None,
     dtype: str | None = None,
     batch_size: int = 8,
     max_rows: int = 64,
@@ -232,7 +234,9 @@ def run_eval(
     check) or already loaded models. With several ``processes`` each evaluates its share of the batches into its
     own shard and process 0 merges them (see :mod:`nabla_jax.evaluation.shards`). Returns the number of records
     written to ``records.jsonl`` (by a process other than 0: to its shard). ``reward_options`` are the keyword
-    arguments of :func:`nabla_jax.rewards.load_reward_model` (a PRM's aggregate and separator, a likelihood clip)."""
+    arguments of :func:`nabla_jax.rewards.load_reward_model` (a PRM's aggregate and separator, a likelihood clip).
+    ``limit`` keeps the benchmark's first problems, ``problems`` (``"A:B"``) a range of them: a range that does not
+    start at the first problem is part of the fingerprint, so another range goes to another directory."""
     from nabla_jax.loading import load_policy
     from nabla_jax.rewards import load_reward_model
 
@@ -243,7 +247,7 @@ def run_eval(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
     options = dict(options or {})
-    bench = load_benchmark(benchmark, limit)
+    bench = load_benchmark(benchmark, limit, problems=problems)
     chosen = parse_methods(methods, ns)
     needs_reward = any(spec.needs_reward for spec, _ in chosen)
     if needs_reward and reward is None:

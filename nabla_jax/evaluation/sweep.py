@@ -8,6 +8,7 @@ A spec (read with the standard library's ``tomllib``)::
     reward = "likelihood:testbed:verifier"
     seeds = [0, 1, 2]
     limit = 200                         # optional: the first LIMIT problems
+    problems = "200:500"                # optional, instead of limit: problems A to B-1 (part of each cell's identity)
     n = [8]                             # budgets for methods given without @N
     batch_size = 8
     [decode]                            # DecodeSettings fields (max_new_tokens, temperature, top_k, top_p, ...)
@@ -36,8 +37,8 @@ import tomllib
 
 from nabla_jax.evaluation.context import DecodeSettings
 
-TOP_LEVEL = {"out", "benchmark", "policy", "reward", "seeds", "limit", "n", "batch_size", "decode", "reward_options",
-             "nabla", "grid", "paired", "dtype", "max_rows"}
+TOP_LEVEL = {"out", "benchmark", "policy", "reward", "seeds", "limit", "problems", "n", "batch_size", "decode",
+             "reward_options", "nabla", "grid", "paired", "dtype", "max_rows"}
 GRID_ROOTS = {"method", "benchmark", "reward", "seeds", "n"}
 GRID_TABLES = {"decode", "nabla", "reward_options"}
 
@@ -111,6 +112,7 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
     return run_eval(
         s["benchmark"], s.get("method", "greedy"), s["policy"], s.get("reward"),
         out=cell.directory, seeds=s.get("seeds", [0]), ns=ns if isinstance(ns, list) else [ns], limit=s.get("limit"),
+        problems=s.get("problems"),
         settings=DecodeSettings(**decode), dtype=s.get("dtype"), batch_size=s.get("batch_size", 8),
         max_rows=s.get("max_rows", 64), progress=progress,
         options={"wbon_temperature": s.get("decode", {}).get("wbon_temperature", 1.0),
