@@ -22,6 +22,7 @@ import fcntl
 import json
 import math
 import os
+import sys
 
 from nabla_jax.evaluation.identity import comparable, is_identity
 
@@ -159,6 +160,8 @@ def check_methods(path: str, records: list[dict], fingerprint: dict) -> None:
 def check_directory(directory: str, fingerprint: dict) -> tuple[dict | None, dict, list[dict], int]:
     """Read-only checks of :meth:`RecordStore.open`: ``(stored fingerprint, merged fingerprint, records, byte length
     of the complete lines)``; raises as ``open`` does."""
+    for name in (FINGERPRINT, RECORDS):
+        refuse_link(os.path.join(directory, name))
     stored = read_fingerprint(directory) if os.path.isdir(directory) else None
     path = os.path.join(directory, RECORDS)
     if stored is None and os.path.exists(path):
@@ -204,6 +207,7 @@ class RecordStore:
         {...}}}``; raises :class:`FingerprintMismatch` if it conflicts with the stored one."""
         if os.path.exists(directory) and not os.path.isdir(directory):
             raise FileExistsError(f"{directory} exists and is not a directory")
+        refuse_link(os.path.join(directory, ".lock"))
         os.makedirs(directory, exist_ok=True)
         lock = exclusive_lock(os.path.join(directory, ".lock"), "w", f"another nabla-jax eval is writing to {directory}")
         try:
@@ -212,7 +216,10 @@ class RecordStore:
             if merged != stored:
                 _write_atomic(os.path.join(directory, FINGERPRINT), merged)
             if os.path.exists(path) and os.path.getsize(path) > complete:
-                os.truncate(path, complete)  # the unterminated line a kill left behind
+                dropped = os.path.getsize(path) - complete
+                print(f"note: {path}: dropping an unterminated last line ({dropped} bytes) that an interrupted run "
+                      "left; its record is made again", file=sys.stderr)
+                os.truncate(path, complete)
             return cls(directory, records, lock)
         except BaseException:
             lock.close()
@@ -282,10 +289,19 @@ class RecordStore:
 
 
 def load_directory(directory: str) -> tuple[dict, list[dict]]:
-    """``(fingerprint, records)`` for reporting; a partial last line (a run in progress or killed) is ignored."""
+    """``(fingerprint, records)`` for reporting; a partial last line (a run in progress or killed) is ignored, and
+    records of a method the fingerprint does not cover are refused (they were not made by this configuration)."""
     fingerprint = read_fingerprint(directory)
     path = os.path.join(directory, RECORDS)
     if fingerprint is None:
         raise FileNotFoundError(f"{directory}: no {FINGERPRINT}; not a nabla-jax eval directory")
     records = parse_records(path)[0] if os.path.exists(path) else []
+    check_methods(path, records, fingerprint)
     return fingerprint, records
+
+
+def refuse_link(path: str) -> None:
+    """A results file that is a symbolic link is refused: writing through it would change a file outside the
+    results directory (and truncating a partial line would cut someone else's file)."""
+    if os.path.islink(path):
+        raise FileExistsError(f"{path} is a symbolic link; refusing to read or write results through it")

@@ -9,7 +9,7 @@ from nabla_jax.evaluation.grading import GRADERS
 from nabla_jax.evaluation.metrics import matched_budget, summarize
 from nabla_jax.evaluation.paired import compare
 from nabla_jax.evaluation.paired import markdown as paired_markdown
-from nabla_jax.evaluation.records import load_directory
+from nabla_jax.evaluation.records import load_directory, refuse_link
 
 PLOTS = (("official_calls", "model calls per problem (official count)", "accuracy_vs_calls.png"),
          ("flops", "FLOPs per problem", "accuracy_vs_flops.png"))
@@ -184,8 +184,14 @@ def build_report(directories: list[str], out: str | None = None, budgets=(), pai
     returns the markdown and the summary. ``pairs`` of method names add paired comparisons."""
     if not directories:
         raise ValueError("no results directory given")
+    real = [os.path.realpath(d) for d in directories]
+    twice = sorted({d for d, r in zip(directories, real) if real.count(r) > 1})
+    if twice:
+        raise ValueError(f"the same results directory given twice: {', '.join(twice)}")
     runs = [summarize_directory(d, name) for d, name in zip(directories, unique_names(directories))]
     out = out or directories[0]
+    for name in ("summary.json", "results.md", *(plot[2] for plot in PLOTS)):
+        refuse_link(os.path.join(out, name))
     os.makedirs(out, exist_ok=True)
     groups = setting_groups(runs)
     markdown = grouped_tables(groups) + errors_note(runs)
