@@ -11,7 +11,7 @@ A spec (read with the standard library's ``tomllib``)::
     problems = "200:500"                # optional, instead of limit: problems A to B-1 (part of each cell's identity)
     n = [8]                             # budgets for methods given without @N
     batch_size = 8
-    [decode]                            # DecodeSettings fields (max_new_tokens, temperature, top_k, top_p, ...)
+    [decode]                            # DecodeSettings fields (max_new_tokens, temperature, top_k, ...), wbon_temperature
     max_new_tokens = 48
     [reward_options]                    # load_reward_model keywords (clip, aggregate, separator, step_split)
     clip = -6.0
@@ -23,14 +23,19 @@ A spec (read with the standard library's ``tomllib``)::
     paired = [["nabla@8", "nabla_no_dto@8"]]   # optional, top level: paired comparisons in the report
 
 Grid keys: ``method``, ``benchmark``, ``reward``, ``seeds``, ``n``, ``decode.FIELD``, ``nabla.FIELD``,
-``reward_options.FIELD``. A cell is an ordinary ``nabla-jax eval`` directory: a killed sweep rerun with the same
-spec finishes only what is missing, and a changed cell is refused, naming the field.
+``reward_options.FIELD``. Every cell is checked as ``nabla-jax eval`` checks its flags (fields, types, ranges, method
+names, the benchmark and its range) before any directory is made. A cell is an ordinary ``nabla-jax eval``
+directory: a killed sweep rerun with the same spec finishes only what is missing, and a changed cell is refused,
+naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
+import math
 import os
 import re
 import tomllib
@@ -75,10 +80,109 @@ def read_spec(path: str) -> dict:
 
 
 def _cell_name(assignment: dict) -> str:
+    """``key=value,...`` with characters a directory name should not hold replaced; where that loses information a
+    short hash of the exact text is added, so two cells never share a directory."""
     if not assignment:
         return "cell"
     text = ",".join(f"{key}={value}" for key, value in assignment.items())
-    return re.sub(r"[^A-Za-z0-9@=.,_-]+", "_", text)
+    name = re.sub(r"[^A-Za-z0-9@=.,_-]+", "_", text)
+    return name if name == text else f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+READING_OPTIONS = ("aggregate", "separator", "step_split", "clip")
+
+
+def _fields(where: str, given: dict, known) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"{where} unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+
+
+def _integer(where: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where} must be an integer >= {minimum}, got {value!r}")
+
+
+def _finite(where: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+
+
+def check_cell(path: str, cell: Cell) -> None:
+    """Every check ``nabla-jax eval`` makes on the same values, on one cell's settings, without running anything or
+    writing a file; errors read ``SPEC: [table] ...`` or ``SPEC: key ...`` (with the cell's name)."""
+    from nabla_jax.evaluation.datasets import load_benchmark
+    from nabla_jax.evaluation.runner import parse_methods
+    from nabla_jax.reasoner.config import NablaConfig
+    from nabla_jax.seeds import check_seed
+
+    s, at = cell.settings, f"{path} (cell {cell.name}):"
+    for key in ("out", "benchmark", "policy", "method", "reward", "problems", "dtype"):
+        if key in s and s[key] is not None and not isinstance(s[key], str):
+            raise ValueError(f"{at} {key} must be a string, got {s[key]!r}")
+    seeds = s.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"{at} seeds must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        check_seed(seed, f"{at} seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{at} seeds must be distinct, got {seeds!r}")
+    ns = s.get("n", [8])
+    for n in ns if isinstance(ns, list) else [ns]:
+        _integer(f"{at} n", n)
+    for key in ("limit", "batch_size", "max_rows"):
+        if key in s:
+            _integer(f"{at} {key}", s[key])
+    decode = {k: _none(v) for k, v in s.get("decode", {}).items()}
+    _fields(f"{at} [decode]", decode, [f.name for f in dataclasses.fields(DecodeSettings)] + ["wbon_temperature"])
+    wbon = decode.pop("wbon_temperature", 1.0)
+    _finite(f"{at} [decode] wbon_temperature", wbon)
+    if wbon <= 0:
+        raise ValueError(f"{at} [decode] wbon_temperature must be > 0, got {wbon!r}")
+    _integer(f"{at} [decode] max_new_tokens", decode.get("max_new_tokens", 1))
+    for key in ("temperature", "top_p", "repetition_penalty"):
+        if key in decode:
+            _finite(f"{at} [decode] {key}", decode[key])
+    try:
+        DecodeSettings(**decode).sampling
+    except ValueError as err:
+        raise ValueError(f"{at} [decode] {err}") from None
+    nabla = {k: _none(v) for k, v in s.get("nabla", {}).items()}
+    _fields(f"{at} [nabla]", nabla, [f.name for f in dataclasses.fields(NablaConfig)])
+    for key, value in nabla.items():
+        if isinstance(value, float):
+            _finite(f"{at} [nabla] {key}", value)
+    try:
+        NablaConfig(**nabla)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{at} [nabla] {err}") from None
+    options = {k: _none(v) for k, v in s.get("reward_options", {}).items()}
+    _fields(f"{at} [reward_options]", options, READING_OPTIONS)
+    if options.get("clip") is not None:
+        _finite(f"{at} [reward_options] clip", options["clip"])
+    try:
+        parse_methods(s.get("method", "greedy"), ns if isinstance(ns, list) else [ns])
+        load_benchmark(s["benchmark"], s.get("limit"), problems=s.get("problems"))
+    except ValueError as err:
+        raise ValueError(f"{at} {err}") from None
+
+
+def check_spec(path: str, spec: dict) -> list[Cell]:
+    """The spec's cells, every one checked (:func:`check_cell`), grid values distinct and ``paired`` a list of
+    [A, B] method pairs, before any directory is created."""
+    for key, values in spec.get("grid", {}).items():
+        seen = [json.dumps(v, sort_keys=True) for v in values]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"{path}: grid key {key!r} lists a value twice: {values!r}")
+    paired = spec.get("paired", [])
+    if not isinstance(paired, list) or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(m, str) for m in p)
+                                                for p in paired):
+        raise ValueError(f"{path}: paired must be a list of [method A, method B] pairs, e.g. [[\"nabla@8\", "
+                         f"\"nabla_no_dto@8\"]], got {paired!r}")
+    todo = cells(spec)
+    for cell in todo:
+        check_cell(path, cell)
+    return todo
 
 
 def cells(spec: dict) -> list[Cell]:
@@ -108,7 +212,7 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
 
     s = cell.settings
     ns = s.get("n", [8])
-    decode = {k: _none(v) for k, v in s.get("decode", {}).items()}
+    decode = {k: _none(v) for k, v in s.get("decode", {}).items() if k != "wbon_temperature"}
     return run_eval(
         s["benchmark"], s.get("method", "greedy"), s["policy"], s.get("reward"),
         out=cell.directory, seeds=s.get("seeds", [0]), ns=ns if isinstance(ns, list) else [ns], limit=s.get("limit"),
@@ -127,7 +231,7 @@ def run_sweep(path: str, progress: bool = True) -> tuple[str, dict]:
     from nabla_jax.evaluation.report import build_report
 
     spec = read_spec(path)
-    todo = cells(spec)
+    todo = check_spec(path, spec)
     for i, cell in enumerate(todo):
         print(f"sweep: cell {i + 1}/{len(todo)}: {cell.name}", flush=True)
         run_cell(cell, progress)
@@ -161,7 +265,9 @@ def plot_grid_key(todo: list[Cell], summary: dict, key: str, path: str) -> None:
         points.sort()
         xs = [p[0] for p in points]
         ys = [100 * p[1] for p in points]
-        err = [[100 * (p[1] - p[2][0]) for p in points], [100 * (p[2][1] - p[1]) for p in points]]
+        intervals = [p[2] or (p[1], p[1]) for p in points]  # no interval from a single problem
+        err = [[100 * (p[1] - ci[0]) for p, ci in zip(points, intervals)],
+               [100 * (ci[1] - p[1]) for p, ci in zip(points, intervals)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
     if len({p[0] for s in series.values() for p in s}) > 2 and min(p[0] for s in series.values() for p in s) > 0:
         ax.set_xscale("log")
