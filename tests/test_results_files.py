@@ -61,3 +61,15 @@ def test_report_refuses_what_its_fingerprint_does_not_cover(run_dir, tmp_path, c
     os.symlink(tmp_path / "elsewhere.md", tmp_path / "results.md")
     assert main(["report", str(run_dir), "--out", str(tmp_path)]) == 2
     assert "symbolic link" in capsys.readouterr().err and not (tmp_path / "elsewhere.md").exists()
+
+
+def test_keep_texts_added_on_resume_is_refused(run_dir, tmp_path, capsys):
+    out = tmp_path / "copy"
+    out.mkdir()
+    for name in ("fingerprint.json", "records.jsonl"):
+        (out / name).write_bytes((run_dir / name).read_bytes())
+    before = (out / "records.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*EVAL[:4], "3", *EVAL[5:], "--keep-texts", "--out", str(out)]) == 2  # one problem more, with texts
+    assert "keep_texts: None -> True" in capsys.readouterr().err
+    assert (out / "records.jsonl").read_bytes() == before

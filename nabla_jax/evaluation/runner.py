@@ -69,8 +69,10 @@ def fingerprint(
     dtype: str | None,
     options: dict,
     reward_options: dict | None = None,
+    keep_texts: bool = False,
 ) -> dict:
-    """What determines a record's content (see :mod:`nabla_jax.evaluation.records`)."""
+    """What determines a record's content (see :mod:`nabla_jax.evaluation.records`); ``keep_texts`` is recorded
+    when on, so records with and without every candidate's text never share a directory."""
     try:
         version = importlib.metadata.version("nabla-jax")
     except importlib.metadata.PackageNotFoundError:
@@ -82,6 +84,7 @@ def fingerprint(
         "decode": dataclasses.asdict(settings),
         "code_version": version,
         "keys": KEY_RULE,
+        **({"keep_texts": True} if keep_texts else {}),
     }
     per_method = {}
     for spec, ns in methods:
@@ -256,7 +259,7 @@ def run_eval(
     source = lambda m: m if isinstance(m, str) or m is None else m.source  # noqa: E731
     reward_options = dict(reward_options or {})
     run_fingerprint = fingerprint(bench, settings, chosen, source(policy), source(reward) if needs_reward else None,
-                                  dtype, options, reward_options)
+                                  dtype, options, reward_options, keep_texts)
     seeds = list(seeds)
 
     def context() -> EvalContext:
