@@ -1,7 +1,8 @@
 """Write a checkpoint directory whole or not at all: into a temporary sibling, renamed into place at the end.
 
-A kill mid-write leaves only the hidden sibling (``.convert-*``), never a half-written destination, so a rerun is
-neither refused nor fooled by a partial checkpoint. The result gets the permissions a plain ``mkdir`` would give
+A kill mid-write leaves only the hidden sibling (``.convert-PID-*``), never a half-written destination, so a rerun is
+neither refused nor fooled by a partial checkpoint; the next write into the same parent removes the siblings whose
+process is gone (a live one's is left alone). The result gets the permissions a plain ``mkdir`` would give
 (``tempfile.mkdtemp`` makes the directory private).
 """
 
@@ -9,8 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+
+STAGING = re.compile(r"\.convert-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(parent: str) -> list[str]:
+    """Remove the staging siblings in ``parent`` that a killed write left (their process no longer runs)."""
+    removed = []
+    for name in os.listdir(parent):
+        match = STAGING.match(name)
+        path = os.path.join(parent, name)
+        if match and os.path.isdir(path) and not os.path.islink(path) and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _umask() -> int:
@@ -40,7 +66,8 @@ def staged_directory(directory: str, replace_existing: bool = False):
         raise FileExistsError(f"{directory} exists and is not a directory")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".convert-", dir=parent)
+    remove_stale_staging(parent)
+    staging = tempfile.mkdtemp(prefix=f".convert-{os.getpid()}-", dir=parent)
     try:
         yield staging
         _plain_permissions(staging)

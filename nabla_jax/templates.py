@@ -13,6 +13,8 @@ official code: the system message instructs the policy, and every method scores 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 SENTINEL = "@@NABLA_JAX_RESPONSE_SLOT@@"
@@ -37,16 +39,34 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
 
 
+_WARNED_UNKNOWN: set[int] = set()
+
+
+def warn_unknown(tokenizer, ids, text: str) -> None:
+    """Warn, once per tokenizer, when ``text`` has characters the vocabulary lacks (they became its unknown token,
+    silently otherwise: e.g. capitals for the testbed's character tokenizer)."""
+    unk, token = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
+    if unk is None or id(tokenizer) in _WARNED_UNKNOWN or unk not in ids or (token and token in text):
+        return
+    _WARNED_UNKNOWN.add(id(tokenizer))
+    warnings.warn(f"{text!r} has characters outside the tokenizer's vocabulary; they became {token or unk} "
+                  "(said once per tokenizer)", stacklevel=3)
+
+
 def chat_prompt_ids(tokenizer, prompt: str, system: str | None = None, role: str = "policy") -> list[int]:
     """Token ids of ``prompt`` as the only user message (after ``system`` if given), ready for the reply."""
     require_template(tokenizer, role)
     text = tokenizer.apply_chat_template(chat_messages(prompt, system), tokenize=False, add_generation_prompt=True)
-    return encode(tokenizer, text)
+    ids = encode(tokenizer, text)
+    warn_unknown(tokenizer, ids, prompt if system is None else f"{system}\n{prompt}")
+    return ids
 
 
 def plain_prompt_ids(tokenizer, text: str) -> list[int]:
     """Token ids of raw text (no template), with the tokenizer's usual special tokens (e.g. a BOS)."""
-    return list(tokenizer.encode(text))
+    ids = list(tokenizer.encode(text))
+    warn_unknown(tokenizer, ids, text)
+    return ids
 
 
 def split_at_sentinel(tokenizer, text: str, what: str) -> tuple[list[int], list[int]]:

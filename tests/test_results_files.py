@@ -73,3 +73,42 @@ def test_keep_texts_added_on_resume_is_refused(run_dir, tmp_path, capsys):
     assert main([*EVAL[:4], "3", *EVAL[5:], "--keep-texts", "--out", str(out)]) == 2  # one problem more, with texts
     assert "keep_texts: None -> True" in capsys.readouterr().err
     assert (out / "records.jsonl").read_bytes() == before
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    import errno
+
+    from nabla_jax.evaluation.records import RecordStore
+
+    store = RecordStore.open(str(tmp_path / "run"), {"shared": {}, "methods": {"greedy": {}}})
+
+    class Full:
+        def write(self, _):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    store._file = Full()
+    with pytest.raises(OSError, match=r"records\.jsonl: could not write a record \(No space left on device\)"):
+        store.append({"method": "greedy", "problem_id": "p", "seed": 0, "correct": True})
+
+
+def test_a_stale_convert_staging_directory_is_removed_and_a_live_one_kept(tmp_path):
+    stale, live = tmp_path / ".convert-999999999-x", tmp_path / f".convert-{os.getpid()}-y"
+    stale.mkdir()
+    live.mkdir()
+    assert main(["convert", "testbed:policy", str(tmp_path / "dst"), "--to", "hf"]) == 0
+    assert not stale.exists() and live.exists()
+
+
+def test_characters_outside_the_vocabulary_are_said_once():
+    import warnings
+
+    import nabla_jax
+    from nabla_jax.templates import chat_prompt_ids
+
+    tokenizer = nabla_jax.load_policy("testbed:policy").tokenizer
+    with pytest.warns(UserWarning, match="outside the tokenizer's vocabulary"):
+        chat_prompt_ids(tokenizer, "What is 2+2?")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chat_prompt_ids(tokenizer, "What is 3+3?")  # said once
+        chat_prompt_ids(tokenizer, "what is 3+3?")

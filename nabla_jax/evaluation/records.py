@@ -250,9 +250,12 @@ class RecordStore:
         if key in self.records:
             raise RecordsError(f"{self.path}: record {key} already written")
         line = record_line(record)
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:  # e.g. a full disk: name the file (a rerun resumes once it can be written)
+            raise OSError(err.errno, f"{self.path}: could not write a record ({err.strerror or err})") from None
         self.records[key] = record
         _appended += 1
 
