@@ -62,3 +62,25 @@ def test_the_library_refuses_an_infinite_temperature():
         SamplingConfig(float("inf"))
     with pytest.raises(ValueError, match="repetition_penalty must be a finite number"):
         SamplingConfig(0.5, repetition_penalty=float("nan"))
+
+
+def test_ctrl_c_during_a_first_compile_exits_130_without_a_crash(tmp_path):
+    """Interrupts while the first programs compile (an empty compile cache) end in 130, never in a crash of the
+    interpreter's teardown (SIGSEGV, seen before the program ended at once after an interrupt)."""
+    import signal
+    import time
+
+    for wait in (3.0, 6.0):
+        env = _environment(tmp_path / f"cache{wait}")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nabla_jax.cli", "eval", "--benchmark", "testbed", "--limit", "8",
+             "--max-new-tokens", "16", "--no-progress", "--method", "greedy,bon@2", "--policy", "testbed:policy",
+             "--reward", "testbed:outcome", "--out", str(tmp_path / f"out{wait}")],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(wait)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=300)
+        if process.returncode == 0:
+            continue  # it finished first: nothing to interrupt
+        assert process.returncode == 130, err[-2000:]
+        assert "rerun the same command to resume" in err and "Traceback" not in err
