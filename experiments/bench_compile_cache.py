@@ -41,7 +41,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+        jax_cache = ("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE")  # this script's own cache, not one set outside
+        env = {k: v for k, v in os.environ.items() if not k.startswith(jax_cache)}
         env["NABLA_JAX_CACHE_DIR"] = os.path.join(root, "cache")
         demo = lambda name, *extra: [*extra, "demo", "--problems", str(args.problems), "--seeds", args.seeds,  # noqa: E731
                                      "--no-progress", "--out", os.path.join(root, name)]

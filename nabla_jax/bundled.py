@@ -11,15 +11,9 @@ import os
 SMOLLM2_NAME = "smollm2-135m-instruct"
 TESTBED_PREFIX = "testbed:"
 TESTBED_MODELS_DIR = os.path.join(os.path.dirname(__file__), "testbed", "models")
-# name -> what it is (the --help text)
-TESTBED_MODELS = {
-    "policy": "the testbed policy (a 3-layer Llama, about 45% greedy accuracy)",
-    "verifier": "a stronger LM, for likelihood:testbed:verifier",
-    "outcome": "the outcome reward model (Qwen2ForSequenceClassification)",
-    "prm": "the process reward model (Qwen2ForProcessRewardModel, one step a line)",
-    "reward": "the chance-level outcome classifier (a negative control)",
-}
-MODEL_PREFIXES = ("judge:", "likelihood:")
+TESTBED_MODELS = ("policy", "verifier", "outcome", "prm", "reward")  # directories under TESTBED_MODELS_DIR
+JUDGE_PREFIX, LIKELIHOOD_PREFIX = "judge:", "likelihood:"  # a causal LM used as a reward
+MODEL_PREFIXES = (JUDGE_PREFIX, LIKELIHOOD_PREFIX)
 
 
 def bundled_names() -> list[str]:

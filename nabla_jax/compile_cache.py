@@ -17,7 +17,8 @@ DISABLE_ENV = "NABLA_JAX_NO_COMPILE_CACHE"
 
 
 def cache_root() -> str:
-    """``$NABLA_JAX_CACHE_DIR``, else ``~/.cache/nabla-jax``."""
+    """``$NABLA_JAX_CACHE_DIR``, else ``~/.cache/nabla-jax``: the user's cache directory (the checkpoint-hash cache of
+    :mod:`nabla_jax.evaluation.identity` lives there too)."""
     return os.environ.get("NABLA_JAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "nabla-jax")
 
 

@@ -49,8 +49,3 @@ def compile_requests() -> int:
 def compile_seconds() -> float:
     """Seconds XLA spent compiling so far in this process (cache hits left out)."""
     return _seconds
-
-
-def cache_hits() -> int:
-    """Programs the persistent compilation cache served instead."""
-    return _hits

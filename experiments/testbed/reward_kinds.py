@@ -98,13 +98,38 @@ def demo_table(kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kind_cells(kind: str, brackets: dict, repair: dict) -> dict:
+    """One reward's figures, formatted once for both tables."""
+    ranking = brackets["verifiers"][kind]
+    rate = lambda settings, loss: repair[(kind, settings, loss)]["repair_rate"] * 100  # noqa: E731
+    fast_row = repair[(kind, "lr 0.3", "full")]
+    records = read_records(kind)
+    blind, bon = (compare(records, a, b) for a, b in PAIRS)
+    fast_records = [{**r, "method": "fast"} for r in read_records(kind, "lr")]
+    fast = compare(fast_records + records, "fast", "nabla_no_dto@8")
+    flops = {m: sum(r["flops"] for r in rs) / len(rs) for m, rs in (("fast", fast_records), *(
+        (m, [r for r in records if r["method"] == m]) for m in ("bon@4", "bon@8")))}
+    ci = lambda c: f"[{100 * c['difference_ci'][0]:+.1f}, {100 * c['difference_ci'][1]:+.1f}]"  # noqa: E731
+    return {
+        "auc": f"{ranking['within_problem_auc']:.3f}", "best_of_8": f"{100 * ranking['best_of_8']:.1f}",
+        "repaired": (f"{rate('official', 'full'):.1f}", f"{rate('lr 0.3', 'full'):.1f}"),
+        "moved_share": f"{100 * fast_row['repaired'] / max(fast_row['moved'], 1):.0f}",
+        **{m: f"{accuracy(records, m):.1f}" for m in ("greedy", "bon@4", "bon@8", "nabla@8", "nabla_no_dto@8")},
+        "blind": f"{100 * blind['difference']:+.1f} {ci(blind)}, p = {blind['mcnemar_p']:.2g}",
+        "bon": f"{100 * bon['difference']:+.1f} {ci(bon)}",
+        "fast": f"{100 * fast['accuracy_a']:.1f}", "fast_flops": f"{flops['fast']:.2e}",
+        "fast_blind": f"{100 * fast['difference']:+.1f} {ci(fast)}, p = {fast['mcnemar_p']:.2g}",
+        "bon4_flops": f"{flops['bon@4']:.2e}", "bon8_flops": f"{flops['bon@8']:.2e}",
+    }
+
+
 def report() -> str:
     with open(os.path.join(HERE, "brackets.json"), encoding="utf-8") as handle:
         brackets = json.load(handle)["brackets"]
     with open(os.path.join(RESULTS, "gradient_repair.json"), encoding="utf-8") as handle:
         repair = json.load(handle)
-    rows = {(r["reward"], r["settings"], r["loss"]): r for r in repair["rows"]}
-    sites = repair["rows"][0]["sites"]
+    repair_rows = {(r["reward"], r["settings"], r["loss"]): r for r in repair["rows"]}
+    cells = {kind: kind_cells(kind, brackets, repair_rows) for kind in KINDS}
     lines = [
         "| reward | AUC within problem | best-of-8 % | repaired %: official / lr 0.3 (of moved at lr 0.3) | "
         "greedy % | bon@8 % | nabla@8 % | nabla_no_dto@8 % | nabla − blind (points) [95% CI], McNemar p | "
@@ -112,29 +137,17 @@ def report() -> str:
         "McNemar p | bon@4 % (FLOPs) | bon@8 FLOPs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind in KINDS:
-        ranking = brackets["verifiers"][kind]
-        rate = lambda settings, loss: rows[(kind, settings, loss)]["repair_rate"] * 100  # noqa: E731
-        moved_share = lambda k: 100 * rows[(k, "lr 0.3", "full")]["repaired"] / max(rows[(k, "lr 0.3", "full")]["moved"], 1)  # noqa: E731
-        records = read_records(kind)
-        blind, bon = (compare(records, a, b) for a, b in PAIRS)
-        fast_records = [{**r, "method": "fast"} for r in read_records(kind, "lr")]
-        fast = compare(fast_records + records, "fast", "nabla_no_dto@8")
-        flops = {m: sum(r["flops"] for r in rs) / len(rs) for m, rs in (("fast", fast_records), *(
-            (m, [r for r in records if r["method"] == m]) for m in ("bon@4", "bon@8")))}
-        ci = lambda c: f"[{100 * c['difference_ci'][0]:+.1f}, {100 * c['difference_ci'][1]:+.1f}]"  # noqa: E731
+    for kind, c in cells.items():
         lines.append(
-            f"| {kind} | {ranking['within_problem_auc']:.3f} | {100 * ranking['best_of_8']:.1f} | "
-            f"{rate('official', 'full'):.1f} / {rate('lr 0.3', 'full'):.1f} ({moved_share(kind):.0f}%) | "
-            f"{accuracy(records, 'greedy'):.1f} | {accuracy(records, 'bon@8'):.1f} | {accuracy(records, 'nabla@8'):.1f} | "
-            f"{accuracy(records, 'nabla_no_dto@8'):.1f} | {100 * blind['difference']:+.1f} {ci(blind)}, "
-            f"p = {blind['mcnemar_p']:.2g} | {100 * bon['difference']:+.1f} {ci(bon)} | "
-            f"{100 * fast['accuracy_a']:.1f} ({flops['fast']:.2e}) | {100 * fast['difference']:+.1f} {ci(fast)}, "
-            f"p = {fast['mcnemar_p']:.2g} | {accuracy(records, 'bon@4'):.1f} ({flops['bon@4']:.2e}) | {flops['bon@8']:.2e} |")
-    off = rows[(KINDS[0], "lr 0.3", "reward off")]["repair_rate"] * 100
+            f"| {kind} | {c['auc']} | {c['best_of_8']} | {c['repaired'][0]} / {c['repaired'][1]} ({c['moved_share']}%) | "
+            f"{c['greedy']} | {c['bon@8']} | {c['nabla@8']} | {c['nabla_no_dto@8']} | {c['blind']} | {c['bon']} | "
+            f"{c['fast']} ({c['fast_flops']}) | {c['fast_blind']} | {c['bon@4']} ({c['bon4_flops']}) | {c['bon8_flops']} |")
+    sites = repair["rows"][0]["sites"]
+    off = repair_rows[(KINDS[0], "lr 0.3", "reward off")]["repair_rate"] * 100
     runner_up = 100 * repair["rows"][0]["right_is_runner_up"] / sites
-    seeds = sorted({r["seed"] for r in read_records(KINDS[0])})
-    problems = len({r["problem_id"] for r in read_records(KINDS[0])})
+    first = read_records(KINDS[0])
+    seeds = sorted({r["seed"] for r in first})
+    problems = len({r["problem_id"] for r in first})
     notes = [
         "",
         f"Ranking: {brackets['problems']} test problems x {brackets['samples']} policy samples at T = 1 "
@@ -153,12 +166,12 @@ def report() -> str:
                "| reward | AUC within problem | repaired at lr 0.01 / 0.3 | nabla@8 − blind resampling, lr 0.01 | "
                f"nabla@8 at lr {FAST_LR} − blind | nabla@8 at lr {FAST_LR} (FLOPs) | bon@4 (FLOPs) | bon@8 |",
                "|---|---|---|---|---|---|---|---|"]
-    for line in lines[2:]:
-        c = [x.strip() for x in line.strip("|").split("|")]
-        kind, auc, _, repaired, _, bon8, _, _, blind, _, fast, fast_blind, bon4, _ = c
-        compact.append(f"| {kind} | {auc} | {repaired.split(' (')[0].replace(' / ', '% / ')}% | {blind} | {fast_blind} | "
-                       f"{fast.replace(' (', '% (')} | {bon4.replace(' (', '% (')} | {bon8}% |")
-    demo = ["", f"The demo with the outcome reward (`nabla-jax demo`, its default; records `{os.path.relpath(records_path('outcome'), HERE)}`):", "",
+    for kind, c in cells.items():
+        compact.append(f"| {kind} | {c['auc']} | {c['repaired'][0]}% / {c['repaired'][1]}% | {c['blind']} | "
+                       f"{c['fast_blind']} | {c['fast']}% ({c['fast_flops']}) | {c['bon@4']}% ({c['bon4_flops']}) | "
+                       f"{c['bon@8']}% |")
+    records = os.path.relpath(records_path("outcome"), HERE)
+    demo = ["", f"The demo with the outcome reward (`nabla-jax demo`, its default; records `{records}`):", "",
             demo_table("outcome")]
     return "\n".join(lines + notes + compact + demo)
 

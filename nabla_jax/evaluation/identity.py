@@ -15,6 +15,9 @@ import hashlib
 import json
 import os
 
+from nabla_jax.bundled import MODEL_PREFIXES
+from nabla_jax.compile_cache import cache_root
+
 # files of a checkpoint directory that determine what the model computes (README, licence and the like do not)
 IDENTITY_FILES = (
     "config.json", "generation_config.json", "nabla_jax.json", "model.safetensors.index.json", "tokenizer.json",
@@ -22,12 +25,9 @@ IDENTITY_FILES = (
     "tokenizer.model", "spiece.model", "vocab.txt", "chat_template.jinja", "chat_template.json",
 )
 SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
-MODEL_PREFIXES = ("judge:", "likelihood:")
-
 
 def cache_file() -> str:
-    root = os.environ.get("NABLA_JAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "nabla-jax")
-    return os.path.join(root, "file-sha256.json")
+    return os.path.join(cache_root(), "file-sha256.json")
 
 
 def _read_cache() -> dict:

@@ -89,9 +89,6 @@ def _cell_name(assignment: dict) -> str:
     return name if name == text else f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
-READING_OPTIONS = ("aggregate", "separator", "step_split", "clip")
-
-
 def _fields(where: str, given: dict, known) -> None:
     unknown = sorted(set(given) - set(known))
     if unknown:
@@ -114,6 +111,7 @@ def check_cell(path: str, cell: Cell) -> None:
     from nabla_jax.evaluation.datasets import load_benchmark
     from nabla_jax.evaluation.runner import parse_methods
     from nabla_jax.reasoner.config import NablaConfig
+    from nabla_jax.rewards.loaders import READING_DEFAULTS
     from nabla_jax.seeds import check_seed
 
     s, at = cell.settings, f"{path} (cell {cell.name}):"
@@ -157,7 +155,7 @@ def check_cell(path: str, cell: Cell) -> None:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{at} [nabla] {err}") from None
     options = {k: _none(v) for k, v in s.get("reward_options", {}).items()}
-    _fields(f"{at} [reward_options]", options, READING_OPTIONS)
+    _fields(f"{at} [reward_options]", options, READING_DEFAULTS)
     if options.get("clip") is not None:
         _finite(f"{at} [reward_options] clip", options["clip"])
     try:

@@ -208,9 +208,9 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
                    batch_size: int, place: Callable | None = None, row_count: Callable[[int], int] | None = None
                    ) -> list[tuple[list[int], int]]:
     """``(generated ids, finish code)`` per prompt: prompts grouped by length bucket, each bucket one queue padded to
-    :func:`queue_length` entries (a traced count of real entries, so compilations stay few) and decoded by ``batch_size`` row
-    slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded up to a power of
-    two). ``keys [P]`` are the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
+    :func:`queue_length` entries (a traced count of real entries, so compilations stay few) and decoded by
+    ``batch_size`` row slots (fewer for a short queue: ``row_count(n)`` slots for n prompts, by default n rounded
+    up to a power of two). ``keys [P]`` are the prompts' sampling keys; ``place`` puts the queue's arrays on devices."""
     spec = dataclasses.replace(spec, keep_latents=False)  # the results are tokens only
     out: list[tuple[list[int], int] | None] = [None] * len(prompt_ids)
     whole_buckets = chunks(_length_buckets(config, spec, prompt_ids), len(prompt_ids), row_count=lambda n: n)

@@ -126,8 +126,8 @@ class NablaReasoner:
 
     def stack_problems(self, encoded, problem_ids, base_key, queue: bool = True) -> NablaProblem:
         """The problems stacked ``[Q]``, padded to shared sizes; Q is :func:`queue_length` for a queue (repeats of the
-        first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every row). ``encoded`` comes from :meth:`encode`; problem i's key is
-        ``fold_in(base_key, problem_ids[i])``."""
+        first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every
+        row). ``encoded`` comes from :meth:`encode`; problem i's key is ``fold_in(base_key, problem_ids[i])``."""
         sizes = (
             bucket_length(max(len(ids) for ids, _, _ in encoded)) + self.config.max_new_tokens,
             round_up(max(len(prefix) for _, prefix, _ in encoded), 32),

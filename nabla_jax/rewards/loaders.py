@@ -20,15 +20,13 @@ import functools
 import json
 import os
 
-from nabla_jax.bundled import resolve_spec
+from nabla_jax.bundled import JUDGE_PREFIX, LIKELIHOOD_PREFIX, resolve_spec
 from nabla_jax.templates import SENTINEL, chat_messages, chat_prompt_ids, split_at_sentinel
 from nabla_jax.loading import Reward, load_policy, load_reward
 from nabla_jax.models import decoder
 from nabla_jax.models.config import SEQUENCE_CLASSIFICATION, load_config
 from nabla_jax.rewards.kinds import LIKELIHOOD, PROCESS, UNSET, RewardKind
 
-JUDGE_PREFIX = "judge:"
-LIKELIHOOD_PREFIX = "likelihood:"
 JUDGE_QUESTION = "Is the proposed answer correct? Answer Yes or No."
 QWEN_PRM_SEPARATOR = "<extra_0>"
 # A checkpoint's own reading options, in its config.json under this key (e.g. a PRM's separator and step split, a
