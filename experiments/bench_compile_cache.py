@@ -1,7 +1,7 @@
 """A first and a second ``nabla-jax demo`` with an empty persistent compilation cache, and the same without the cache:
 wall times side by side, the ratio, the compilations each process made and the load average.
 
-    python experiments/bench_compile_cache.py [--problems 40] [--seeds 0]
+    python -m experiments.bench_compile_cache [--problems 40] [--seeds 0]
 
 Each run is its own process writing its own results directory (nothing resumes), with ``NABLA_JAX_CACHE_DIR`` set
 to a fresh temporary directory; only the compilation cache differs between the runs.

@@ -5,19 +5,15 @@
 2. a full step against a gradient-cached step (neither model runs);
 3. optimiser-state memory of update_positions="first" (official code) against "all" (paper Alg. 2).
 
-    python experiments/bench_dto.py [--hidden 256] [--layers 4] [--vocab 4096] [--repeats 5]
+    python -m experiments.bench_dto [--hidden 256] [--layers 4] [--vocab 4096] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from timing import median_time  # noqa: E402
-
-
+from experiments.timing import median_time
 
 
 def state_bytes(models, config, problem, ahead: int, width: int) -> tuple[int, int]:

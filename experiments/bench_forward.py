@@ -1,22 +1,18 @@
 """Time a 256-token forward of SmolLM2-135M-Instruct: our jitted JAX decoder against transformers (PyTorch), both
 float32 on this CPU, measured side by side in one run. Also counts compilations in the steady state.
 
-    python experiments/bench_forward.py [--tokens 256] [--repeats 10]
+    python -m experiments.bench_forward [--tokens 256] [--repeats 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from timing import median_time  # noqa: E402
-
-
+from experiments.timing import median_time
 
 
 def main() -> None:

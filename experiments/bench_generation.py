@@ -4,7 +4,7 @@ Prints, from one run (the machine is shared, so only the side-by-side ratios mea
 * greedy tokens per second at batch 1 and batch 8, ours (warm, compiled beforehand) over transformers;
 * the number of compilations over 20 prompts of different lengths (length buckets keep it small).
 
-    python experiments/bench_generation.py [--max-new-tokens 64]
+    python -m experiments.bench_generation [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from convert.hf import save_hf_params  # noqa: E402
-from nabla_jax.generation import bucket_length, chat_prompt_ids, generate, trace_count  # noqa: E402
+from nabla_jax.compile_count import compile_requests
+from nabla_jax.generation import bucket_length, chat_prompt_ids, generate  # noqa: E402
 from nabla_jax.loading import SMOLLM2_NAME, load_policy  # noqa: E402
 
 # 20 problems of different lengths (written for this benchmark)
@@ -127,13 +128,14 @@ def main() -> None:
     buckets = sorted({bucket_length(len(ids)) for ids in encoded})
     print(f"20 prompts, {len(set(lengths))} distinct lengths ({lengths[0]}..{lengths[-1]} tokens), buckets {buckets}")
     for label, batch_size in (("one prompt per call", 1), ("one call, batch_size 8", 8)):
-        before = trace_count()
+        before = compile_requests("rollout_queue")
         if batch_size == 1:
             for ids in encoded:
                 generate(policy, [ids], max_new_tokens=8, temperature=0.0, batch_size=1)
         else:
             generate(policy, encoded, max_new_tokens=8, temperature=0.0, batch_size=8)
-        print(f"compilations, {label}, max_new_tokens=8: {trace_count() - before}")
+        print(f"compilations of the generation queue, {label}, max_new_tokens=8: "
+              f"{compile_requests('rollout_queue') - before}")
 
 
 if __name__ == "__main__":

@@ -2,24 +2,22 @@
 problems per second at batch 1, 4 and 16; the batch-level conds against a plain vmap of the one-problem loop
 (where every lax.cond becomes a select); and the jitted decoder against the eager reference loop.
 
-    python experiments/bench_nabla.py [--problems 16] [--max-new-tokens 16]
+    python -m experiments.bench_nabla [--problems 16] [--max-new-tokens 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
 
 def small_models(seed: int = 0):
     from nabla_jax.char_tokenizer import build_char_tokenizer
-    from nabla_jax.loading import Policy, Reward
+    from nabla_jax.loading import Policy
+    from nabla_jax.rewards import Reward
     from nabla_jax.models.config import config_from_dict
     from nabla_jax.models.decoder import init_params
 
@@ -52,20 +50,20 @@ def main() -> None:
     args = parser.parse_args()
 
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from nabla_jax.reasoner.loop import trace_count
+    from nabla_jax.compile_count import compile_requests
     from tests.nabla_reference import reference_decode
 
     policy, reward = small_models()
-    config = NablaConfig(max_new_tokens=args.max_new_tokens, max_n_generations=4, max_iters=5,
+    config = NablaConfig.from_settings(max_new_tokens=args.max_new_tokens, max_n_generations=4, max_iters=5,
                          confidence_threshold=0.95, grad_threshold=None, rollout_top_k=0, resample_top_k=0)
     reasoner = NablaReasoner(policy, reward, config)
     prompts = [f"Compute {i}+{2 * i}" for i in range(args.problems)]
     rows = []
     for batch, batch_cond in [(1, True), (4, True), (16, True), (16, False)]:
-        reasoner.generate(prompts[:batch], batch_size=batch, batch_cond=batch_cond)  # compile
-        before = trace_count()
+        reasoner.generate(prompts, batch_size=batch, batch_cond=batch_cond)  # compile this queue (or these batches)
+        before = compile_requests()
         seconds = timed(lambda: reasoner.generate(prompts, batch_size=batch, batch_cond=batch_cond))
-        assert trace_count() == before, "a warm run recompiled"
+        assert compile_requests() == before, "a warm run compiled a new program"
         rows.append((batch, batch_cond, seconds))
     eager_prompts = prompts[: args.eager_problems]
     reference_decode(reasoner, eager_prompts[0], jax.random.fold_in(jax.random.key(0), 0))  # compile
@@ -81,7 +79,8 @@ def main() -> None:
     print(f"eager reference loop: {eager:.3f} s/problem; jitted batched (best) is {eager / best:.1f}x faster")
     b16 = {c: s for b, c, s in rows if b == 16}
     print(f"batch 16: batch-level conds vs vmap of the one-problem loop: {b16[False] / b16[True]:.2f}x")
-    print(f"compilations of the decoder: {trace_count()}")
+    print(f"programs of the decoder compiled: {compile_requests('decode_queue')} queues, "
+          f"{compile_requests('decode_batch')} fixed batches")
 
 
 if __name__ == "__main__":

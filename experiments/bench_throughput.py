@@ -21,7 +21,7 @@ load average printed with each part):
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2-135M with a small random 2-layer reward model (official MATH-500
   settings, 32 new tokens, batch 1, warm): seconds per official model call.
 
-    python experiments/bench_throughput.py [--parts limits,smollm2,decode,e2e,sampled,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
+    python -m experiments.bench_throughput [--parts limits,smollm2,decode,e2e,sampled,prefill_dto,uneven,testbed,nabla,nabla_smollm2]
 """
 
 from __future__ import annotations
@@ -29,18 +29,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from timing import median_time  # noqa: E402
+from experiments.timing import median_time  # noqa: E402
 
 PARTS = ("limits", "smollm2", "decode", "e2e", "sampled", "prefill_dto", "uneven", "testbed", "nabla", "nabla_smollm2")
 TESTBED = os.path.join(os.path.dirname(__file__), "..", "nabla_jax", "testbed", "models")
@@ -112,7 +109,7 @@ def smollm2_pair(shared):
 
 def part_smollm2(args, shared) -> None:
     import torch
-    from bench_generation import PROBLEMS, hf_generate, ours_generate
+    from experiments.bench_generation import PROBLEMS, hf_generate, ours_generate
     from nabla_jax.generation import bucket_length, chat_prompt_ids
 
     policy, model = smollm2_pair(shared)
@@ -192,7 +189,7 @@ def part_decode(args, shared, sampled: bool = False) -> None:
     """``decode``: the greedy step at batch 1, 8 and 32; ``sampled``: the step with the official rollout sampler
     (temperature 0.6, top-k 20, top-p 0.95) at batch 1 and 8."""
     import torch
-    from bench_generation import PROBLEMS
+    from experiments.bench_generation import PROBLEMS
     from nabla_jax.generation import chat_prompt_ids
     from nabla_jax.generation.sampling import SamplingConfig
 
@@ -221,7 +218,7 @@ def part_e2e(args, shared) -> None:
     (medians of ``--repeats`` warm calls), and the marginal rate between the two lengths against the decode step
     alone (``decode_step_ours``, the same rows)."""
     import torch
-    from bench_generation import hf_generate
+    from experiments.bench_generation import hf_generate
     from nabla_jax.generation import chat_prompt_ids, generate
 
     policy, model = smollm2_pair(shared)
@@ -322,7 +319,7 @@ def part_prefill_dto(args, shared) -> None:
 def part_uneven(args, shared) -> None:
     """Continuations of uneven length, where continuous batching should pay: SmolLM2 sampled at T = 0.7 on the
     benchmark prompts (each up to 128 new tokens, most ending at EOS well before), 8 row slots."""
-    from bench_generation import PROBLEMS
+    from experiments.bench_generation import PROBLEMS
     from nabla_jax.generation import RolloutSpec, SamplingConfig, batch_rollouts, chat_prompt_ids, eos_token_ids
     from nabla_jax.generation import queue_rollouts
     from nabla_jax.loading import SMOLLM2_NAME, load_policy
@@ -401,12 +398,12 @@ def part_testbed(args, shared) -> None:
 def demo_reasoner(policy_path: str, reward_spec: str, clip: float | None, **overrides):
     from nabla_jax.commands.demo import DEMO_NABLA
     from nabla_jax.loading import load_policy
-    from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from nabla_jax.rewards.loaders import load_reward_model
+    from nabla_jax.reasoner import NablaReasoner
+    from nabla_jax.rewards import load_reward
 
     policy = load_policy(policy_path)
-    reward = load_reward_model(reward_spec, policy=policy, clip=clip)
-    config = NablaConfig(**DEMO_NABLA).replace(**overrides)
+    reward = load_reward(reward_spec, policy=policy, clip=clip)
+    config = DEMO_NABLA.replace(**overrides)
     return NablaReasoner(policy, reward, config)
 
 
@@ -459,7 +456,7 @@ def smollm2_reasoner(shared):
     from nabla_jax.models.config import config_from_dict, config_to_dict
     from nabla_jax.models.decoder import init_params
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from nabla_jax.rewards.loaders import load_reward_model
+    from nabla_jax.rewards.loaders import load_reward
 
     policy = shared.get("policy") or load_policy(SMOLLM2_NAME)
     small = {**config_to_dict(policy.config), "num_hidden_layers": 2, "architectures": ["LlamaForSequenceClassification"],
@@ -469,7 +466,7 @@ def smollm2_reasoner(shared):
         path = os.path.join(tmp, "reward")
         save_hf_params(reward_config, init_params(reward_config, jax.random.key(1)), path)
         policy.tokenizer.save_pretrained(path)
-        reward = load_reward_model(path)
+        reward = load_reward(path)
         return NablaReasoner(policy, reward, NablaConfig(max_new_tokens=32))
 
 

@@ -3,7 +3,7 @@ against `nabla-jax plan`, and compile times, printed as one markdown table and w
 
 It runs with whatever JAX the machine has (no pinned install), from the repository root:
 
-    PYTHONPATH=. python experiments/device_check.py [--json PATH] [--peak-tflops T] [--small]
+    python -m experiments.device_check [--json PATH] [--peak-tflops T] [--small]
 
 Every model has random weights at a published shape (built on the device; nothing is downloaded). Each part has its
 own time budget and catches its own errors: a part that runs out of time records "skipped (budget)" for the cases
@@ -24,10 +24,8 @@ import time
 import traceback
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import device_parts as parts  # noqa: E402
+from experiments import device_parts as parts  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,7 +169,8 @@ def torch_outputs(model, ids: np.ndarray, reward: bool) -> np.ndarray:
 def load_ours(path: str, reward: bool):
     """``(model, how)``: through ``load_policy`` / ``load_reward``; where the ``gguf`` package is missing (the
     loader imports it for GGUF files), through the safetensors reader underneath them, ``convert.hf``."""
-    from nabla_jax.loading import Policy, Reward, load_policy, load_reward
+    from nabla_jax.loading import Policy, load_policy
+    from nabla_jax.rewards import Reward, load_reward
 
     try:
         return (load_reward if reward else load_policy)(path), ("load_reward" if reward else "load_policy")
@@ -394,9 +395,9 @@ def nabla_setup(ctx: Context):
 
     s = ctx.sizes
     models = dto_models_for(ctx, *s.nabla_pair)
-    cfg = NablaConfig(max_new_tokens=s.nabla_new_tokens, max_n_generations=s.nabla_generations,
-                      max_iters=s.nabla_iters, grad_threshold=None, rollout_repetition_penalty=1.0)
-    return models, cfg, RolloutSpec(cfg.max_new_tokens, cfg.rollout_sampling, (), (), 0)
+    cfg = NablaConfig.from_settings(max_new_tokens=s.nabla_new_tokens, max_n_generations=s.nabla_generations,
+                                    max_iters=s.nabla_iters, grad_threshold=None, rollout_repetition_penalty=1.0)
+    return models, cfg, RolloutSpec(cfg.max_new_tokens, cfg.rollout, (), (), 0)
 
 
 def nabla_batch(ctx: Context, models, cfg, batch: int):
@@ -415,7 +416,7 @@ def nabla_case(ctx: Context, models, cfg, spec, batch: int, rows: list) -> None:
 
     s = ctx.sizes
     case = (f"{' + '.join(s.nabla_pair)} bf16, batch {batch}, prompt {s.nabla_prompt}, {cfg.max_new_tokens} new "
-            f"tokens, {cfg.max_n_generations} rollouts, {cfg.max_iters} DTO iterations")
+            f"tokens, {cfg.max_n_generations} rollouts, {cfg.dto.max_iters} DTO iterations")
     problems, length = nabla_batch(ctx, models, cfg, batch)
     before = memory_stats()
     compiled, compile_s = timed(lambda: decode_batch.lower(models, cfg, spec, 0, problems, True).compile())

@@ -1,6 +1,6 @@
 """Interrupt ``nabla-jax eval`` while its first programs compile, several times, and count how each run ended.
 
-    python experiments/interrupt_during_compile.py [--tries 5] [--program "nabla-jax"]
+    python -m experiments.interrupt_during_compile [--tries 5] [--program "nabla-jax"]
 
 Each try starts an eval of the testbed (greedy and bon@2 with the outcome reward) with an empty compile cache, sends
 SIGINT after 4, 6, 8, ... seconds and prints the exit code: 130 is the clean end ("interrupted ... rerun the same

@@ -8,7 +8,7 @@
 * ``nabla_smollm2``: the ∇-Reasoner on SmolLM2 of ``bench_throughput.py --parts nabla_smollm2``: device time per
   phase, and the heaviest sources within the phases.
 
-    python experiments/profile_step.py [--parts decode,smollm2,nabla,nabla_smollm2] [--batches 1,8,32]
+    python -m experiments.profile_step [--parts decode,smollm2,nabla,nabla_smollm2] [--batches 1,8,32]
 
 Traces land in ``/tmp/nabla_profile/`` (open ``*.trace.json.gz`` in Perfetto). Only ratios between rows of one
 run mean anything on a shared machine.
@@ -24,15 +24,11 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 PHASES = ("refill", "spend_budget", "select_tokens", "optimise", "propose", "judge", "advance")
 WRAPPERS = ("while", "cond", "call", "conditional", "$", "Thunk", "Slinky", "PjitFunction")
@@ -102,7 +98,7 @@ def profile_decode(batches, smollm2: bool = False) -> None:
 
 
 def profile_nabla(batches) -> None:
-    from bench_throughput import TESTBED, demo_reasoner, testbed_prompts
+    from experiments.bench_throughput import TESTBED, demo_reasoner, testbed_prompts
 
     reasoner = demo_reasoner(os.path.join(TESTBED, "policy"), "likelihood:" + os.path.join(TESTBED, "verifier"), -6.0,
                              max_n_generations=8, max_new_tokens=64, rollout_temperature=0.6, rollout_top_k=20,
@@ -128,7 +124,7 @@ def profile_nabla(batches) -> None:
 
 def profile_nabla_smollm2() -> None:
     """The SmolLM2 ∇-Reasoner of ``bench_throughput.py --parts nabla_smollm2``: device time by phase, then by source."""
-    from bench_throughput import SMOLLM2_NABLA_PROMPT, smollm2_reasoner
+    from experiments.bench_throughput import SMOLLM2_NABLA_PROMPT, smollm2_reasoner
 
     reasoner, prompts = smollm2_reasoner({}), SMOLLM2_NABLA_PROMPT
     run = lambda: reasoner.generate(prompts, seed=0, batch_size=1)  # noqa: E731

@@ -1,8 +1,9 @@
-"""``load_policy`` and ``load_reward``: a model from a Hugging Face directory, a GGUF file, an Orbax checkpoint
-written by ``nabla-jax convert``, or a bundled name.
+"""Checkpoints to ``(config, params, tokenizer)``: a Hugging Face directory, a GGUF file, an Orbax checkpoint written
+by ``nabla-jax convert``, or a bundled name (:func:`resolve_checkpoint`); and the policy,
+``load_policy``. Reward models are built on these by :func:`nabla_jax.rewards.load_reward`.
 
-The returned objects carry ``config``, ``params`` and ``tokenizer``; their methods are thin jitted wrappers over
-the pure functions of :mod:`nabla_jax.models.decoder`, which is what the algorithms use.
+Loaded models carry ``config``, ``params`` and ``tokenizer``; their methods are thin jitted wrappers over the pure
+functions of :mod:`nabla_jax.models.decoder`, which is what the algorithms use.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import jax.numpy as jnp
 
 from convert.errors import CheckpointError
 from nabla_jax.bundled import SMOLLM2_NAME, resolve_model, smollm2_gguf_path  # noqa: F401 (re-exported)
-from nabla_jax.generation.defaults import GenerationDefaults, read_generation_config, with_generation_eos
+from nabla_jax.models.generation_config import GenerationDefaults, read_generation_config, with_generation_eos
 from nabla_jax.models import decoder
-from nabla_jax.rewards.kinds import RewardKind
 from nabla_jax.models.config import DecoderConfig
 
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -103,14 +103,7 @@ def _logits(config, params, ids, mask):
     return decoder.lm_logits(config, params, hidden)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _scores(config, params, ids, mask):
-    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    hidden, _ = decoder.forward(config, params, decoder.embed(params, ids), positions, mask)
-    return decoder.score(config, params, hidden, mask)
-
-
-def _batch(token_ids, mask) -> tuple[jax.Array, jax.Array]:
+def token_batch(token_ids, mask) -> tuple[jax.Array, jax.Array]:
     ids = jnp.asarray(token_ids, dtype=jnp.int32)
     if ids.ndim == 1:
         ids = ids[None]
@@ -119,7 +112,9 @@ def _batch(token_ids, mask) -> tuple[jax.Array, jax.Array]:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class _Model:
+class LoadedModel:
+    """A model's config, params and tokenizer, and where it was loaded from."""
+
     config: DecoderConfig
     params: dict
     tokenizer: Any = None
@@ -131,7 +126,7 @@ class _Model:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Policy(_Model):
+class Policy(LoadedModel):
     """A causal LM. ``logits(token_ids, mask=None) -> [B, T, V]`` float32.
 
     Padding may sit on either side: positions count only the tokens the mask marks as real. ``generation`` holds
@@ -140,32 +135,9 @@ class Policy(_Model):
     generation: GenerationDefaults = GenerationDefaults()
 
     def logits(self, token_ids, mask=None) -> jax.Array:
-        ids, mask = _batch(token_ids, mask)
+        ids, mask = token_batch(token_ids, mask)
         self._check_ids(ids)
         return _logits(self.config, self.params, ids, mask)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Reward(_Model):
-    """A sequence classifier. ``score(token_ids, mask=None) -> [B]`` float32, taken at the last real token.
-
-    ``template``, when set, is ``template(prompt, system) -> (prefix_ids, postfix_ids)``: the ids around the response
-    in the reward model's input (default: its tokenizer's chat template with the response as the assistant turn)."""
-
-    template: Any = None
-    kind: RewardKind = RewardKind()
-
-    def score(self, token_ids, mask=None) -> jax.Array:
-        """Outcome scores of whole inputs. Other kinds score a response inside a template: use
-        :func:`nabla_jax.rewards.score_responses`."""
-        if self.kind.name != "outcome":
-            raise ValueError(
-                f"{self.source}: a {self.kind.name} reward scores a response, not a bare sequence; use "
-                "nabla_jax.rewards.score_responses(reward, prompts, responses)"
-            )
-        ids, mask = _batch(token_ids, mask)
-        self._check_ids(ids)
-        return _scores(self.config, self.params, ids, mask)[:, 0]
 
 
 def host_staging(mesh):
@@ -196,30 +168,9 @@ def load_policy(path: str, dtype=None, mesh=None, allow_nonfinite: bool = False)
         config, params, tokenizer = resolve_checkpoint(path, dtype, allow_nonfinite)
     if config.is_reward_model:
         raise ModelKindError(
-            f"{path} is a reward model ({config.architecture}), not a policy; load it with load_reward"
+            f"{path} is a reward model ({config.architecture}), not a policy; load it with nabla_jax.load_reward"
         )
     resolved = resolve_model(path)
     generation = read_generation_config(resolved if os.path.isdir(resolved) else None)
     config = with_generation_eos(config, generation)
     return Policy(config, place_params(config, params, mesh), tokenizer, path, generation)
-
-
-def load_reward(
-    path: str, dtype=None, mesh=None, kind: RewardKind | None = None, allow_nonfinite: bool = False
-) -> Reward:
-    """Load a reward model: a sequence classifier (``*ForSequenceClassification``, an outcome reward) or a PRM
-    (``*ForProcessRewardModel``; pass its ``kind``, see :func:`nabla_jax.rewards.process_kind`). ``mesh`` as for
-    :func:`load_policy`. For a causal LM as a verifier use ``nabla_jax.rewards.load_reward_model("likelihood:PATH")``."""
-    with host_staging(mesh):
-        config, params, tokenizer = resolve_checkpoint(path, dtype, allow_nonfinite)
-    if not config.is_reward_model:
-        raise ModelKindError(
-            f"{path} is a causal LM ({config.architecture}), not a reward model; load it with load_policy, or use "
-            f"it as a likelihood reward (--reward likelihood:{path})"
-        )
-    if kind is None:
-        if config.is_process_reward:
-            raise ValueError(f"{path} is a process reward model: load it with nabla_jax.rewards.load_reward_model")
-        kind = RewardKind()
-    return Reward(config, place_params(config, params, mesh), tokenizer, path, kind=kind)
-

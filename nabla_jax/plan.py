@@ -1,23 +1,11 @@
 """Per-device memory plans: how much of one device the params, KV caches and DTO state of a run take on a mesh.
 
 Everything is computed from ``jax.eval_shape`` (nothing is allocated), so a plan for a 64-device pod runs on a
-laptop. Each leaf's bytes on one device are its shape divided, dimension by dimension and rounding up, by the
-product of the mesh axes its ``PartitionSpec`` names: ``prod_i ceil(shape[i] / shards_i) * itemsize``. The specs
-are the runtime's: params by ``nabla_jax.sharding.rules``, batches over ``data`` as ``shard_batch`` places them
-(a dimension an axis does not divide stays whole, as those rules decide).
-
-What is counted, for B sequences of L tokens and A ahead positions:
-
-- params of the policy and the reward model, sharded by ``nabla_jax.sharding.rules.param_specs``;
-- one KV cache per model, ``decoder.init_cache(config, B, L)``: ``2 * layers * B * L * kv_heads * head_dim``
-  elements of the params dtype, the batch over ``data`` and the kv heads over ``tensor``;
-- the DTO state of ``dto_init`` for B problems (float32 variables of the moving positions, the cached dL/dy,
-  counters), and its Adam state (two float32 moments per variable), the batch over ``data``;
-- an activation estimate (optional): the ahead logits ``[B, A, V]`` float32 that start logits-mode DTO, plus one
-  layer's prefill working set of the larger model (float32 attention scores ``[B, heads, L, L]``, as the einsum
-  attention materialises them, the MLP's ``[B, L, 2 * ffn]`` and the residual ``[B, L, d]``).
-
-XLA adds its own buffers and fragmentation on top; treat "fits" as necessary, not sufficient.
+laptop. A leaf's bytes on one device are ``prod_i ceil(shape[i] / shards_i) * itemsize``, the shards named by the
+runtime's own specs (``nabla_jax.sharding.rules`` for params, ``shard_batch`` for batches). Counted: the params of
+the policy and the reward model, one KV cache per model, the DTO state and its Adam moments, and optionally an
+activation estimate (what each term holds: docs/design-notes.md). XLA adds its own buffers and fragmentation on
+top; treat "fits" as necessary, not sufficient.
 """
 
 from __future__ import annotations
@@ -34,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.models.kv_cache import KVCache, init_cache
 
 GiB = 1 << 30
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -165,15 +154,15 @@ def params_row(name: str, config: DecoderConfig, dtype, sizes: dict[str, int], s
     return PlanRow(f"params: {name}", detail, whole, local)
 
 
-def cache_shapes(config: DecoderConfig, batch: int, length: int, dtype) -> decoder.KVCache:
-    return jax.eval_shape(lambda: decoder.init_cache(config, batch, length, dtype))
+def cache_shapes(config: DecoderConfig, batch: int, length: int, dtype) -> KVCache:
+    return jax.eval_shape(lambda: init_cache(config, batch, length, dtype))
 
 
 def cache_row(name: str, config: DecoderConfig, batch: int, length: int, dtype, sizes) -> PlanRow:
-    """``decoder.init_cache(config, B, L)``: the batch over ``data``, the kv heads over ``tensor``."""
+    """``init_cache(config, B, L)``: the batch over ``data``, the kv heads over ``tensor``."""
     shapes = cache_shapes(config, batch, length, dtype)
     spec = P(None, split(batch, "data", sizes), None, split(config.num_kv_heads, "tensor", sizes), None)
-    whole, local = tree_bytes(shapes, decoder.KVCache(spec, spec), sizes)
+    whole, local = tree_bytes(shapes, KVCache(spec, spec), sizes)
     detail = (f"2 x [{config.num_layers}, {batch}, {length}, {config.num_kv_heads}, {config.head_dim}] "
               f"{jnp.dtype(dtype).name}")
     return PlanRow(f"kv cache: {name}", detail, whole, local)

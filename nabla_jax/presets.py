@@ -6,6 +6,8 @@ checkpoint has one)."""
 
 from __future__ import annotations
 
+from nabla_jax.reasoner.config import NablaConfig
+
 # top-k is set by the AMC script and the README only; the MATH-500 and AIME runs take it (20) from Qwen2.5-Instruct's
 # generation_config.json, so those presets leave it to the checkpoint (else this library's default, 20)
 _SHARED = dict(learning_rate=0.01, max_iters=20, max_n_generations=8, confidence_threshold=0.97, reward_coeff=1.0,
@@ -29,8 +31,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset(name: str) -> dict:
-    """The NablaConfig fields of a preset."""
+def preset(name: str) -> NablaConfig:
+    """The :class:`~nabla_jax.reasoner.NablaConfig` of a preset: the defaults with what its script sets."""
+    return NablaConfig.from_settings(**script_settings(name))
+
+
+def script_settings(name: str) -> dict:
+    """What the preset's script sets, by flat setting name (the rest is left to the defaults, or, for the
+    rollouts' top-k and repetition penalty, to the policy's generation_config.json)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])

@@ -1,14 +1,11 @@
 """Tokenizer rules, in one place: the policy's chat prompt, the token ids around a response in a reward input, the
 pad ids, and a response's ids in the reward model's vocabulary.
 
-Every prompt is rendered as the official code does it: the tokenizer's chat template to text (generation prompt
-appended for a policy), then encoded with ``add_special_tokens=False`` (the template already holds any BOS).
-Templates that insert their own default system prompt when none is given (Qwen2.5, SmolLM2) still do so.
-
-A reward model scores ``[template prefix] + response + [closing postfix]``: its template is rendered with
-:data:`SENTINEL` where the response goes and the text is split there, so soft tokens can be spliced in between two
-fixed id sequences (the prefix and, e.g., ``<|im_end|>\\n``). A reward input never holds a system prompt, as in the
-official code: the system message instructs the policy, and every method scores a response under one template.
+Every prompt is rendered as the official code does it: the tokenizer's chat template to text, then encoded with
+``add_special_tokens=False`` (the template already holds any BOS). A reward model scores
+``[template prefix] + response + [closing postfix]``: its template is rendered with :data:`SENTINEL` where the
+response goes and split there, so soft tokens can be spliced in between two fixed id sequences. A reward input never
+holds a system prompt. Details and rationale: docs/design-notes.md.
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
     def variables(latents):
         """The DTO variables of the ahead tokens, padded to ``n_max`` rows."""
         latents = np.concatenate([latents, np.zeros((n_max - len(latents), latents.shape[1]), latents.dtype)])
-        if cfg.embedder == "latents":
+        if cfg.dto.embedder == "latents":
             return jnp.asarray(latents, jnp.float32)
         return decoder.lm_logits(lm_cfg, lm_params, jnp.asarray(latents))
 
@@ -148,7 +148,7 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
             stats["budget_tokens"] += len(ahead)
             break
         # token selection over the whole ahead rollout
-        logits = np.asarray(variables(latents) if cfg.embedder == "logits" else decoder.lm_logits(lm_cfg, lm_params, jnp.asarray(variables(latents))))[: len(ahead)]
+        logits = np.asarray(variables(latents) if cfg.dto.embedder == "logits" else decoder.lm_logits(lm_cfg, lm_params, jnp.asarray(variables(latents))))[: len(ahead)]
         selected = np.ones(len(ahead), bool)
         if cfg.selection:
             probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -179,7 +179,7 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
         else:
             first = logits[p]
         key = key_for(problem_key, RESAMPLE_STREAM, len(past) - len(prompt_ids))
-        token = int(sample_token(jnp.asarray(first), key, cfg.resample_sampling))
+        token = int(sample_token(jnp.asarray(first), key, cfg.resample))
         if token != ahead[0]:
             stats["proposals"] += 1
             if token in spec.eos_ids:

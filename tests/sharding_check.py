@@ -45,7 +45,7 @@ N = 4  # candidates for sc/bon, rollout budget for nabla
 NABLA = dict(max_iters=3, resample_top_k=0, confidence_threshold=0.95, grad_threshold=2.0, carry_prefix=False)
 SETTINGS = DecodeSettings(max_new_tokens=NEW_TOKENS, temperature=1.0, top_k=0, top_p=1.0)
 # what the eval's nabla@N runs (so the direct call and the eval share one compiled decode_batch)
-REASONER = NablaConfig(**NABLA).replace(max_n_generations=N, max_new_tokens=NEW_TOKENS, rollout_temperature=1.0,
+REASONER = NablaConfig.from_settings(**NABLA).replace(max_n_generations=N, max_new_tokens=NEW_TOKENS, rollout_temperature=1.0,
                                         rollout_top_k=0, rollout_top_p=1.0)
 EVAL_METHODS = "greedy,sc,bon,nabla"
 VOLATILE = ("wall_time_s", "compiled")
@@ -128,7 +128,7 @@ def cli_run(policy_dir, reward_dir, benchmark, mesh_spec) -> list:
 
 def evaluation(policy, reward, benchmark, out, methods) -> list:
     run_eval(benchmark, methods, policy, reward, out=out, seeds=(0,), ns=(N,), settings=SETTINGS,
-             batch_size=4, options={"nabla": NABLA}, progress=False, keep_texts=True)
+             batch_size=4, options={"nabla": NablaConfig.from_settings(**NABLA)}, progress=False, keep_texts=True)
     with open(os.path.join(out, "records.jsonl")) as handle:
         records = [json.loads(line) for line in handle]
     return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in records),

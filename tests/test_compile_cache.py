@@ -71,11 +71,11 @@ def test_calls_with_one_to_eight_prompts_share_one_program():
     import nabla_jax
     from nabla_jax.compile_count import compile_requests
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from nabla_jax.rewards import load_reward_model
+    from nabla_jax.rewards import load_reward
 
     policy = nabla_jax.load_policy("testbed:policy")
     prompts = [f"what is {10 + i}+{20 + i}-{5 + i}?" for i in range(5)]
-    reasoner = NablaReasoner(policy, load_reward_model("testbed:outcome"),
+    reasoner = NablaReasoner(policy, load_reward("testbed:outcome"),
                              NablaConfig(max_new_tokens=16, max_n_generations=2, grad_threshold=None))
     for call in (lambda p: nabla_jax.generate(policy, p, max_new_tokens=16, temperature=0.0, batch_size=1),
                  lambda p: reasoner.generate(p, seed=0, batch_size=1)):

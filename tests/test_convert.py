@@ -1,6 +1,5 @@
 """Orbax round trip, export back to Hugging Face, the convert command, and the GGUF row permutation."""
 
-import json
 import os
 
 import jax

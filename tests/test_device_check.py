@@ -1,7 +1,7 @@
 """The prepared accelerator check (`experiments/device_check.py`) at toy sizes on the CPU: every part runs, its
 numbers are finite, float32 parity with torch holds, and the budgets skip work instead of overrunning."""
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -11,14 +11,14 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "device_check.py")
+MODULE = "experiments.device_check"  # run as ``python -m experiments.device_check`` from the repository root
 PARTS = ("parity", "generation", "dto", "nabla", "memory", "compile")
 
 
 def run_check(tmp_path, *args):
     out = tmp_path / "device_check.json"
     env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, SCRIPT, "--json", str(out), *args], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--json", str(out), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text()), proc.stdout
@@ -64,16 +64,12 @@ def test_spent_total_budget_skips_every_part_and_still_writes_the_table(tmp_path
     assert "| parity | whole part | skipped |" in printed
 
 
-def load_script(monkeypatch):
-    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "device_check", module)  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
+def load_script():
+    return importlib.import_module(MODULE)
 
 
 def test_budget_skips_a_case_that_would_not_fit(monkeypatch):
-    module = load_script(monkeypatch)
+    module = load_script()
     clock = iter([0.0, 10.0, 30.0, 45.0, 46.0])
     monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
     budget = module.Budget(50.0)  # starts at 0
@@ -83,8 +79,8 @@ def test_budget_skips_a_case_that_would_not_fit(monkeypatch):
     assert not budget.next_case()  # t=46: and every case after it
 
 
-def test_peak_table_by_device_kind(monkeypatch):
-    module = load_script(monkeypatch)
+def test_peak_table_by_device_kind():
+    module = load_script()
     assert module.peak_tflops("NVIDIA H200") == 989.0
     assert module.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert module.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
@@ -96,11 +92,7 @@ def test_peak_table_by_device_kind(monkeypatch):
 def test_memory_rows_name_whose_peak_they_read():
     """The accelerator-only branch (a CPU keeps no memory statistics): peaks from allocator statistics against the
     plan, with a note saying whether the peak is this run's, its compilation's or an earlier run's."""
-    sys.path.insert(0, os.path.dirname(SCRIPT))
-    try:
-        import device_parts as parts
-    finally:
-        sys.path.remove(os.path.dirname(SCRIPT))
+    from experiments import device_parts as parts
     from nabla_jax.dto import DTOConfig
 
     gib = 1 << 30

@@ -13,7 +13,7 @@ import numpy as np
 
 import nabla_jax
 from nabla_jax.char_tokenizer import build_char_tokenizer
-from nabla_jax.loading import Reward
+from nabla_jax.rewards import Reward
 from nabla_jax.dto import dto_models, make_problem, chat_prompt_ids, reward_template_ids
 from nabla_jax.models import decoder
 

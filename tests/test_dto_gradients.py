@@ -21,7 +21,7 @@ from nabla_jax.dto import (
     straight_through_onehot,
 )
 from nabla_jax.dto.prefix_cache import lm_ahead_logprobs, rm_ahead_reward
-from nabla_jax.loading import Reward
+from nabla_jax.rewards import Reward
 from nabla_jax.models import decoder
 from tests.test_dto_common import (
     FAST_COMPILE,

@@ -21,7 +21,8 @@ from nabla_jax.evaluation.accounting import reward_cost, rollout_cost
 from nabla_jax.evaluation.grading import get_grader
 from nabla_jax.evaluation.methods import vote
 from nabla_jax.generation import chat_prompt_ids
-from nabla_jax.loading import load_policy, load_reward
+from nabla_jax.loading import load_policy
+from nabla_jax.rewards import load_reward
 
 PROBLEMS = [("p-add", "2+3=?", "5"), ("p-frac", "1/2+1/4=?", "\\frac{3}{4}"), ("p-mul", "7*6=?", "42")]
 METHODS = ["greedy", "sc@1", "sc@2", "bon@1", "bon@2", "wbon@1", "wbon@2"]

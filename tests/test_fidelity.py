@@ -12,7 +12,7 @@ import pytest
 import nabla_jax
 from nabla_jax.configs import published_config
 from nabla_jax.generation import generate
-from nabla_jax.generation.defaults import read_generation_config, with_generation_eos
+from nabla_jax.models.generation_config import read_generation_config, with_generation_eos
 from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, seen_tokens
 from nabla_jax.presets import PRESETS
 from nabla_jax.reasoner import NablaConfig, NablaReasoner
@@ -58,16 +58,17 @@ def test_a_checkpoints_generation_config_fills_what_the_user_leaves_unset(hf_che
         assert a.token_ids == cut(b.token_ids)
     assert any(b.token_ids != c.token_ids for b, c in zip(explicit, unpenalised))
     reasoner = NablaReasoner(policy, nabla_jax.load_reward(hf_checkpoint("llama_cls")[0]), NablaConfig(max_new_tokens=8))
-    assert reasoner.config.rollout_repetition_penalty == 1.5 and reasoner.config.rollout_sampling.repetition_penalty == 1.5
+    assert reasoner.config.rollout.repetition_penalty == 1.5
 
 
 def test_presets_set_the_official_scripts_values_and_flags_override_them():
     aime = NablaConfig.preset("official-aime")
-    assert (aime.embedder, aime.grad_threshold, aime.max_new_tokens, aime.max_iters) == ("logits", 8.0, 3072, 20)
+    assert (aime.dto.embedder, aime.grad_threshold, aime.max_new_tokens, aime.dto.max_iters) == ("logits", 8.0, 3072, 20)
     amc = NablaConfig.preset("official-amc", max_iters=5)
-    assert (amc.embedder, amc.rollout_temperature, amc.rollout_top_p, amc.resample_top_p, amc.max_iters) == ("latents", 0.7, 0.8, 0.8, 5)
+    assert (amc.dto.embedder, amc.rollout.temperature, amc.rollout.top_p, amc.resample.top_p, amc.dto.max_iters) == (
+        "latents", 0.7, 0.8, 0.8, 5)
     readme = NablaConfig.preset("official-readme")
-    assert (readme.max_iters, readme.grad_threshold, readme.max_new_tokens) == (100, 8.0, 3072)
+    assert (readme.dto.max_iters, readme.grad_threshold, readme.max_new_tokens) == (100, 8.0, 3072)
     assert NablaConfig.preset("official-math500") == NablaConfig()  # our defaults are the MATH-500 script's
     assert set(PRESETS) == {"official-math500", "official-aime", "official-amc", "official-readme"}
     with pytest.raises(ValueError, match="unknown preset"):
@@ -76,15 +77,20 @@ def test_presets_set_the_official_scripts_values_and_flags_override_them():
 
 def test_eval_preset_resolution(hf_checkpoint):
     from nabla_jax.cli import build_parser
-    from nabla_jax.commands.eval import decode_settings
+    from nabla_jax.commands.eval import eval_config
+    from nabla_jax.evaluation.context import DecodeSettings
+    from nabla_jax.evaluation.nabla_methods import SET_BY_EVAL
 
     directory, _ = hf_checkpoint("llama")
     parse = lambda *extra: build_parser().parse_args(  # noqa: E731
         ["eval", "--benchmark", "gsm8k", "--method", "nabla", "--policy", directory, "--out", "x", *extra])
-    settings, nabla = decode_settings(parse("--preset", "official-aime", "--top-p", "0.9"), None)
+    config = eval_config(parse("--preset", "official-aime", "--top-p", "0.9"))
+    settings = DecodeSettings.of(config)
     assert (settings.max_new_tokens, settings.temperature, settings.top_p, settings.top_k) == (3072, 0.6, 0.9, 20)
-    assert nabla["grad_threshold"] == 8.0 and "max_new_tokens" not in nabla
-    settings, nabla = decode_settings(parse(), None)
+    assert config.grad_threshold == 8.0
+    config = eval_config(parse())
+    settings = DecodeSettings.of(config)
+    nabla = {k: v for k, v in config.changed_settings().items() if k not in SET_BY_EVAL}
     assert (settings.max_new_tokens, settings.repetition_penalty, nabla) == (1024, 1.0, {})
 
 
@@ -175,7 +181,7 @@ def test_official_budget_check_runs_one_iteration_at_one_generation(hf_checkpoin
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = nabla_jax.load_reward(hf_checkpoint("llama_cls")[0])
     prompts = PROMPTS[:2]
-    config = NablaConfig(**{**SMALL, "grad_threshold": None, "confidence_threshold": None, "max_n_generations": 1,
+    config = NablaConfig.from_settings(**{**SMALL, "grad_threshold": None, "confidence_threshold": None, "max_n_generations": 1,
                             "budget_check": "after"})
     reasoner = NablaReasoner(policy, reward, config)
     batched = reasoner.generate(prompts, seed=3, batch_size=2)

@@ -28,7 +28,8 @@ from nabla_jax.generation import (
     rollout_batch,
     rollout_logits,
 )
-from nabla_jax.generation.queue import batch_rollouts, queue_rollouts, trace_count
+from nabla_jax.compile_count import compile_requests
+from nabla_jax.generation.queue import batch_rollouts, queue_rollouts
 from nabla_jax.generation.rollouts import rollout_rows as batch_native
 from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
@@ -248,12 +249,13 @@ def test_chat_prompt_ids_follow_the_template(llama):
 def test_prompts_of_many_lengths_compile_per_bucket(llama):
     _, policy, _ = llama
     prompts = [[5 + (i % 90) for i in range(n)] for n in (33, 37, 41, 46, 52, 58, 61, 64, 3, 9, 17, 30)]
-    before = trace_count()
+    before, queues_before = compile_requests(), compile_requests("rollout_queue")
     first = generate(policy, prompts, batch_size=2, **GREEDY)
-    compiled = trace_count() - before
-    assert compiled <= 2, compiled  # queues (bucket 64, 8 prompts, 2 rows) and (bucket 32, 4 prompts, 2 rows)
+    queues = compile_requests("rollout_queue") - queues_before
+    assert queues <= 2, queues  # queues (bucket 64, 8 prompts, 2 rows) and (bucket 32, 4 prompts, 2 rows)
+    compiled = compile_requests() - before
     assert generate(policy, prompts, batch_size=2, **GREEDY) == first
-    assert trace_count() - before == compiled  # nothing new the second time
+    assert compile_requests() - before == compiled  # no program at all is new the second time
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 
 import nabla_jax
 from nabla_jax.models import decoder
+from nabla_jax.models.kv_cache import decode_caches, init_cache, sequence_as_stacked
 
 
 def test_prefill_then_decode_matches_full_forward(hf_checkpoint):
@@ -24,7 +25,7 @@ def test_prefill_then_decode_matches_full_forward(hf_checkpoint):
     full_hidden, _ = decoder.forward(cfg, params, decoder.embed(params, ids), positions, valid)
     full = decoder.lm_logits(cfg, params, full_hidden)
 
-    cache = decoder.init_cache(cfg, 2, total)
+    cache = init_cache(cfg, 2, total)
     kv_valid = valid & (jnp.arange(total) < prompt)
     hidden, cache = decoder.forward(
         cfg, params, decoder.embed(params, ids[:, :prompt]), positions[:, :prompt], kv_valid, cache, 0
@@ -57,7 +58,7 @@ def test_decode_layout_steps_match_full_forward(hf_checkpoint):
     for per_row in (False, True):
         valid = jnp.ones((2, prompt), bool)
         _, kv = decoder.forward(cfg, params, decoder.embed(params, ids[:, :prompt]), positions[:, :prompt], valid)
-        caches = decoder.decode_caches(kv, total - prompt)
+        caches = decode_caches(kv, total - prompt)
         steps = []
         for slot in range(prompt, total):
             write = jnp.full((2,), slot) if per_row else slot
@@ -72,7 +73,7 @@ def test_decode_layout_steps_match_full_forward(hf_checkpoint):
     # the rest as one chunk (the decode layout's attention merges a query's positions and heads; causal within it)
     hidden, _ = decoder.forward_layers(
         cfg, params, layers, decoder.embed(params, ids[:, prompt:]), positions[:, prompt:],
-        jnp.ones((2, total), bool), decoder.decode_caches(kv, total - prompt), prompt,
+        jnp.ones((2, total), bool), decode_caches(kv, total - prompt), prompt,
     )
     diff = np.abs(np.asarray(decoder.lm_logits(cfg, params, hidden) - full[:, prompt:]))
     assert diff.max() <= 1e-5, ("chunk", diff.max())
@@ -109,7 +110,7 @@ def test_a_rollouts_keys_and_values_by_position_equal_a_pass_over_its_sequence(h
             np.testing.assert_allclose(np.asarray(got[:, :fed]), np.asarray(want), rtol=1e-5, atol=1e-5)
 
     longer = jnp.asarray(lens + 2)  # two generated tokens join each prompt: their keys/values but the last are real
-    prompt_kv = decoder.KVCache(*(x.swapaxes(0, 1) for x in out.kv))
+    prompt_kv = sequence_as_stacked(out.kv)
     given, prefilled = (run(cfg, params, spec, out.sequence, longer, keys, prompt_kv=kv) for kv in (prompt_kv, None))
     assert np.asarray(given.tokens).tolist() == np.asarray(prefilled.tokens).tolist()
     np.testing.assert_allclose(np.asarray(given.latents), np.asarray(prefilled.latents), rtol=1e-4, atol=1e-4)

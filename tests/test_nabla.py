@@ -29,7 +29,7 @@ def models(hf_checkpoint):
 
 @pytest.fixture(scope="module")
 def reasoner(models):
-    return NablaReasoner(*models, NablaConfig(**SMALL))
+    return NablaReasoner(*models, NablaConfig.from_settings(**SMALL))
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,16 @@ def test_batch_of_one_equals_batch_of_four(reasoner, batched):
 
 
 def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, batched):
-    from nabla_jax.reasoner.queue import trace_count
+    from nabla_jax.compile_count import compile_requests
 
     queued = reasoner.generate(PROMPTS, seed=3, batch_size=2)  # 4 problems through 2 row slots: rows are refilled
     for one, other in zip(queued, batched, strict=True):
         assert one.token_ids == other.token_ids
         assert {k: one.stats[k] for k in COMPARED} == {k: other.stats[k] for k in COMPARED}
         assert one.revisions == other.revisions
-    before = trace_count()  # the same queues in another order: no new compilation, the same records
+    before = compile_requests()  # the same queues in another order: no program is new, the same records
     again = reasoner.generate(PROMPTS[::-1], seed=3, batch_size=2, problem_ids=[3, 2, 1, 0])
-    assert trace_count() == before
+    assert compile_requests() == before
     assert [r.token_ids for r in again[::-1]] == [r.token_ids for r in batched]
     encoded = reasoner.encode(PROMPTS[:3])  # a queue of 3 is padded to 8 entries (never decoded), a fixed batch to 4
     assert reasoner.stack_problems(encoded, [0, 1, 2], jax.random.key(3)).prompt_len.shape == (8,)
@@ -81,7 +81,7 @@ def test_a_queue_with_fewer_rows_than_problems_gives_the_same_records(reasoner, 
 def test_reusing_the_selector_gradient_saves_model_passes_and_changes_nothing(models, batched):
     """A DTO run that starts where the gradient selector ran takes its dL/dy as the first full step; recomputing it
     (``reuse_probe_gradient=False``, as the official code does) gives the same records at more model passes."""
-    recomputed = NablaReasoner(*models, NablaConfig(**SMALL, reuse_probe_gradient=False)).generate(
+    recomputed = NablaReasoner(*models, NablaConfig.from_settings(**SMALL, reuse_probe_gradient=False)).generate(
         PROMPTS, seed=3, batch_size=4
     )
     for one, other in zip(batched, recomputed, strict=True):
@@ -96,7 +96,7 @@ def test_reusing_the_selector_gradient_saves_model_passes_and_changes_nothing(mo
 def test_carrying_the_prefix_cache_runs_fewer_tokens_and_changes_nothing(models, batched):
     """The prefix cache extended by the committed tokens (``carry_prefix``, the default) against rebuilt whole at
     every selector pass and DTO call, as the official code re-runs it: the same records, less model work."""
-    rebuilt = NablaReasoner(*models, NablaConfig(**SMALL, carry_prefix=False)).generate(PROMPTS, seed=3, batch_size=4)
+    rebuilt = NablaReasoner(*models, NablaConfig.from_settings(**SMALL, carry_prefix=False)).generate(PROMPTS, seed=3, batch_size=4)
     for one, other in zip(batched, rebuilt, strict=True):
         assert one.token_ids == other.token_ids
         assert {k: one.stats[k] for k in COMPARED} == {k: other.stats[k] for k in COMPARED}
@@ -142,7 +142,7 @@ def test_selection_commits_exactly_the_skipped_prefix():
 def test_one_revision_then_budget(models):
     """max_n_generations=2 allows exactly one proposal; afterwards the rest of the rollout is committed. A rejected
     proposal leaves the old rollout with its first token committed; an accepted one replaces it."""
-    cfg = NablaConfig(**{**SMALL, "max_n_generations": 2, "confidence_threshold": None, "grad_threshold": None})
+    cfg = NablaConfig.from_settings(**{**SMALL, "max_n_generations": 2, "confidence_threshold": None, "grad_threshold": None})
     results = NablaReasoner(*models, cfg).generate(PROMPTS * 2, seed=0, batch_size=8)
     seen = set()
     for r in results:
@@ -161,7 +161,7 @@ def test_one_revision_then_budget(models):
 
 
 def test_rejection_sampling_off_accepts_every_change(models):
-    cfg = NablaConfig(**{**SMALL, "rejection_sampling": False})
+    cfg = NablaConfig.from_settings(**{**SMALL, "rejection_sampling": False})
     results = NablaReasoner(*models, cfg).generate(PROMPTS, seed=3, batch_size=4)
     assert sum(r.stats["proposals"] for r in results) > 0
     for r in results:
@@ -199,7 +199,7 @@ def test_reward_that_prefers_a_token_moves_the_output(models):
     without = np.asarray(ids("7777") + [5] * 4)
     assert float(prefer.score(with_seven)[0]) > float(prefer.score(without)[0])
     greedy = nabla_jax.generate(policy, PROMPTS, max_new_tokens=8, temperature=0.0)
-    cfg = NablaConfig(**{**SMALL, "learning_rate": 1.0, "confidence_threshold": None, "grad_threshold": None,
+    cfg = NablaConfig.from_settings(**{**SMALL, "learning_rate": 1.0, "confidence_threshold": None, "grad_threshold": None,
                          "max_n_generations": 6, "resample_temperature": 0.0})
     guided = NablaReasoner(policy, prefer, cfg).generate(PROMPTS, seed=0, batch_size=4)
     greedy_count = sum(r.token_ids.count(target) for r in greedy)
@@ -224,7 +224,7 @@ def test_reward_that_prefers_a_token_moves_the_output(models):
 )
 def test_invalid_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
-        NablaConfig(**change)
+        NablaConfig.from_settings(**change)
 
 
 def test_evaluation_methods_record_what_the_decoder_returns(models, reasoner, tmp_path):
@@ -240,7 +240,7 @@ def test_evaluation_methods_record_what_the_decoder_returns(models, reasoner, tm
     settings = DecodeSettings(SMALL["max_new_tokens"], 0.6, 0, 0.95)
     out = tmp_path / "runs"
     run_eval(str(bench), "nabla,nabla_no_dto", *models, out=str(out), seeds=(5,), ns=(SMALL["max_n_generations"],),
-             settings=settings, batch_size=4, options={"nabla": nabla}, progress=False)
+             settings=settings, batch_size=4, options={"nabla": NablaConfig.from_settings(**nabla)}, progress=False)
     records = {(r["method"], r["problem_index"]): r for r in map(json.loads, open(out / "records.jsonl"))}
     direct = reasoner.generate(PROMPTS[:3], seed=5, batch_size=4)  # same config and shapes: no new compilation
     for i in range(3):

@@ -18,7 +18,7 @@ from nabla_jax.char_tokenizer import build_char_tokenizer
 from nabla_jax.dto import DTOConfig, dto_models, loss_and_onehot_grad, make_problem
 from nabla_jax.dto.prefix_cache import build_prefix_cache, rm_ahead_reward
 from nabla_jax.templates import reward_input_template
-from nabla_jax.rewards import RewardKind, load_reward_model
+from nabla_jax.rewards import RewardKind, load_reward
 from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.rewards.loaders import likelihood_reward
 from nabla_jax.rewards.readout import input_values
@@ -65,7 +65,7 @@ def prm_dir(tmp_path_factory):
 
 
 def prm(prm_dir, aggregate="min", separator=SEPARATOR):
-    return load_reward_model(prm_dir[0], aggregate=aggregate, separator=separator, step_split=SPLIT)
+    return load_reward(prm_dir[0], aggregate=aggregate, separator=separator, step_split=SPLIT)
 
 
 def encode(text):
@@ -233,7 +233,7 @@ def test_likelihood_gradient_through_soft_tokens_matches_torch(hf_checkpoint, us
 
 def test_prm_separator_missing_from_the_vocabulary_is_refused(prm_dir):
     with pytest.raises(ValueError, match="separator token '<extra_0>' is not in the PRM's vocabulary"):
-        load_reward_model(prm_dir[0])  # the Qwen default separator: the char vocabulary has no such token
+        load_reward(prm_dir[0])  # the Qwen default separator: the char vocabulary has no such token
 
 
 def test_reward_kind_dto_cannot_differentiate_is_refused(hf_checkpoint, prm_dir):
@@ -245,8 +245,7 @@ def test_reward_kind_dto_cannot_differentiate_is_refused(hf_checkpoint, prm_dir)
     with pytest.raises(ValueError, match="likelihood reward needs a causal LM"):
         dto_models(policy, classifier.__class__(classifier.config, classifier.params, classifier.tokenizer,
                                                  kind=RewardKind("likelihood")))
-    with pytest.raises(ValueError, match="a process reward model: load it with nabla_jax.rewards.load_reward_model"):
-        nabla_jax.load_reward(prm_dir[0])
+    assert nabla_jax.load_reward is load_reward  # one loader for every kind: a PRM is read as a process reward
     with pytest.raises(ValueError, match="scores a response, not a bare sequence"):
         prm(prm_dir).score([[3, 4, 5]])
 
@@ -369,6 +368,6 @@ def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_c
     reward = reward_of_kind(hf_checkpoint, prm_dir, kind)
     # the likelihood case decodes 16 tokens, so the selector's passes and DTO's full steps run over 8 or 16 slots
     longer = {"max_new_tokens": 16, "grad_threshold": 2.0} if kind == "likelihood" else {}
-    reasoner = NablaReasoner(policy, reward, NablaConfig(**{**SMALL, "grad_threshold": None, **longer}))
+    reasoner = NablaReasoner(policy, reward, NablaConfig.from_settings(**{**SMALL, "grad_threshold": None, **longer}))
     total = assert_matches_reference(reasoner, reasoner.generate(PROMPTS, seed=3, batch_size=4))
     assert total["proposals"] > total["rejections"] > 0 and total["dto_runs"] > 0

@@ -29,9 +29,9 @@ def test_config_read_from_gguf_metadata(smollm2_policy):
 
 
 def test_judge_reward_is_the_policys_yes_no_log_odds(smollm2_policy):
-    from nabla_jax.rewards import load_reward_model
+    from nabla_jax.rewards import load_reward
 
-    judge = load_reward_model("judge:smollm2-135m-instruct", smollm2_policy)
+    judge = load_reward("judge:smollm2-135m-instruct", smollm2_policy)
     tokenizer = smollm2_policy.tokenizer
     prefix, postfix = judge.template("What is 2+3?", None)
     assert "Proposed answer: " in tokenizer.decode(prefix) and tokenizer.decode(postfix).endswith("assistant\n")

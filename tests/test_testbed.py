@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from experiments.testbed import corrupt, encoding, evaluation
 from nabla_jax import testbed
-from nabla_jax.testbed import corrupt, encoding, evaluation, task
+from nabla_jax.testbed import task
 
 
 def test_problems_are_a_pure_function_of_split_and_index():

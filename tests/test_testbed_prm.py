@@ -1,6 +1,6 @@
 """The testbed process reward model: exact step labels, reward inputs built as the library builds them, and the
 shipped PRM (nabla_jax/testbed/models/prm, wired from the verifier by experiments/testbed/verifier_circuit.py)
-loaded through load_reward_model: its readout equals the training code's, and its step scores find the first wrong
+loaded through load_reward: its readout equals the training code's, and its step scores find the first wrong
 step (docs/testbed.md)."""
 
 import json
@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nabla_jax.rewards import inputs, load_reward_model
+from experiments.testbed import corrupt, encoding
+from experiments.testbed.process_labels import prm_input, process_correct, step_labels, step_probs
+from nabla_jax.rewards import inputs, load_reward
 from nabla_jax.rewards.loaders import process_kind
 from nabla_jax.rewards.scoring import response_step_scores, score_batch
 from nabla_jax.templates import reward_input_template, reward_template_ids
-from nabla_jax.testbed import PRM_DIR, corrupt, encoding, task
-from nabla_jax.testbed.process_labels import prm_input, process_correct, step_labels, step_probs
+from nabla_jax.testbed import PRM_DIR, task
 
 P = task.Problem((92, 48, 12), ("-", "-"))  # 92-48=44, 44-12=32, #### 32
 
@@ -64,7 +65,7 @@ def test_training_inputs_are_the_library_reward_inputs(eos):
 
 @pytest.fixture(scope="module")
 def prm():
-    return load_reward_model(PRM_DIR)  # its reading options (no separator, a step a line, min) are its own
+    return load_reward(PRM_DIR)  # its reading options (no separator, a step a line, min) are its own
 
 
 def _steps(prm, p, text):

@@ -14,15 +14,15 @@ import pytest
 
 import nabla_jax
 from convert.hf import load_hf_params
-from experiments.testbed import gradient_repair, verifier_circuit
+from experiments.testbed import corrupt, encoding, gradient_repair, verifier_circuit
 from nabla_jax.cli import main
 from nabla_jax.dto import DTOConfig, dto_models
 from nabla_jax.models import decoder
-from nabla_jax.rewards import load_reward_model
+from nabla_jax.rewards import load_reward
 from nabla_jax.rewards.loaders import STORED_OPTIONS_KEY
 from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.templates import reward_input_template
-from nabla_jax.testbed import MODELS_DIR, VERIFIER_DIR, corrupt, encoding, task
+from nabla_jax.testbed import MODELS_DIR, VERIFIER_DIR, task
 
 OUTCOME_DIR = os.path.join(MODELS_DIR, "outcome")
 
@@ -93,7 +93,7 @@ def test_shipped_outcome_model_scores_match_transformers_and_rank_references_fir
     reference, slipped = ours.reshape(-1, 2).T
     assert (reference > slipped).mean() >= 0.9  # a random or mis-read head ranks at chance
     # the one reward interface (what best-of-N and the ∇-Reasoner call) gives the same scores
-    outcome = load_reward_model("testbed:outcome")
+    outcome = load_reward("testbed:outcome")
     interface_rows = []
     for p, pair in zip(problems, pairs):
         prefix, postfix = reward_input_template(outcome, task.format_prompt(p))
@@ -103,18 +103,18 @@ def test_shipped_outcome_model_scores_match_transformers_and_rank_references_fir
 
 
 def test_the_prm_is_read_with_its_stored_options_and_flags_override_them():
-    prm = load_reward_model("testbed:prm")
+    prm = load_reward("testbed:prm")
     assert prm.kind.name == "process" and prm.kind.separator_id is None and prm.kind.aggregate == "min"
     assert prm.kind.step_end_ids == tuple(encoding.text_ids("\n"))
-    assert load_reward_model("testbed:prm", aggregate="last").kind.aggregate == "last"
+    assert load_reward("testbed:prm", aggregate="last").kind.aggregate == "last"
     with pytest.raises(ValueError, match="not in the PRM's vocabulary"):
-        load_reward_model("testbed:prm", separator="<extra_0>")  # given: replaces the stored none
+        load_reward("testbed:prm", separator="<extra_0>")  # given: replaces the stored none
 
 
 def test_the_verifiers_stored_clip_is_its_default():
-    assert load_reward_model("likelihood:testbed:verifier").kind.clip == -6.0
-    assert load_reward_model("likelihood:testbed:verifier", clip=None).kind.clip is None
-    assert load_reward_model("likelihood:testbed:verifier", clip=-3.0).kind.clip == -3.0
+    assert load_reward("likelihood:testbed:verifier").kind.clip == -6.0
+    assert load_reward("likelihood:testbed:verifier", clip=None).kind.clip is None
+    assert load_reward("likelihood:testbed:verifier", clip=-3.0).kind.clip == -3.0
 
 
 def test_an_unknown_stored_option_is_refused_by_name(tmp_path):
@@ -124,7 +124,7 @@ def test_an_unknown_stored_option_is_refused_by_name(tmp_path):
     raw[STORED_OPTIONS_KEY]["sepparator"] = None
     (copy / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="sepparator"):
-        load_reward_model(str(copy))
+        load_reward(str(copy))
 
 
 def test_bundled_names_work_in_every_command_that_names_a_model(tmp_path, capsys):
@@ -154,7 +154,7 @@ def test_gradient_repair_invariants():
     sites = gradient_repair.find_sites(policy.config, policy.params, task.problems("val", 24, start=256))
     assert sites and all(s.wrong != s.right and s.right.isdigit() for s in sites)
     inputs = gradient_repair.dto_inputs(policy, sites)
-    outcome, classifier = load_reward_model("testbed:outcome"), load_reward_model("testbed:reward")
+    outcome, classifier = load_reward("testbed:outcome"), load_reward("testbed:reward")
     still = gradient_repair.measure(policy, outcome, sites, inputs, DTOConfig(max_iters=3, learning_rate=1e-9))
     assert still["start_is_wrong"] == still["sites"] and still["moved"] == 0 and still["repaired"] == 0
     off = DTOConfig(max_iters=5, learning_rate=0.3, reward_coeff=0.0)

@@ -1,24 +1,20 @@
 """The testbed training scripts run end to end for a few steps and write loadable checkpoints."""
 
-import importlib.util
+import importlib
 import json
 import os
 
 import numpy as np
 
 import nabla_jax
-from nabla_jax.testbed import encoding, task
+from experiments.testbed import encoding
+from nabla_jax.testbed import task
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ["--hidden", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--mlp", "32"]
 
 
 def _script(name):
-    path = os.path.join(ROOT, "experiments", "testbed", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"testbed_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"experiments.testbed.{name}")
 
 
 def test_training_scripts_write_loadable_checkpoints(tmp_path):

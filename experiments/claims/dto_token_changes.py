@@ -2,7 +2,7 @@
 differs from the rollout's), per cell of a sweep's output directory; and rollout reuse (the paper's "rollout reuse
 bypasses 74.1%"): how often the rollout already in hand serves the next position instead of a new one.
 
-    python experiments/claims/dto_token_changes.py runs/claims/dto_learning_rate
+    python -m experiments.claims.dto_token_changes runs/claims/dto_learning_rate
 
 Rollout reuse, from each ∇-Reasoner record's ``stats`` (nabla_jax/reasoner/loop.py): every position the decoder
 reaches is committed by the selection test without optimisation (``skipped_tokens``), committed unoptimised when

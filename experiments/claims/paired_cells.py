@@ -2,7 +2,7 @@
 component): the same problems and seeds, a paired bootstrap interval and McNemar's exact test, as
 ``nabla-jax report --paired`` does within one directory.
 
-    python experiments/claims/paired_cells.py nabla@8 DIR_A DIR_B
+    python -m experiments.claims.paired_cells nabla@8 DIR_A DIR_B
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Accuracy against official model calls for the cost-curve sweep: the baselines once (they do not depend on the DTO
 learning rate) and the ∇-Reasoner at each learning rate.
 
-    python experiments/claims/plot_cost_curve.py runs/claims/cost_curve OUT.png
+    python -m experiments.claims.plot_cost_curve runs/claims/cost_curve OUT.png
 """
 
 from __future__ import annotations

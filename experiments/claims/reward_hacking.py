@@ -16,7 +16,7 @@ Reward hacking shows as the proxy reward rising along a sweep while accuracy (an
 a growing share of wrong answers the proxy prefers to the truth. Writes ``reward_hacking.md`` and
 ``proxy_vs_accuracy.png`` to ``--out``.
 
-    PYTHONPATH=. python experiments/claims/reward_hacking.py runs/claims/dto_learning_rate runs/claims/dto_lambda \\
+    python -m experiments.claims.reward_hacking runs/claims/dto_learning_rate runs/claims/dto_lambda \\
         --out experiments/claims/results/reward_hacking
 """
 
@@ -26,17 +26,14 @@ import argparse
 import json
 import os
 import re
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from nabla_jax.evaluation.records import load_directory  # noqa: E402
-from nabla_jax.rewards import load_reward_model  # noqa: E402
-from nabla_jax.rewards.scoring import score_batch  # noqa: E402
-from nabla_jax.templates import encode, reward_input_template, reward_pad_id  # noqa: E402
-from nabla_jax.testbed import PRM_DIR, TEST_JSONL, VERIFIER_DIR, task  # noqa: E402
+from nabla_jax.evaluation.records import load_directory
+from nabla_jax.rewards import load_reward
+from nabla_jax.rewards.scoring import score_batch
+from nabla_jax.templates import encode, reward_input_template, reward_pad_id
+from nabla_jax.testbed import PRM_DIR, TEST_JSONL, VERIFIER_DIR, task
 
 HELD_OUT = {
     "verifier": ("likelihood:" + VERIFIER_DIR, {"clip": -6.0}),
@@ -75,7 +72,7 @@ class Scorer:
     def reward(self, spec: str, options: dict):
         key = (spec, json.dumps(options, sort_keys=True))
         if key not in self.rewards:
-            self.rewards[key] = load_reward_model(spec, **options)
+            self.rewards[key] = load_reward(spec, **options)
         return key, self.rewards[key]
 
     def scores(self, spec: str, options: dict, items: list[tuple[str, str, bool]]) -> np.ndarray:

@@ -3,7 +3,7 @@ compiled nothing), accuracy from a full run of the same methods and settings (e.
 method; then, for each ∇-Reasoner method, the most accurate baseline that costs no more time, with the paired
 difference on the full run's problems and seeds.
 
-    PYTHONPATH=. python experiments/claims/wall_clock.py TIMING_DIR ACCURACY_DIR [--out DIR]
+    python -m experiments.claims.wall_clock TIMING_DIR ACCURACY_DIR [--out DIR]
 """
 
 from __future__ import annotations

@@ -34,10 +34,11 @@ import time
 import jax
 import numpy as np
 
+from experiments.testbed import encoding, evaluation
 from nabla_jax import load_policy
 from nabla_jax.dto import DTOConfig, dto_models, dto_optimize
-from nabla_jax.rewards import load_reward_model
-from nabla_jax.testbed import POLICY_DIR, encoding, evaluation, task
+from nabla_jax.rewards import load_reward
+from nabla_jax.testbed import POLICY_DIR, task
 
 DEFAULT_REWARDS = ("outcome=testbed:outcome", "process=testbed:prm", "likelihood=likelihood:testbed:verifier",
                    "classifier=testbed:reward")  # each read with its checkpoint's own options
@@ -134,7 +135,7 @@ def run(rewards: dict[str, str], problems: list[task.Problem], learning_rates=LE
     inputs = dto_inputs(policy, sites)
     table = {}
     for name, spec in rewards.items():
-        reward = load_reward_model(spec, policy=policy)
+        reward = load_reward(spec, policy=policy)
         models = dto_models(policy, reward)
         for lr_name, lr in learning_rates.items():
             for loss_name, coeffs in losses.items():

@@ -18,10 +18,11 @@ import json
 import time
 
 from convert.hf import load_hf_params
-from nabla_jax.rewards import load_reward_model
+from experiments.testbed import encoding, evaluation
+from nabla_jax.rewards import load_reward
 from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.templates import reward_input_template, reward_pad_id
-from nabla_jax.testbed import POLICY_DIR, encoding, evaluation, task
+from nabla_jax.testbed import POLICY_DIR, task
 
 DEFAULT_VERIFIERS = ("outcome=testbed:outcome", "process=testbed:prm", "likelihood=likelihood:testbed:verifier",
                      "classifier=testbed:reward")
@@ -30,7 +31,7 @@ DEFAULT_VERIFIERS = ("outcome=testbed:outcome", "process=testbed:prm", "likeliho
 def interface_scorer(spec: str):
     """``fn(prompts, responses) -> scores`` through the reward interface (testbed texts; the response ends with
     the EOS the policy emitted, as every method scores it)."""
-    reward = load_reward_model(spec)
+    reward = load_reward(spec)
     pad = reward_pad_id(reward.tokenizer, reward.config)
     eos = encoding.tokenizer().eos_token_id
 

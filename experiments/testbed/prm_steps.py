@@ -4,7 +4,7 @@
         [--json experiments/testbed/results/prm_steps.json]
 
 A step is a line of the response (and its end); its exact label is 1 iff it and every step before it are the
-reference's (:func:`nabla_jax.testbed.process_labels.step_labels`). Prints the accuracy of "probability > 0.5", the step
+reference's (:func:`experiments.testbed.process_labels.step_labels`). Prints the accuracy of "probability > 0.5", the step
 AUC, the share of positive steps (the accuracy of always answering 1 or 0 is that share or its complement) and
 the response-level ranking of each aggregate.
 """
@@ -18,9 +18,10 @@ import os
 import jax
 
 from convert.hf import load_hf_params
-from nabla_jax.rewards import load_reward_model
-from nabla_jax.testbed import POLICY_DIR, evaluation, task
-from nabla_jax.testbed.process_labels import evaluate_prm
+from experiments.testbed import evaluation
+from experiments.testbed.process_labels import evaluate_prm
+from nabla_jax.rewards import load_reward
+from nabla_jax.testbed import POLICY_DIR, task
 
 
 def main(argv=None) -> dict:
@@ -30,7 +31,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    prm = load_reward_model("testbed:prm")
+    prm = load_reward("testbed:prm")
     policy_config, policy_params = load_hf_params(POLICY_DIR)
     problems = [p for _, p in task.distinct_problems("test", args.problems)]
     responses = evaluation.generate(policy_config, policy_params, problems, jax.random.key(args.seed), 1.0, args.samples)

@@ -63,8 +63,8 @@ def run(out: str, problems: int, seeds: str) -> None:
         store(directory, records_path(kind))
         fast = os.path.join(out, f"lr_{kind}")
         run_eval("testbed", "nabla@8", resolve_spec("testbed:policy"), REWARDS[kind], out=fast, seeds=seed_list(seeds),
-                 ns=(8,), limit=problems, settings=DecodeSettings(48, 0.6, 20, 0.95), batch_size=8,
-                 options={"wbon_temperature": 1.0, "nabla": {**DEMO_NABLA, "learning_rate": FAST_LR}})
+                 ns=(8,), limit=problems, settings=DecodeSettings.of(DEMO_NABLA.replace(max_new_tokens=48)),
+                 batch_size=8, options={"wbon_temperature": 1.0, "nabla": DEMO_NABLA.replace(learning_rate=FAST_LR)})
         store(fast, records_path(kind, "lr"))
 
 
@@ -162,7 +162,7 @@ def report() -> str:
         f"{FAST_LR} is the largest learning rate of the earlier learning-rate sweep on these same problems (with the "
         "likelihood reward), so the last two columns are not held-out numbers.",
     ]
-    compact = ["", "In short (the README's table):", "",
+    compact = ["", "In short:", "",
                "| reward | AUC within problem | repaired at lr 0.01 / 0.3 | nabla@8 − blind resampling, lr 0.01 | "
                f"nabla@8 at lr {FAST_LR} − blind | nabla@8 at lr {FAST_LR} (FLOPs) | bon@4 (FLOPs) | bon@8 |",
                "|---|---|---|---|---|---|---|---|"]

@@ -34,13 +34,13 @@ import optax
 from tqdm import tqdm
 
 from convert.hf import load_hf_params, save_hf_params
-from experiments.testbed import verifier_circuit
+from experiments.testbed import corrupt, encoding, evaluation, training, verifier_circuit
+from experiments.testbed.process_labels import PRMBatch, encode_candidates, evaluate_prm, prefix_labels, step_logits
+from experiments.testbed.recipes.reward import POLICY_POOL_END
+from experiments.testbed.recipes.script_args import add_settings_arguments, settings_from_args
 from nabla_jax.models import decoder
 from nabla_jax.models.config import PROCESS_REWARD, SEQUENCE_CLASSIFICATION
-from nabla_jax.testbed import POLICY_DIR, VERIFIER_DIR, corrupt, encoding, evaluation, task, training
-from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args
-from nabla_jax.testbed.process_labels import PRMBatch, encode_candidates, evaluate_prm, prefix_labels, step_logits
-from nabla_jax.testbed.train_reward import POLICY_POOL_END
+from nabla_jax.testbed import POLICY_DIR, VERIFIER_DIR, task
 
 KINDS = {"outcome": SEQUENCE_CLASSIFICATION, "process": PROCESS_REWARD}
 CORRUPTIONS = ("slip", "slip", "digit", "copy", "answer")

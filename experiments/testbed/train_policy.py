@@ -1,9 +1,9 @@
 """Train the testbed policy from a seed and export it as a Hugging Face checkpoint.
 
-    nice -n 10 python experiments/testbed/train_policy.py --seed 0 --out nabla_jax/testbed/models/policy
+    nice -n 10 python -m experiments.testbed.train_policy --seed 0 --out nabla_jax/testbed/models/policy
 
 Stops at the first evaluation whose greedy validation accuracy reaches --target-accuracy (see
-nabla_jax/testbed/train_policy.py for why), then writes config.json, model.safetensors, the tokenizer and
+experiments/testbed/recipes/policy.py for why), then writes config.json, model.safetensors, the tokenizer and
 training.json (settings, history, calibration on validation problems).
 """
 
@@ -13,15 +13,13 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from convert.hf import save_hf_params  # noqa: E402
-from nabla_jax.testbed import encoding, evaluation, task  # noqa: E402
-from nabla_jax.testbed.train_policy import PolicyTrainingConfig, train_policy  # noqa: E402
-from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args  # noqa: E402
+from convert.hf import save_hf_params
+from experiments.testbed import encoding, evaluation
+from experiments.testbed.recipes.policy import PolicyTrainingConfig, train_policy
+from experiments.testbed.recipes.script_args import add_settings_arguments, settings_from_args
+from nabla_jax.testbed import task
 
 
 def parse_args(argv=None) -> tuple[PolicyTrainingConfig, argparse.Namespace]:

@@ -1,11 +1,11 @@
 """Train the testbed reward model from a seed on the shipped (or any) testbed policy and export it.
 
-    python experiments/testbed/train_reward.py --seed 0 \
+    python -m experiments.testbed.train_reward --seed 0 \
         --policy nabla_jax/testbed/models/policy --out nabla_jax/testbed/models/reward
 
 Writes config.json (LlamaForSequenceClassification, num_labels 1, pad_token_id 0), model.safetensors, the
 tokenizer and training.json (settings, data counts, the teacher's accuracy and ranking quality, validation
-AUC / best-of-n history). ``--teacher-out DIR`` also keeps the teacher LM (see nabla_jax/testbed/train_reward.py).
+AUC / best-of-n history). ``--teacher-out DIR`` also keeps the teacher LM (see experiments/testbed/recipes/reward.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from convert.hf import load_hf_params, save_hf_params  # noqa: E402
-from nabla_jax.testbed import POLICY_DIR, encoding  # noqa: E402
-from nabla_jax.testbed.train_reward import RewardTrainingConfig, train_reward  # noqa: E402
-from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args  # noqa: E402
+from convert.hf import load_hf_params, save_hf_params
+from experiments.testbed import encoding
+from experiments.testbed.recipes.reward import RewardTrainingConfig, train_reward
+from experiments.testbed.recipes.script_args import add_settings_arguments, settings_from_args
+from nabla_jax.testbed import POLICY_DIR
 
 
 def parse_args(argv=None) -> tuple[RewardTrainingConfig, argparse.Namespace]:

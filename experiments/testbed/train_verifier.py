@@ -1,7 +1,7 @@
 """Train the testbed's likelihood verifier: the shipped policy trained further on reference solutions (the
-"teacher" of nabla_jax/testbed/train_reward.py), exported as a causal LM for ``--reward likelihood:PATH``.
+"teacher" of experiments/testbed/recipes/reward.py), exported as a causal LM for ``--reward likelihood:PATH``.
 
-    python experiments/testbed/train_verifier.py --seed 0 --out nabla_jax/testbed/models/verifier
+    python -m experiments.testbed.train_verifier --seed 0 --out nabla_jax/testbed/models/verifier
 
 Writes config.json (LlamaForCausalLM), model.safetensors, the tokenizer and training.json (settings, final loss,
 greedy accuracy on validation problems, and the ranking quality of its mean clipped token log-probability on the
@@ -14,18 +14,16 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from convert.hf import load_hf_params, save_hf_params  # noqa: E402
-from nabla_jax.testbed import POLICY_DIR, encoding, evaluation, task  # noqa: E402
-from nabla_jax.testbed.script_args import add_settings_arguments, settings_from_args  # noqa: E402
-from nabla_jax.testbed.train_reward import RewardTrainingConfig, teacher_ranking, train_teacher  # noqa: E402
+from convert.hf import load_hf_params, save_hf_params
+from experiments.testbed import encoding, evaluation
+from experiments.testbed.recipes.reward import RewardTrainingConfig, teacher_ranking, train_teacher
+from experiments.testbed.recipes.script_args import add_settings_arguments, settings_from_args
+from nabla_jax.testbed import POLICY_DIR, task
 
 
 def main(argv=None) -> dict:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.testbed import encoding
 from nabla_jax.models.config import PROCESS_REWARD, SEQUENCE_CLASSIFICATION, DecoderConfig
 from nabla_jax.models.rope import inverse_frequencies
-from nabla_jax.testbed import encoding
 
 HIDDEN = 96
 DIGITS = "0123456789"

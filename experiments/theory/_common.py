@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from nabla_jax.theory.report import all_passed, format_table  # noqa: E402
+from experiments.theory.report import all_passed, format_table  # noqa: E402
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
 

@@ -1,6 +1,6 @@
 """TC1 at full size: Gaussian-quadratic case, particles against the closed-form Wasserstein gradient flow.
 
-    python experiments/theory/tc1_gaussian.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc1_gaussian [--seed 0] [--out experiments/theory/figures]
 
 d = 4, 2^16 particles (exact OU, MALA), Euler-Maruyama at dt = 1e-2, 5e-3, 2.5e-3 on 2^14 coupled particles.
 """
@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from _common import finish, float64, parse_args, save
-from nabla_jax.theory import gaussian
-from nabla_jax.theory.checks import tc1_gaussian as tc1
+from experiments.theory import gaussian
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc1_gaussian as tc1
 
 
 def figures(config, problem, key, out):

@@ -1,6 +1,6 @@
 """TC2 at full size: 1-D Fokker-Planck <-> Wasserstein gradient flow <-> MALA particles (bimodal problem).
 
-    python experiments/theory/tc2_fokker_planck.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc2_fokker_planck [--seed 0] [--out experiments/theory/figures]
 
 2048 Scharfetter-Gummel cells on [-6, 6], implicit Euler (dt = 5e-4 to t = 5, then 1e-2 to t = 60);
 lambda = 1 and 3; two independent runs of 2^17 MALA particles (h = 2e-3), then 40 time units at h = 0.05.
@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from _common import finish, float64, parse_args, save
-from nabla_jax.theory import fokker_planck, mixture_1d
-from nabla_jax.theory.checks import tc2_fokker_planck as tc2
+from experiments.theory import fokker_planck, mixture_1d
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc2_fokker_planck as tc2
 
 
 def density_figure(config, lam, result, particles, out):

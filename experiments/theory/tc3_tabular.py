@@ -1,6 +1,6 @@
 """TC3 at full size: policy gradient = first variation, mirror descent -> rho*, token-level factorisation.
 
-    python experiments/theory/tc3_tabular.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc3_tabular [--seed 0] [--out experiments/theory/figures]
 
 V = 4, length 3 (64 sequences), lambda = 1; REINFORCE with 10^6 samples; mirror descent with eta = 0.1.
 """
@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import finish, float64, parse_args, save
-from nabla_jax.theory import tabular
-from nabla_jax.theory.checks import tc3_tabular as tc3
+from experiments.theory import tabular
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc3_tabular as tc3
 
 
 def main():

@@ -1,6 +1,6 @@
 """TC4 at full size: a gradient-informed discrete Langevin sampler, and nabla-Reasoner as a negative control.
 
-    python experiments/theory/tc4_discrete_sampler.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc4_discrete_sampler [--seed 0] [--out experiments/theory/figures]
 
 64-corner toy (V = 4, length 3; tiny attention policy, MLP reward). (i) MH-corrected sampler at alpha = 1,
 2000 chains x 100 recorded steps (2 x 10^5 samples) after 200 burn-in steps; (ii) the same without MH for
@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from _common import finish, float64, parse_args, save
-from nabla_jax.theory.checks import tc4_discrete_sampler as tc4
-from nabla_jax.theory.statistics import total_variation
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc4_discrete_sampler as tc4
+from experiments.theory.statistics import total_variation
 
 
 def main():

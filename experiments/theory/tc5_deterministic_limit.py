@@ -1,6 +1,6 @@
 """TC5 at full size: the noise-free limit DTO runs, temperature/coefficient rescaling, the probability-flow ODE.
 
-    python experiments/theory/tc5_deterministic_limit.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc5_deterministic_limit [--seed 0] [--out experiments/theory/figures]
 
 Gaussian problem in d = 4 with 2^16 particles; bimodal problem of TC2 at lambda = 3; c = 1e-3 (the official
 code's nll_coeff); RK4 with dt = 1e-3 on 2^12 moment-matched particles.
@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from _common import finish, float64, parse_args, save
-from nabla_jax.theory import gaussian, mixture_1d, samplers
-from nabla_jax.theory.checks import tc5_deterministic_limit as tc5
+from experiments.theory import gaussian, mixture_1d, samplers
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc5_deterministic_limit as tc5
 
 
 def collapse_figure(config, problem, key, out):

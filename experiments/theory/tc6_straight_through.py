@@ -1,6 +1,6 @@
 """TC6: straight-through one-hot, Eq. 25, gradient caching and the delta_postfix ablation (unit level).
 
-    python experiments/theory/tc6_straight_through.py [--seed 0] [--out experiments/theory/figures]
+    python -m experiments.theory.tc6_straight_through [--seed 0] [--out experiments/theory/figures]
 
 The subject is ``nabla_jax.dto.straight_through.straight_through_onehot``; the toy policy/reward of TC4 with
 V = 16, length 5, lambda = 2 supplies a nonlinear loss. Unit-level, so the test suite runs the same sizes.
@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import finish, float64, parse_args, save
+from experiments.theory._common import finish, float64, parse_args, save
+from experiments.theory.checks import tc6_straight_through as tc6
 from nabla_jax.dto.straight_through import straight_through_onehot
-from nabla_jax.theory.checks import tc6_straight_through as tc6
 
 
 def main():

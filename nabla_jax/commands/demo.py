@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import time
 
+from nabla_jax.reasoner.config import NablaConfig
+
 # The official MATH-500 settings, except the gradient-norm test: its threshold (4) is calibrated to a 7B reward
 # model's scale, and the testbed reward's gradients are far smaller, so it would veto every position.
-DEMO_NABLA = {"grad_threshold": None}
+DEMO_NABLA = NablaConfig(grad_threshold=None)
 # The testbed's rewards, by kind (each checkpoint stores its own reading options: the PRM's step split, the
 # verifier's clip). The outcome model is the paper's setting and the default; the classifier ranks at chance and
 # is kept as a negative control. Their ranking and repair rates: docs/testbed.md.
@@ -67,15 +69,15 @@ def run(args) -> int:
     print(f"testbed problems {args.problems} x seeds {args.seeds}; {methods}; sc/bon at N in {list(budgets)}")
     if reward is not None:
         print(f"reward: {args.reward} ({reward})")
-        print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA}")
+        print(f"nabla settings: official MATH-500 defaults except {DEMO_NABLA.changed_settings()}")
     from nabla_jax.compile_count import compile_seconds
 
     began, compiling = time.perf_counter(), compile_seconds()
     run_eval(
         "testbed", methods, policy, reward, out=args.out, seeds=seed_list(args.seeds), ns=budgets,
         problems=args.problems,
-        settings=DecodeSettings(args.max_new_tokens, 0.6, 20, 0.95), batch_size=args.batch_size,
-        options={"wbon_temperature": 1.0, "nabla": dict(DEMO_NABLA)}, progress=not args.no_progress,
+        settings=DecodeSettings.of(DEMO_NABLA.replace(max_new_tokens=args.max_new_tokens)), batch_size=args.batch_size,
+        options={"wbon_temperature": 1.0, "nabla": DEMO_NABLA}, progress=not args.no_progress,
     )
     spent, compiling = time.perf_counter() - began, compile_seconds() - compiling
     print(f"{spent:.0f} s, of which {compiling:.0f} s compiling (compiled programs are kept in the compile cache, so a "

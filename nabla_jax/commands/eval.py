@@ -6,6 +6,7 @@ from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, int_list, seed_list
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
 from nabla_jax.presets import PRESETS
+from nabla_jax.reasoner.config import setting_default
 
 INSTRUCTIONS = {
     "none": None,
@@ -39,11 +40,14 @@ def register(subparsers) -> None:
                         "tuning split 0:200 and report split 200:500")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="an official script's settings (max new tokens, sampling, --nabla-*); flags override it")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the preset's, else 1024")
-    parser.add_argument("--temperature", type=finite_float, default=None, help="default: the preset's, else 0.6")
-    parser.add_argument("--top-k", type=int, default=None,
-                        help="default: the preset's, else the policy's generation_config.json, else 20")
-    parser.add_argument("--top-p", type=finite_float, default=None, help="default: the preset's, else 0.95")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help=f"default: the preset's, else {setting_default('max_new_tokens')}")
+    parser.add_argument("--temperature", type=finite_float, default=None,
+                        help=f"default: the preset's, else {setting_default('rollout_temperature')}")
+    parser.add_argument("--top-k", type=int, default=None, help="default: the preset's, else the policy's "
+                        f"generation_config.json, else {setting_default('rollout_top_k')}")
+    parser.add_argument("--top-p", type=finite_float, default=None,
+                        help=f"default: the preset's, else {setting_default('rollout_top_p')}")
     parser.add_argument("--repetition-penalty", type=finite_float, default=None,
                         help="rollouts of every method (vLLM semantics, 1 = off); default: the policy's "
                         "generation_config.json, else 1")
@@ -84,68 +88,59 @@ def add_distributed_arguments(parser) -> None:
                        help="initialise jax.distributed with whatever JAX detects (TPU pod, Slurm, Open MPI)")
 
 
-# NablaConfig fields that the evaluation sets itself (from the decoding settings, --n and the method name)
-_SET_BY_EVAL = {"max_new_tokens", "rollout_temperature", "rollout_top_k", "rollout_top_p", "max_n_generations", "use_dto"}
-
-
 def add_nabla_arguments(parser) -> None:
-    """``--nabla-<field>`` for every other NablaConfig field (official names, dashes for underscores)."""
+    """``--nabla-<setting>`` for every NablaConfig setting the evaluation does not set itself (official flat names,
+    dashes for underscores)."""
     import argparse
-    import dataclasses
 
     from nabla_jax.commands.run import config_option_type
-    from nabla_jax.reasoner.config import NablaConfig
+    from nabla_jax.evaluation.nabla_methods import SET_BY_EVAL
+    from nabla_jax.reasoner.config import setting_default, setting_names
 
     group = parser.add_argument_group("∇-Reasoner settings for the nabla methods (defaults: the official MATH-500 script)")
-    for field in dataclasses.fields(NablaConfig):
-        if field.name in _SET_BY_EVAL:
+    for name in setting_names():
+        if name in SET_BY_EVAL:
             continue
-        group.add_argument(f"--nabla-{field.name.replace('_', '-')}", dest=f"nabla_{field.name}",
-                           type=config_option_type(field), default=argparse.SUPPRESS, help=f"default {field.default}")
+        group.add_argument(f"--nabla-{name.replace('_', '-')}", dest=f"nabla_{name}", type=config_option_type(name),
+                           default=argparse.SUPPRESS, help=f"default {setting_default(name)}")
 
 
-def decode_settings(args, instruction):
-    """``(DecodeSettings, preset's other nabla fields)``: each setting from its flag, else the preset, else the
-    policy's generation_config.json (top-k, repetition penalty), else the official MATH-500 script's value."""
+# the decoding flags and the setting each one gives
+DECODE_FLAGS = {"max_new_tokens": "max_new_tokens", "temperature": "rollout_temperature", "top_k": "rollout_top_k",
+                "top_p": "rollout_top_p", "repetition_penalty": "rollout_repetition_penalty"}
+
+
+def eval_config(args):
+    """The run's NablaConfig: the preset (else the defaults of the official MATH-500 script), then the policy's
+    generation_config.json for the rollouts' top-k and repetition penalty where neither the preset's script nor a
+    flag sets them (as the official runs), then the flags."""
     import os
 
-    from nabla_jax.evaluation.context import DecodeSettings
-    from nabla_jax.generation.defaults import read_generation_config
-    from nabla_jax.presets import preset
-
     from nabla_jax.bundled import resolve_spec
+    from nabla_jax.models.generation_config import read_generation_config
+    from nabla_jax.presets import preset, script_settings
+    from nabla_jax.reasoner.config import NablaConfig
 
-    chosen = preset(args.preset) if args.preset else {}
+    config = preset(args.preset) if args.preset else NablaConfig()
+    script = script_settings(args.preset) if args.preset else {}
     policy_dir = resolve_spec(args.policy)
     generation = read_generation_config(policy_dir if os.path.isdir(policy_dir) else None)
-    first = lambda *values: next(v for v in values if v is not None)  # noqa: E731
-    settings = DecodeSettings(
-        first(args.max_new_tokens, chosen.get("max_new_tokens"), 1024),
-        first(args.temperature, chosen.get("rollout_temperature"), 0.6),
-        first(args.top_k, chosen.get("rollout_top_k"), generation.top_k, 20),
-        first(args.top_p, chosen.get("rollout_top_p"), 0.95),
-        args.system,
-        instruction,
-        first(args.repetition_penalty, generation.repetition_penalty, 1.0),
-    )
-    if settings.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {settings.max_new_tokens}")
-    settings.sampling  # noqa: B018  (bad sampling settings fail here, naming the field)
-    rest = {k: v for k, v in chosen.items() if k != "max_new_tokens" and not k.startswith("rollout_")}
-    return settings, rest
+    changes = {}
+    if generation.top_k is not None and "rollout_top_k" not in script:
+        changes["rollout_top_k"] = generation.top_k
+    changes["rollout_repetition_penalty"] = generation.repetition_penalty or 1.0
+    changes.update({setting: getattr(args, flag) for flag, setting in DECODE_FLAGS.items()
+                    if getattr(args, flag) is not None})
+    if changes.get("max_new_tokens", 1) < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {changes['max_new_tokens']}")
+    changes.update(nabla_options(args))
+    return config.replace(**changes)
 
 
 def nabla_options(args) -> dict:
-    import dataclasses
+    from nabla_jax.reasoner.config import setting_names
 
-    from nabla_jax.reasoner.config import NablaConfig
-
-    options = {}
-    for field in dataclasses.fields(NablaConfig):
-        if hasattr(args, f"nabla_{field.name}"):
-            options[field.name] = getattr(args, f"nabla_{field.name}")
-    NablaConfig(**options)  # validate now, with the field names in the message
-    return options
+    return {name: getattr(args, f"nabla_{name}") for name in setting_names() if hasattr(args, f"nabla_{name}")}
 
 
 def run(args) -> int:
@@ -154,13 +149,16 @@ def run(args) -> int:
 
     seeds = seed_list(args.seeds)
     instruction = INSTRUCTIONS.get(args.instruction, args.instruction)
-    settings, preset_nabla = decode_settings(args, instruction)
+    from nabla_jax.evaluation.context import DecodeSettings
+
+    config = eval_config(args)  # bad settings fail here, naming the setting
+    settings = DecodeSettings.of(config, args.system, instruction)
     if args.wbon_temperature <= 0:
         raise ValueError(f"--wbon-temperature must be > 0, got {args.wbon_temperature}")
     ns = int_list(args.n, "--n")
     if min(ns) < 1:
         raise ValueError(f"--n values must be >= 1, got {args.n}")
-    options = {"wbon_temperature": args.wbon_temperature, "nabla": {**preset_nabla, **nabla_options(args)}}
+    options = {"wbon_temperature": args.wbon_temperature, "nabla": config}
     processes = initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
     mesh = None
     if args.mesh:

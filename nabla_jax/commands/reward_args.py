@@ -34,7 +34,7 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reward_options(args) -> dict:
-    """The keyword arguments of :func:`nabla_jax.rewards.load_reward_model` the flags give (those left out are the
+    """The keyword arguments of :func:`nabla_jax.rewards.load_reward` the flags give (those left out are the
     checkpoint's own, else the defaults)."""
     given = {"aggregate": args.reward_aggregate, "separator": args.reward_separator, "step_split": args.reward_step_split,
              "clip": args.reward_clip}

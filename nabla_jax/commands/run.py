@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, seed_value
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
-from nabla_jax.reasoner.config import NablaConfig
-
-_FIELDS = {f.name: f for f in dataclasses.fields(NablaConfig)}
+from nabla_jax.reasoner.config import NablaConfig, setting_default, setting_names
 
 
 def _optional_float(text: str):
@@ -27,12 +24,13 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
-def config_option_type(field):
-    """The argparse type of a NablaConfig field: thresholds accept "none" (off), booleans true/false."""
-    default = field.default
+def config_option_type(name: str):
+    """The argparse type of a NablaConfig setting (flat name): thresholds and the rollouts' repetition penalty
+    accept "none" (off; for the penalty: the policy's generation_config.json), booleans true/false."""
+    default = setting_default(name)
     if isinstance(default, bool):
         return _bool
-    if field.name.endswith("_threshold") or field.name == "rollout_repetition_penalty":
+    if name.endswith("_threshold") or name == "rollout_repetition_penalty":
         return _optional_float
     if isinstance(default, int):
         return int
@@ -42,23 +40,23 @@ def config_option_type(field):
 
 
 def add_config_arguments(parser) -> None:
-    """One ``--name`` option per NablaConfig field (official names, dashes for underscores)."""
+    """One ``--name`` option per NablaConfig setting (official flat names, dashes for underscores)."""
     from nabla_jax.presets import PRESETS
 
     group = parser.add_argument_group("∇-Reasoner settings (defaults: the official MATH-500 script)")
     group.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="an official script's settings; the flags below override it")
-    for name, field in _FIELDS.items():
+    for name in setting_names():
         # SUPPRESS: an option given as "none" (a threshold switched off) is told apart from one not given
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=config_option_type(field),
-                           default=argparse.SUPPRESS, help=f"default {field.default}")
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=config_option_type(name),
+                           default=argparse.SUPPRESS, help=f"default {setting_default(name)}")
 
 
 def config_from_args(args) -> NablaConfig:
-    changes = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    changes = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
     if getattr(args, "preset", None):
         return NablaConfig.preset(args.preset, **changes)  # explicit flags override the preset
-    return NablaConfig(**changes)
+    return NablaConfig.from_settings(**changes)
 
 
 def register(subparsers) -> None:
@@ -88,13 +86,13 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import nabla_jax
     from nabla_jax.reasoner import NablaReasoner
-    from nabla_jax.rewards import load_reward_model
+    from nabla_jax.rewards import load_reward
     from nabla_jax.sharding import make_mesh
 
     config = config_from_args(args)
     mesh = make_mesh(args.mesh) if args.mesh else None
     policy = nabla_jax.load_policy(args.policy, mesh=mesh, allow_nonfinite=args.allow_nonfinite)
-    reward = load_reward_model(args.reward, policy, mesh=mesh, allow_nonfinite=args.allow_nonfinite,
+    reward = load_reward(args.reward, policy, mesh=mesh, allow_nonfinite=args.allow_nonfinite,
                                **reward_options(args))
     reasoner = NablaReasoner(policy, reward, config)
     results = reasoner.generate(args.prompt, seed=args.seed, batch_size=args.batch_size, system=args.system)

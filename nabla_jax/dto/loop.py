@@ -1,26 +1,13 @@
 """DTO as an ``(init, step)`` pair over a state pytree, run by ``lax.while_loop``.
 
-Gradient caching as a state transition. A full step runs both models forward and backward and stores
-``g = dL/dy`` (the gradient with respect to the one-hots). While no argmax changes, the one-hots the models see are
-the same, so ``dL/dy`` is the same and the next steps reuse g: the variables' gradient is the straight-through
-pull-back of g (softmax Jacobian, plus the LM head in latents mode), and neither model runs. This is exact, not an
-approximation. The cache is dropped when an argmax of a moving position changes, as the official code does. A run
-may also start with the cache filled (:func:`dto_seed`): the ∇-Reasoner's gradient selector has just computed the
-first step's ``dL/dy`` on the same problem, so that step runs no model.
+Gradient caching: a full step runs both models forward and backward and stores ``g = dL/dy``; while no argmax of a
+moving position changes, the next steps reuse g (exact, not an approximation) and run no model. :func:`dto_seed`
+starts a run with the cache filled by the gradient selector's pass.
 
-Batches. The step works on an explicit batch axis and skips the models with one ``lax.cond`` on
-``any(row needs a full step)``: under ``vmap`` a per-row ``cond`` becomes a ``select`` that runs both branches, so a
-per-row skip would save nothing. When some rows need a full step, every row's models run, and rows whose cache was
-valid discard the result and keep their cached g (which is equal anyway), so every row's variables are exactly
-those of its own single-problem run. Counters are per row: ``full_steps`` and ``cached_steps`` by the row's own
-need (what the official code would count, 4 model calls per full step), ``executed_full_steps`` by what actually
-ran for it in this batch. The single-problem functions are the batched ones with a batch of one; vmapping those
-is also correct, but the cond becomes a select that computes the full step for every row at every step, and
-``executed_full_steps`` cannot see that (it reports each row as a batch of one). Use the batched functions when the
-saving matters.
-
-A non-finite loss or gradient stops that row: its variables stay at their last finite values and
-``nonfinite_step`` records the step (0-based); the other rows continue.
+Invariants: one ``lax.cond`` per batch decides whether the models run, and every row's variables are exactly those
+of its own single-problem run. Counters are per row. A non-finite loss or gradient stops only that row
+(``nonfinite_step``), its variables kept at their last finite values. Why one cond per batch, and what the counters
+count: docs/design-notes.md.
 """
 
 from __future__ import annotations

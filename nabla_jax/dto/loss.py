@@ -6,8 +6,8 @@ r is the reward model's raw scalar score (no sigmoid) of its template around the
 soft ahead tokens ``y @ E_rm_aligned`` and the closing tokens. With the official defaults (nll_coeff 1e-3,
 reward_coeff 1.0) this is the paper's ``-lambda r - log pi`` with lambda = 1000, scaled by 1e-3.
 
-The loss is written over y (not over the optimised variables) so that its gradient g = dL/dy is available for
-gradient caching and for the token-selection probes; the variables' gradient is the straight-through pull-back of g.
+The loss is written over y so that g = dL/dy serves gradient caching and the token-selection probes; the
+variables' gradient is the straight-through pull-back of g.
 """
 
 from __future__ import annotations

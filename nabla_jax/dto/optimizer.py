@@ -1,14 +1,11 @@
 """The official optimiser: Adam (decoupled weight decay, 0 by default) with a clipped cosine learning rate.
 
-``lr(t) = learning_rate * max(min_lr_ratio, 0.5 * (1 + cos(pi * t / max_iters)))`` for t = 0, 1, ...: the cosine is
-clipped at the floor, not rescaled onto it, and there is no warmup. optax counts every ``update`` call, so the
-schedule advances on cached steps too, as the official ``lr_scheduler.step()`` does.
+``lr(t) = learning_rate * max(min_lr_ratio, 0.5 * (1 + cos(pi * t / max_iters)))`` for t = 0, 1, ...: clipped at
+the floor, not rescaled onto it, no warmup, and advancing on cached steps too, as the official
+``lr_scheduler.step()`` does.
 
-``dto_dtype="bfloat16"`` reproduces the official runs, whose DTO variable is a bfloat16 copy of the model's logits
-or latents: the variables and both Adam moments are bfloat16, and each update rounds where torch's Adam rounds on
-bfloat16 tensors (the moments after each in-place op, the denominator after the square root, the division and the
-epsilon, the parameter once after ``addcdiv``). Steps smaller than half a bfloat16 spacing are lost: at lr 0.01 a
-logit of magnitude 4 or more never moves.
+``dto_dtype="bfloat16"`` reproduces the official runs: the variables and both Adam moments are bfloat16, and each
+update rounds where torch's Adam rounds on bfloat16 tensors (where, and what that loses: docs/design-notes.md).
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """The frozen prefix, run once per DTO call, and the per-step passes over the ahead tokens only.
 
-Slot layout (static, so nothing depends on traced lengths):
-
-- policy buffer ``[P + A - 1]``: the prefix ids in slots ``[0, P)`` (real up to ``lm_prefix_len``), then the soft
-  inputs of ahead tokens ``0 .. A-2`` in slots ``[P, P + A - 1)``. The last ahead token is never an input: its
-  log-probability comes from the token before it. Rotary positions continue from ``lm_prefix_len``, and the padding
-  slots between are masked out, so the gap in slots changes nothing.
-- reward buffer ``[R + M + Q]``: template prefix + committed ids, then the chunk that
-  :func:`nabla_jax.rewards.inputs.reward_input` builds from the ahead tokens (``M = A``, or ``2A`` for a PRM that
-  inserts step separators) and the closing ids, compacted, with positions continuing from ``rm_prefix_len``. The
-  prefix's share of the reward (a PRM's committed steps, a likelihood reward's committed tokens) is read once, when
-  the prefix is cached; the chunk's share at every step (:mod:`nabla_jax.rewards.readout`).
-
-Each ``*_ahead`` function takes ``cache=None`` to re-run the whole sequence instead (the official code's behaviour,
-used by the exactness tests and the benchmark); the results are the same.
+Slot layouts are static, so nothing depends on traced lengths: the policy buffer ``[P + A - 1]`` holds the prefix
+ids, then the soft inputs of ahead tokens ``0 .. A-2``; the reward buffer ``[R + M + Q]`` holds the template prefix
+and committed ids, then the chunk built from the ahead tokens and the closing ids. Rotary positions continue from
+the real prefix length and padding slots are masked out, so gaps in the slots change nothing. Each ``*_ahead``
+function takes ``cache=None`` to re-run the whole sequence (the official behaviour), with the same results. The
+layouts in full: docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -27,15 +19,16 @@ from nabla_jax.dto.models import ModelPair
 from nabla_jax.dto.problem import DTOProblem
 from nabla_jax.generation.sampling import first_argmax
 from nabla_jax.models import decoder
+from nabla_jax.models.kv_cache import KVCache, SequenceKV, first_slots, init_cache, row_as_prefix
 from nabla_jax.rewards import readout
 from nabla_jax.rewards.inputs import reward_input
 from nabla_jax.rewards.kinds import LIKELIHOOD
 
 
 class PrefixCache(NamedTuple):
-    lm_kv: decoder.KVCache  # [layers, 1, P + A - 1, kv_heads, head_dim], prefix slots filled
+    lm_kv: KVCache  # batch 1, P + A - 1 slots, the prefix slots filled
     lm_last_logits: jax.Array  # [V] float32: the policy's logits at the last prefix token
-    rm_kv: decoder.KVCache | None  # [layers, 1, R + M + Q, ...], prefix slots filled; None without a reward model
+    rm_kv: KVCache | None  # batch 1, R + M + Q slots, the prefix slots filled; None without a reward model
     rm_prefix_share: readout.Accumulator | None  # the reward read from the prefix slots
     rm_last_hidden: jax.Array | None  # [d] the reward model's hidden state at the last prefix slot
     rm_slot_values: jax.Array | None = None  # [R] float32 the readout value of every reward prefix slot (what
@@ -45,7 +38,7 @@ class PrefixCache(NamedTuple):
 def _prefix_kv(config, params, ids, length, buffer_len):
     """Run ``ids[:length]`` into a preallocated cache of ``buffer_len`` slots; returns (hidden [P, d], cache)."""
     size = ids.shape[0]
-    cache = decoder.init_cache(config, 1, buffer_len, decoder.params_dtype(params))
+    cache = init_cache(config, 1, buffer_len, decoder.params_dtype(params))
     valid = (jnp.arange(buffer_len) < length)[None]
     hidden, cache = decoder.forward(
         config, params, decoder.embed(params, ids)[None], jnp.arange(size)[None], valid, cache, 0
@@ -75,13 +68,12 @@ def build_reward_prefix(models: ModelPair, problem: DTOProblem, cache: PrefixCac
                           rm_slot_values=values.astype(jnp.float32))
 
 
-def policy_prefix_from_rollout(cache: PrefixCache, rollout_kv: decoder.KVCache) -> PrefixCache:
+def policy_prefix_from_rollout(cache: PrefixCache, rollout_kv: SequenceKV) -> PrefixCache:
     """``cache`` with the policy's keys/values taken from a rollout that generated the prefix's tokens
     (:func:`nabla_jax.generation.rollouts.sequence_kv` over ``P + A - 1`` positions, ``[layers, P + A - 1, kvh,
     hd]``): what a pass over the prefix computes, up to float rounding, without the pass. ``lm_last_logits`` is
     the caller's to set (the distribution the rollout drew the first ahead token from)."""
-    lm_kv = decoder.KVCache(*(x[:, None].astype(c.dtype) for x, c in zip(rollout_kv, cache.lm_kv, strict=True)))
-    return cache._replace(lm_kv=lm_kv)
+    return cache._replace(lm_kv=row_as_prefix(rollout_kv, cache.lm_kv))
 
 
 def _rm_prefix_values(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
@@ -101,7 +93,7 @@ def _rm_prefix_share(models: ModelPair, problem: DTOProblem, hidden: jax.Array):
 
 class _Extension(NamedTuple):
     start: jax.Array  # () int32: the first slot not yet run
-    kv: decoder.KVCache
+    kv: KVCache
     before: jax.Array  # [d] the hidden state at slot start - 1
     last: jax.Array  # [d] the hidden state at the prefix's last slot, once a window has reached it
     values: jax.Array  # [R] the readout values of the slots
@@ -153,8 +145,7 @@ def extend_reward_prefix(
 
 
 # the ahead buffers a forward/backward may run over (ahead_sizes): the multiples of a quarter of the whole buffer,
-# none under MIN_AHEAD_SIZE slots (on this CPU a product over 4 rows takes as long as over 8: experiments/README.md,
-# change 9)
+# none under MIN_AHEAD_SIZE slots (on XLA CPU a product over 4 rows takes as long as one over 8: docs/design-notes.md)
 AHEAD_BUCKETS, MIN_AHEAD_SIZE = 4, 8
 
 
@@ -171,12 +162,12 @@ def narrow_prefix_cache(models: ModelPair, problem: DTOProblem, cache: PrefixCac
     """``cache`` (built for a larger ahead buffer) cut to the buffers of ``ahead_size`` ahead slots, so passes over
     only the first ``ahead_size`` ahead tokens read it (the slots cut off hold nothing yet)."""
     p = problem.lm_prefix_ids.shape[0]
-    lm_kv = decoder.KVCache(*(x[:, :, : p + ahead_size - 1] for x in cache.lm_kv))
+    lm_kv = first_slots(cache.lm_kv, p + ahead_size - 1)
     if cache.rm_kv is None:
         return cache._replace(lm_kv=lm_kv)
     r, q = problem.rm_prefix_ids.shape[0], problem.rm_postfix_ids.shape[0]
     size = r + models.reward_kind.response_slots(ahead_size) + q
-    return cache._replace(lm_kv=lm_kv, rm_kv=decoder.KVCache(*(x[:, :, :size] for x in cache.rm_kv)))
+    return cache._replace(lm_kv=lm_kv, rm_kv=first_slots(cache.rm_kv, size))
 
 
 @jax.custom_vjp

@@ -21,7 +21,6 @@ from nabla_jax.evaluation.registry import METHODS, register_method
 from nabla_jax.evaluation.records import FingerprintMismatch, RecordsError, RecordStore
 from nabla_jax.evaluation.report import build_report
 from nabla_jax.evaluation.runner import evaluate, fingerprint, parse_methods, run_eval
-from nabla_jax.testbed import grading as _testbed_grading  # noqa: F401  (registers the testbed's benchmark, grader)
 
 __all__ = [
     "BENCHMARKS", "GRADERS", "METHODS", "Benchmark", "Candidate", "Cost", "DatasetError", "DecodeSettings",

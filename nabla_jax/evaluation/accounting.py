@@ -2,15 +2,13 @@
 
 * ``official_calls``: the official ∇-Reasoner code's count: 1 per generated token, 1 per sequence the reward model
   scores (and, for the ∇-Reasoner, 4 per non-cached DTO step and 2 per acceptance test).
-* ``full_calls``: every pass by the paper's definition ("a single recurrent computation or a parallel forward
-  pass"): the official count plus one prompt prefill per rollout (plus, for the ∇-Reasoner, what the official count
-  leaves out: post-rollout prefills and selector passes). So a rollout of n tokens is n official and n + 1 full calls,
-  the same convention as :func:`nabla_jax.models.flops.decode_flops` (a prefill, then n decode steps).
-* ``flops``: :mod:`nabla_jax.models.flops` estimates from the model configs (dense matmuls 2 x weights per token,
-  plus the causal attention term); a reward call is one forward over prefix + response + postfix.
+* ``full_calls``: every pass by the paper's definition: the official count plus one prompt prefill per rollout (and
+  the ∇-Reasoner's other passes), so a rollout of n tokens is n + 1 full calls.
+* ``flops``: :mod:`nabla_jax.models.flops` estimates from the model configs.
 * ``generated_tokens``: tokens the policy sampled, EOS included.
 
-Costs add with ``+``; the ∇-Reasoner builds its own from the same helpers.
+Costs add with ``+``; the ∇-Reasoner builds its own from the same helpers. The conventions in full:
+docs/design-notes.md.
 """
 
 from __future__ import annotations

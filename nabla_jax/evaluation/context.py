@@ -31,19 +31,23 @@ from nabla_jax.generation.buckets import bucket_length, bucket_rows, check_lengt
 from nabla_jax.generation.queue import queue_rollouts
 from nabla_jax.dto.vocab_align import vocab_alignment
 from nabla_jax.templates import pad_token_id, reward_pad_id, to_reward_ids
+from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.rewards.scoring import score_batch
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key
+
+
+_DEFAULTS = NablaConfig()  # the decoding defaults are the ∇-Reasoner's rollout defaults
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSettings:
     """Settings every method shares (part of the run's fingerprint)."""
 
-    max_new_tokens: int = 1024
-    temperature: float = 0.6
-    top_k: int = 20
-    top_p: float = 0.95
+    max_new_tokens: int = _DEFAULTS.max_new_tokens
+    temperature: float = _DEFAULTS.rollout.temperature
+    top_k: int = _DEFAULTS.rollout.top_k
+    top_p: float = _DEFAULTS.rollout.top_p
     system: str | None = None
     instruction: str | None = None
     repetition_penalty: float = 1.0
@@ -51,6 +55,14 @@ class DecodeSettings:
     @property
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
+
+    @classmethod
+    def of(cls, config: NablaConfig, system: str | None = None, instruction: str | None = None) -> "DecodeSettings":
+        """The decoding settings of ``config`` (its length and rollout sampling; a repetition penalty left to the
+        generation config is off)."""
+        rollout = config.rollout
+        return cls(config.max_new_tokens, rollout.temperature, rollout.top_k, rollout.top_p, system, instruction,
+                   rollout.penalty)
 
 
 @dataclasses.dataclass

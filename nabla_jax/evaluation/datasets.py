@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "aime2025": BenchmarkEntry(os.path.join(DATA_DIR, "aime2025.jsonl")),
     "amc": BenchmarkEntry(os.path.join(DATA_DIR, "amc.jsonl")),
     "gsm8k": BenchmarkEntry(os.path.join(DATA_DIR, "gsm8k.jsonl"), grader="gsm8k"),
-    # "testbed", the bundled synthetic task, is registered by nabla_jax/testbed/grading.py
+    # "testbed", the bundled synthetic task, is registered by the package root (nabla_jax.testbed.grading.register)
 }
 
 

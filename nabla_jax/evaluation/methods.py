@@ -1,15 +1,11 @@
 """Decoding methods under evaluation: :class:`MethodSpec`, and the baselines (greedy, sc, bon, wbon). The methods
 by name are in :mod:`nabla_jax.evaluation.registry`.
 
-A method runs a function ``run(ctx, problems, seed, ns) -> list[dict[int, Outcome]]``: for each problem of the batch
-(in order), one :class:`Outcome` per requested budget ``n`` in ``ns`` (the number of candidates for sc/bon/wbon,
-``max_n_generations`` for the ∇-Reasoner; ``ns == (1,)`` for a method with ``uses_n=False``). Its record key is
-:func:`method_key` (``"bon@4"``, ``"greedy"``). Methods never see the gold answer; the runner grades outcomes.
-
-Sampled methods share their candidates: ``ctx.sample`` draws max(ns) candidates per problem once per batch and
-seed, and the ``@k`` outcome uses the first k of them, which are exactly the candidates a k-candidate run draws
-(keys depend on the candidate index only). Its cost counts those k candidates; its wall time is the shared
-generation and scoring time scaled by k / max(ns), an estimate.
+A method runs ``run(ctx, problems, seed, ns) -> list[dict[int, Outcome]]``: for each problem of the batch (in
+order), one :class:`Outcome` per requested budget ``n`` in ``ns``; its record key is :func:`method_key`
+(``"bon@4"``, ``"greedy"``). Methods never see the gold answer; the runner grades outcomes. Sampled methods share
+their candidates: the ``@k`` outcome uses the first k of the max(ns) drawn, exactly the candidates a k-candidate run
+draws (keys depend on the candidate index only). Budgets, costs and wall time: docs/design-notes.md.
 """
 
 from __future__ import annotations

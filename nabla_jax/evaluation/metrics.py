@@ -1,17 +1,14 @@
 """Summaries of records, per method key.
 
-* ``accuracy``: the mean over seeds of each seed's accuracy (over the problems that seed has records for).
-  ``ci95_seeds``: a Student-t interval over the per-seed accuracies (needs >= 2 seeds): run-to-run sampling noise.
-  ``ci95_problems``: a percentile bootstrap over problems (2000 resamples of problems, each problem's correctness
-  averaged over its seeds, fixed RNG): how much the number would move on another draw of problems of this kind,
-  the larger effect on 30-problem AIME sets.
-* ``pass@k``: the unbiased estimator 1 - C(n-c, k) / C(n, k) per record (n candidates, c correct), averaged.
-* ``maj@k``: accuracy of the majority vote over each record's first k candidates (classes by the grader's
-  equivalence, ties to the earliest class), averaged; for ``sc@N`` records maj@N equals the accuracy.
-* costs: means per record (= per problem and seed) of official and full model calls, FLOPs, generated tokens,
-  reward calls, rollouts; wall time leaves out records whose batch compiled, unless all did.
-* ``rejection_rate``: pooled sum of rejections / sum of proposals (proposals default to rollouts - 1: every rollout
-  after the first is a proposed revision), for records whose ``stats`` carry ``rejections``.
+* ``accuracy``: the mean over seeds of each seed's accuracy; ``ci95_seeds``: a Student-t interval over the per-seed
+  accuracies (>= 2 seeds); ``ci95_problems``: a percentile bootstrap over problems (fixed RNG).
+* ``pass@k``: the unbiased estimator 1 - C(n-c, k) / C(n, k) per record, averaged.
+* ``maj@k``: accuracy of the majority vote over each record's first k candidates, averaged.
+* costs: means per record of model calls, FLOPs, tokens, reward calls and rollouts; wall time leaves out records
+  whose batch compiled, unless all did.
+* ``rejection_rate``: pooled rejections / proposals.
+
+Each definition in full: docs/design-notes.md.
 """
 
 from __future__ import annotations

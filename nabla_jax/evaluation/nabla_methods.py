@@ -1,9 +1,9 @@
 """The ∇-Reasoner as evaluation methods: ``nabla@N`` (budget ``max_n_generations`` = N) and ``nabla_no_dto@N``
 (blind resampling: the first ahead token is resampled from the rollout's own logits, the paper's no-DTO baseline).
 
-Rollouts use the evaluation's decoding settings (temperature, top-k, top-p, max_new_tokens); every other setting
-comes from ``ctx.options["nabla"]`` (a dict of :class:`NablaConfig` fields, from ``nabla-jax eval --nabla-*``),
-defaulting to the official MATH-500 script.
+Rollouts use the evaluation's decoding settings (temperature, top-k, top-p, repetition penalty, max_new_tokens);
+every other setting comes from ``ctx.options["nabla"]`` (a :class:`NablaConfig`, from ``nabla-jax eval --preset``
+and ``--nabla-*``), defaulting to the official MATH-500 script.
 """
 
 from __future__ import annotations
@@ -17,12 +17,23 @@ STATS = ("rollouts", "proposals", "rejections", "acceptance_tests", "dto_runs", 
          "selector_passes", "skipped_tokens", "budget_tokens", "nonfinite")
 
 
+# settings each nabla method takes from the evaluation (its decoding settings, --n and the method's name)
+SET_BY_EVAL = ("max_new_tokens", "rollout_temperature", "rollout_top_k", "rollout_top_p", "rollout_repetition_penalty",
+               "max_n_generations", "use_dto")
+
+
+def base_config(options: dict) -> NablaConfig:
+    config = options.get("nabla", NablaConfig())
+    if not isinstance(config, NablaConfig):
+        raise TypeError(f'options["nabla"] must be a NablaConfig (e.g. NablaConfig.from_settings(**settings)), '
+                        f"got {type(config).__name__}")
+    return config
+
+
 def nabla_config(ctx, n: int, use_dto: bool) -> NablaConfig:
     s = ctx.settings
-    return NablaConfig(**ctx.options.get("nabla", {})).replace(
-        max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout_temperature=s.temperature,
-        rollout_top_k=s.top_k, rollout_top_p=s.top_p, rollout_repetition_penalty=s.repetition_penalty,
-        use_dto=use_dto,
+    return base_config(ctx.options).replace(
+        max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout=s.sampling, use_dto=use_dto
     )
 
 
@@ -57,7 +68,9 @@ def _run(use_dto: bool):
 
 
 def _settings(options: dict) -> dict:
-    return {"nabla": dict(sorted(options.get("nabla", {}).items()))}
+    """The fingerprint's part: the settings that differ from the defaults, except those the evaluation sets."""
+    changed = base_config(options).changed_settings()
+    return {"nabla": {k: v for k, v in sorted(changed.items()) if k not in SET_BY_EVAL}}
 
 
 NABLA_METHODS = (

@@ -1,19 +1,11 @@
 """The results directory: ``fingerprint.json`` + ``records.jsonl``, one JSON line per (method, problem, seed).
 
-Write path: every record is one ``write`` of a complete line, then ``flush`` and ``fsync``, so a record on disk is
-whole or is the file's unterminated last line. Resume rules (:meth:`RecordStore.open`):
-
-* a final line without its newline is what a kill mid-write leaves; it is dropped (the file is truncated back to
-  the last newline) and that record is recomputed;
-* any complete line that is not a valid record, or repeats a key, is an error ``FILE:LINE: ...`` and nothing in the
-  directory is changed;
-* the fingerprint (settings that determine a record's content: models, benchmark file hash, decoding settings,
-  code version; per method its own settings) must equal the stored one; a new method key is added to it. Seeds
-  and ``--limit`` only choose which records to produce, so a rerun may extend them.
-
-One writer at a time: ``.lock`` is held with ``flock`` for the store's lifetime (the kernel drops it on SIGKILL).
-A multi-process run writes one shard per process and merges them here at the end (see
-:mod:`nabla_jax.evaluation.shards`).
+Every record is one ``write`` of a complete line, then ``flush`` and ``fsync``, so a record on disk is whole or is
+the file's unterminated last line, which :meth:`RecordStore.open` drops and recomputes. Any other invalid or
+repeated line is an error ``FILE:LINE: ...`` that changes nothing, and the fingerprint (the settings that determine
+a record's content) must equal the stored one. One writer at a time: ``.lock`` is held with ``flock`` for the
+store's lifetime. A multi-process run writes one shard per process, merged here at the end
+(:mod:`nabla_jax.evaluation.shards`). The resume rules in full: docs/design-notes.md.
 """
 
 from __future__ import annotations

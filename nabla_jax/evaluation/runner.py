@@ -1,16 +1,11 @@
 """The evaluation loop: for each seed, batches of unfinished problems through every method, one record per
 (method key, problem, seed) appended as soon as its batch finishes.
 
-Problems are ordered by prompt-length bucket and cut into batches of ``batch_size``; every method runs on the
-batch before the next one starts (so sc/bon/wbon share one set of candidates). Batches are cut from the whole
-problem list, never from what is left, and a batch with any record missing is redone whole, writing only the
-missing records: a resumed run computes every record in the same batch, with the same shapes, as an uninterrupted
-run, so the records are identical (outcomes depend on (seed, problem index) alone; the fixed batches also keep
-XLA's floating-point rounding, which may depend on the batch shape, the same). ``wall_time_s`` is the batch's
-time shared among its problems; ``compiled`` marks the records of a batch during which anything compiled (the
-report leaves those out of the mean wall time when others exist). A batch's records are written once all its
-methods have run. In a multi-process run, process i of N evaluates the batches b with b % N == i (the same fixed
-batches, so the same records) and process 0 merges them in the order one process writes (:func:`record_order`).
+Batches are fixed: problems ordered by prompt-length bucket and cut from the whole list, never from what is left,
+and every method runs on a batch before the next one starts. A batch with any record missing is redone whole,
+writing only the missing records, so a resumed or multi-process run (process i of N takes the batches b with
+b % N == i) writes exactly the records of an uninterrupted single-process run. Why, and how wall time is shared:
+docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -237,11 +232,11 @@ def run_eval(
     check) or already loaded models. With several ``processes`` each evaluates its share of the batches into its
     own shard and process 0 merges them (see :mod:`nabla_jax.evaluation.shards`). Returns the number of records
     written to ``records.jsonl`` (by a process other than 0: to its shard). ``reward_options`` are the keyword
-    arguments of :func:`nabla_jax.rewards.load_reward_model` (a PRM's aggregate and separator, a likelihood clip).
+    arguments of :func:`nabla_jax.rewards.load_reward` (a PRM's aggregate and separator, a likelihood clip).
     ``limit`` keeps the benchmark's first problems, ``problems`` (``"A:B"``) a range of them: a range that does not
     start at the first problem is part of the fingerprint, so another range goes to another directory."""
     from nabla_jax.loading import load_policy
-    from nabla_jax.rewards import load_reward_model
+    from nabla_jax.rewards import load_reward
 
     settings.sampling  # bad sampling settings fail before anything loads
     if batch_size < 1 or max_rows < 1:
@@ -269,7 +264,7 @@ def run_eval(
         if needs_reward:
             scorer = reward
             if isinstance(reward, str):
-                scorer = load_reward_model(reward, loaded, dtype=dtype, **checked, **reward_options)
+                scorer = load_reward(reward, loaded, dtype=dtype, **checked, **reward_options)
         return EvalContext(loaded, scorer, bench, settings, max_rows, options)
 
     def run(ctx: EvalContext, store: RecordStore, share: tuple[int, int] = (0, 1)) -> int:

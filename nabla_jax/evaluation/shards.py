@@ -1,11 +1,10 @@
 """Record shards of a multi-process evaluation: ``records.process-I.jsonl`` per process, merged by process 0.
 
-Each process appends the records of its own batches to its shard (same write path as ``records.jsonl``; the shard
-file itself is ``flock``-ed, so one writer per shard). A process counts as done every record of ``records.jsonl``
-and of every shard in the directory, so a killed multi-process run resumes whatever the number of processes.
-At the end process 0 merges the shards' new records into ``records.jsonl`` in the order a single-process run
-writes them, with one atomic rename, and only then deletes the shards (a kill in between leaves shard records that
-are already merged; the next merge skips them). The results directory must be on a filesystem every process sees.
+Each process appends its own batches' records to its shard (the ``records.jsonl`` write path; the shard is
+``flock``-ed, one writer per shard). A process counts as done every record of ``records.jsonl`` and of every shard,
+so a killed run resumes whatever the number of processes. Process 0 merges the shards' new records into
+``records.jsonl`` in single-process order, with one atomic rename, and only then deletes the shards (the next merge
+skips records already merged). The results directory must be on a filesystem every process sees.
 """
 
 from __future__ import annotations

@@ -1,32 +1,11 @@
 """``nabla-jax sweep SPEC.toml``: a grid of evaluation cells, each a resumable eval directory, and one report.
 
-A spec (read with the standard library's ``tomllib``)::
-
-    out = "runs/dto-lr"                 # cells go to OUT/<cell name>/, the report to OUT/report/
-    benchmark = "testbed"
-    policy = "testbed:policy"           # a path or a bundled name (testbed:policy, smollm2-135m-instruct, ...)
-    reward = "likelihood:testbed:verifier"
-    seeds = [0, 1, 2]
-    limit = 200                         # optional: the first LIMIT problems
-    problems = "200:500"                # optional, instead of limit: problems A to B-1 (part of each cell's identity)
-    n = [8]                             # budgets for methods given without @N
-    batch_size = 8
-    [decode]                            # DecodeSettings fields (max_new_tokens, temperature, top_k, ...), wbon_temperature
-    max_new_tokens = 48
-    [reward_options]                    # load_reward_model keywords (clip, aggregate, separator, step_split)
-    clip = -6.0
-    [nabla]                             # NablaConfig fields every cell shares ("none" switches a threshold off)
-    grad_threshold = "none"
-    [grid]                              # the product of these lists is the set of cells
-    method = ["nabla@8", "nabla_no_dto@8"]
-    "nabla.learning_rate" = [0.01, 0.1]
-    paired = [["nabla@8", "nabla_no_dto@8"]]   # optional, top level: paired comparisons in the report
-
-Grid keys: ``method``, ``benchmark``, ``reward``, ``seeds``, ``n``, ``decode.FIELD``, ``nabla.FIELD``,
-``reward_options.FIELD``. Every cell is checked as ``nabla-jax eval`` checks its flags (fields, types, ranges, method
-names, the benchmark and its range) before any directory is made. A cell is an ordinary ``nabla-jax eval``
-directory: a killed sweep rerun with the same spec finishes only what is missing, and a changed cell is refused,
-naming the field.
+A TOML spec names ``out``, the benchmark, policy, reward, seeds, budgets and batch size; optional ``[decode]``,
+``[reward_options]`` and ``[nabla]`` tables every cell shares; and a ``[grid]`` whose lists' product is the set of
+cells (keys ``method``, ``benchmark``, ``reward``, ``seeds``, ``n``, ``decode.FIELD``, ``nabla.FIELD``,
+``reward_options.FIELD``). Every cell is checked as ``nabla-jax eval`` checks its flags before any directory is
+made. A cell is an ordinary ``nabla-jax eval`` directory: a killed sweep rerun with the same spec finishes only what
+is missing, and a changed cell is refused, naming the field. An example spec: docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -41,6 +20,7 @@ import re
 import tomllib
 
 from nabla_jax.evaluation.context import DecodeSettings
+from nabla_jax.reasoner.config import NablaConfig, setting_names
 
 TOP_LEVEL = {"out", "benchmark", "policy", "reward", "seeds", "limit", "problems", "n", "batch_size", "decode",
              "reward_options", "nabla", "grid", "paired", "dtype", "max_rows"}
@@ -110,7 +90,6 @@ def check_cell(path: str, cell: Cell) -> None:
     writing a file; errors read ``SPEC: [table] ...`` or ``SPEC: key ...`` (with the cell's name)."""
     from nabla_jax.evaluation.datasets import load_benchmark
     from nabla_jax.evaluation.runner import parse_methods
-    from nabla_jax.reasoner.config import NablaConfig
     from nabla_jax.rewards.loaders import READING_DEFAULTS
     from nabla_jax.seeds import check_seed
 
@@ -146,12 +125,12 @@ def check_cell(path: str, cell: Cell) -> None:
     except ValueError as err:
         raise ValueError(f"{at} [decode] {err}") from None
     nabla = {k: _none(v) for k, v in s.get("nabla", {}).items()}
-    _fields(f"{at} [nabla]", nabla, [f.name for f in dataclasses.fields(NablaConfig)])
+    _fields(f"{at} [nabla]", nabla, list(setting_names()))
     for key, value in nabla.items():
         if isinstance(value, float):
             _finite(f"{at} [nabla] {key}", value)
     try:
-        NablaConfig(**nabla)
+        NablaConfig.from_settings(**nabla)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{at} [nabla] {err}") from None
     options = {k: _none(v) for k, v in s.get("reward_options", {}).items()}
@@ -218,7 +197,7 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
         settings=DecodeSettings(**decode), dtype=s.get("dtype"), batch_size=s.get("batch_size", 8),
         max_rows=s.get("max_rows", 64), progress=progress,
         options={"wbon_temperature": s.get("decode", {}).get("wbon_temperature", 1.0),
-                 "nabla": {k: _none(v) for k, v in s.get("nabla", {}).items()}},
+                 "nabla": NablaConfig.from_settings(**{k: _none(v) for k, v in s.get("nabla", {}).items()})},
         reward_options={k: _none(v) for k, v in s.get("reward_options", {}).items()},
     )
 

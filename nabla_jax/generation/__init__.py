@@ -22,7 +22,6 @@ from nabla_jax.generation.rollouts import (
     rollout_rows,
     rollout_step,
     stop_match,
-    trace_count,
 )
 from nabla_jax.generation.sampling import (
     SamplingConfig,
@@ -64,6 +63,5 @@ __all__ = [
     "sample_token",
     "stop_match",
     "stop_token_sequences",
-    "trace_count",
     "validate_sampling",
 ]

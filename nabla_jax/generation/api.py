@@ -20,7 +20,7 @@ from nabla_jax.generation.buckets import check_lengths, queue_length
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.queue import batch_rollouts, queue_rollouts
 from nabla_jax.generation.rollouts import FINISH_NAMES, RolloutSpec
-from nabla_jax.generation.defaults import GenerationDefaults
+from nabla_jax.models.generation_config import GenerationDefaults
 from nabla_jax.generation.sampling import SamplingConfig
 from nabla_jax.sharding import params_mesh, shard_batch
 from nabla_jax.seeds import seed_key

@@ -1,14 +1,10 @@
 """Continuous batching for generation: R row slots decode a device-side queue of prompts inside one compiled loop.
 A row whose continuation has ended writes it to the results and becomes free; free rows take the next prompts as soon
 as a chunk of them (a quarter of the slots) is free, inside the same loop, so no row waits for the longest
-continuation of its batch (a plain batch, :func:`~nabla_jax.generation.rollouts.rollout_batch`, runs until its last
-row ends; :func:`batch_rollouts` decodes that way). Refills wait for a full chunk because prefilling one row costs
-about what prefilling a chunk does.
-
-Rows keep their own step counters (see "Per-row steps" in :mod:`~nabla_jax.generation.rollouts`), so a prompt loaded
-at any iteration sees the buffers, positions, masks and sampling keys of a batch of one, and its continuation equals
-a batch of one's. ``(init, step)``: :func:`queue_init`, :func:`queue_step`, run by ``lax.while_loop`` in
-:func:`rollout_queue`; :func:`queue_rollouts` is the host side (length buckets, one queue each).
+continuation of its batch. Rows keep their own step counters (:mod:`~nabla_jax.generation.rollouts`), so a prompt
+loaded at any iteration gets a batch of one's continuation. ``(init, step)``: :func:`queue_init`,
+:func:`queue_step`, run by ``lax.while_loop`` in :func:`rollout_queue`; :func:`queue_rollouts` is the host side
+(length buckets, one queue each). Why refills wait for a chunk: docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -152,15 +148,8 @@ def queue_pending(count, state: QueueState) -> jax.Array:
 def load_chunk_rows(rows: int) -> int:
     """Rows prefilled together when free rows are refilled: a quarter of the slots (at least one), so a refill of a
     few rows does not prefill the whole batch."""
-    return max(1, rows // 4)  # measured on the testbed at 8 and 32 rows: 1 and 16 were slower (experiments/README.md)
+    return max(1, rows // 4)  # on the testbed at 8 and 32 rows, 1 and 16 are slower (docs/design-notes.md)
 
-
-_traces = 0
-
-
-def trace_count() -> int:
-    """Compilations of :func:`rollout_queue` in this process."""
-    return _traces
 
 
 @functools.partial(jax.jit, static_argnames=("config", "spec", "rows"))
@@ -168,8 +157,6 @@ def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Pro
                   layers=None) -> QueueResult:
     """Continuations of the first ``count`` prompts of the queue ``prompts [Q]``, decoded by ``rows`` row slots;
     ``layers``: the params split by :data:`~nabla_jax.generation.rollouts.split_layers` (None splits them inside)."""
-    global _traces
-    _traces += 1
     layers = decoder.split_layers(params) if layers is None else layers
     step = functools.partial(queue_step, config, params, layers, spec, prompts, count, load_chunk_rows(rows))
     start = queue_init(config, params, spec, prompts, rows)

@@ -1,29 +1,11 @@
 """Rollouts: prefill plus sampled decode of a batch of rows, as an ``(init, step)`` pair run by ``lax.while_loop``.
 
-Everything here is pure and traceable (prompt lengths, keys, budgets and response starts may be traced), so callers
-use it inside their own ``jit``/``while_loop``. The loop is batch-native: all rows advance together, one token per
-step, so step t writes every row's keys and values into the same cache slot (one ``dynamic_update_slice``, not a
-per-row scatter), and rows that have finished stop changing. A row's result never depends on the rest of its batch:
-each row keeps its own rotary positions, mask and key. :func:`rollout` is one row (a batch of one).
-
-Buffer layout. The prompt buffer ``[B, Lp]`` is right-padded. The output ``sequence [B, Lp + N]`` holds prompt
-token j in slot j and generated token t in slot ``prompt_len + t`` (then ``pad_id``). The KV cache has
-``Lp + N`` slots too, but generated token t sits in cache slot ``Lp + t`` for every row (rotary position
-``prompt_len + t``), and slots ``[prompt_len, Lp)`` are masked out: the same keys at the same positions, in a slot
-shared by the batch.
-
-Per-row steps. ``step`` is one counter for the batch, or one per row (``[B]``) when rows start at different times
-(the continuous batching of :mod:`nabla_jax.generation.queue`): each row then writes its own cache slot, latent and
-sampling key at its own token index, the same buffers a batch of one would use.
-
-Alignment (what DTO optimises): ``latents[t]`` is the final hidden state, after the last norm, that produced
-``tokens[t]`` (for t = 0, the prefill's last prompt position), so ``lm_logits(latents[t])`` are exactly the logits
-token t was sampled from. Logits are not stored (that is O(N x V)); :func:`rollout_logits` recomputes them.
-Latents keep the params dtype; DTO casts them to float32 itself.
-
-``length`` counts the generated tokens *including* the EOS token or the stop sequence that ended the row (so the
-EOS is in ``tokens``, as in transformers' ``generate``); past it, tokens are ``pad_id`` and latents are zero.
-Token t is sampled with ``fold_in(key, t)``.
+Everything here is pure and traceable (prompt lengths, keys, budgets and response starts may be traced). The loop is
+batch-native: all rows advance together, one token per step, and rows that have finished stop changing. Invariants:
+a row's result never depends on the rest of its batch (its own rotary positions, mask, key and, when ``step`` is
+``[B]``, step counter); ``lm_logits(latents[t])`` are exactly the logits token t was sampled from; ``length``
+includes the EOS or stop sequence that ended the row; token t is sampled with ``fold_in(key, t)``. :func:`rollout`
+is a batch of one. Buffer layout and alignment: docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -38,6 +20,7 @@ import jax.numpy as jnp
 from nabla_jax.generation.sampling import SamplingConfig, penalize_repetition, sample_token, seen_tokens
 from nabla_jax.models import decoder
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.models.kv_cache import LayerCache, SequenceKV, decode_caches, gather_sequence
 from nabla_jax.models.layers import write_cache
 from nabla_jax.rows import drop_row_axis, where_rows
 
@@ -77,7 +60,7 @@ class RolloutState(NamedTuple):
 
     sequence: jax.Array  # [B, S] int32: prompt, generated tokens, pad (the output layout)
     latents: jax.Array  # [B, N, d] params dtype ([B, 0, d] without spec.keep_latents)
-    cache: tuple[decoder.KVCache, ...]  # per layer, [B, kvh, S, hd] each (generated token t in slot Lp + t)
+    cache: tuple[LayerCache, ...]  # per layer (generated token t in slot Lp + t)
     seen: jax.Array | None  # [B, V] bool: tokens seen so far (with a repetition penalty only)
     prompt_len: jax.Array  # [B] int32
     response_start: jax.Array  # [B] int32: first slot a stop sequence may cover
@@ -96,7 +79,7 @@ class Rollout(NamedTuple):
     finish: jax.Array  # int32 FINISH_LENGTH | FINISH_EOS | FINISH_STOP | FINISH_NONFINITE (NaN/inf logits)
     sequence: jax.Array  # [Lp + N] int32: prompt then generated tokens, right-padded with pad_id
     sequence_length: jax.Array  # int32: prompt_len + length
-    kv: decoder.KVCache | None = None  # [layers, slots, kvh, hd] by sequence position (sequence_kv), when asked for
+    kv: SequenceKV | None = None  # by sequence position (sequence_kv), when asked for
 
 
 def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
@@ -115,8 +98,8 @@ def stop_match(sequence, slot, response_start, stop_sequences) -> jax.Array:
 
 def _sample(spec: RolloutSpec, state: RolloutState, logits) -> jax.Array:
     """Token ``state.step`` of every row from its ``logits [B, V]``."""
-    if spec.sampling.repetition_penalty != 1.0:  # the prompt and the tokens generated so far
-        logits = penalize_repetition(logits, state.seen, spec.sampling.repetition_penalty)
+    if spec.sampling.penalty != 1.0:  # the prompt and the tokens generated so far
+        logits = penalize_repetition(logits, state.seen, spec.sampling.penalty)
     steps = jnp.broadcast_to(state.step, state.key.shape)
     keys = jax.vmap(jax.random.fold_in)(state.key, steps)
     return jax.vmap(lambda lg, key: sample_token(lg, key, spec.sampling))(logits, keys)
@@ -165,7 +148,7 @@ def _prefill(config: DecoderConfig, params, prompts, prompt_lens, extra_slots: i
     positions = jnp.broadcast_to(jnp.arange(buffer_len), (rows, buffer_len))
     hidden, kv = decoder.forward(config, params, decoder.embed(params, prompts), positions, valid)
     last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
-    return last, decoder.decode_caches(kv, extra_slots)  # room for the generated tokens
+    return last, decode_caches(kv, extra_slots)  # room for the generated tokens
 
 
 def _last_token_pass(config: DecoderConfig, params, layers, prompts, prompt_lens, prompt_kv, extra_slots: int):
@@ -177,7 +160,7 @@ def _last_token_pass(config: DecoderConfig, params, layers, prompts, prompt_lens
     kv_valid = jnp.arange(buffer_len + extra_slots)[None] < prompt_lens[:, None]
     hidden, cache = decoder.forward_layers(
         config, params, layers, decoder.embed(params, token), last_slot[:, None], kv_valid,
-        decoder.decode_caches(prompt_kv, extra_slots), last_slot,
+        decode_caches(prompt_kv, extra_slots), last_slot,
     )
     return hidden[:, 0], cache
 
@@ -206,7 +189,7 @@ def rollout_init(
     sequence = jnp.concatenate([jnp.where(valid, prompts, spec.pad_id), jnp.full((rows, n), spec.pad_id, jnp.int32)], 1)
     limit = jnp.full((rows,), n, jnp.int32) if budgets is None else jnp.clip(jnp.asarray(budgets, jnp.int32), 0, n)
     seen = None
-    if spec.sampling.repetition_penalty != 1.0:
+    if spec.sampling.penalty != 1.0:
         seen = jax.vmap(lambda s, p: seen_tokens(s, p, config.vocab_size))(sequence, prompt_lens)
     state = RolloutState(
         sequence=sequence,
@@ -241,7 +224,7 @@ def rollout_step(config: DecoderConfig, params, layers, spec: RolloutSpec, state
     return _emit(config, params, spec, state._replace(cache=cache), hidden[:, 0])
 
 
-def sequence_kv(spec: RolloutSpec, state: RolloutState, slots: int) -> decoder.KVCache:
+def sequence_kv(spec: RolloutSpec, state: RolloutState, slots: int) -> SequenceKV:
     """Every row's keys/values by position in its sequence, ``[B, layers, slots, kvh, hd]``: the prompt's from the
     prefill, then generated token t's from the step that fed it back (buffer slot ``Lp + t``). Real for the positions
     before ``prompt_len + length - 1`` (the last generated token is never fed back); other slots hold other slots'
@@ -249,7 +232,7 @@ def sequence_kv(spec: RolloutSpec, state: RolloutState, slots: int) -> decoder.K
     prompt_slots = state.sequence.shape[1] - spec.max_new_tokens
     position, prompt_len = jnp.arange(slots)[None], state.prompt_len[:, None]
     source = jnp.where(position < prompt_len, position, prompt_slots + position - prompt_len)
-    return decoder.gather_decode_caches(state.cache, jnp.clip(source, 0, state.sequence.shape[1] - 1))
+    return gather_sequence(state.cache, jnp.clip(source, 0, state.sequence.shape[1] - 1))
 
 
 def rollout_result(spec: RolloutSpec, state: RolloutState, kv_slots: int | None = None) -> Rollout:
@@ -308,23 +291,14 @@ def rollout_logits(config: DecoderConfig, params, latents: jax.Array) -> jax.Arr
     return decoder.lm_logits(config, params, latents)
 
 
-_traces = 0
-
-
-def trace_count() -> int:
-    """How many times :func:`rollout_batch` has been traced (= compiled) in this process."""
-    return _traces
-
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def rollout_batch(config: DecoderConfig, params, spec: RolloutSpec, prompts, prompt_lens, keys, layers=None) -> Rollout:
     """The rows of a batch, jitted: prompts ``[B, Lp]``, prompt_lens ``[B]``, keys ``[B]``; ``layers``: the params
     split by :data:`split_layers` (None splits them inside)."""
-    global _traces
-    _traces += 1
     return rollout_rows(config, params, spec, prompts, prompt_lens, keys, layers=layers)
 
 
-# The per-layer params for many decode calls, split once by their own small program: on SmolLM2 (XLA CPU) the split
-# took 26 ms this way against about 135 ms inside a rollout's program (experiments/README.md, change 7).
+# The per-layer params for many decode calls, split once by their own small program: on XLA CPU that is several
+# times faster than splitting inside a rollout's program (docs/design-notes.md).
 split_layers = jax.jit(decoder.split_layers)

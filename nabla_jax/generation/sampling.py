@@ -1,21 +1,12 @@
 """Token sampling with the official ∇-Reasoner semantics: temperature, then top-k, then top-p.
 
-* ``temperature == 0`` is greedy: the argmax, ties going to the lowest token id (as ``torch.argmax``).
-  (The official ``sample_token`` treats temperature <= 0 as 1.0 when resampling; vLLM, which does its
-  rollouts, treats 0 as greedy. We follow vLLM for every use and say so here.)
-* ``top_k`` 0 (or None) is off. Otherwise every token whose scaled logit is >= the k-th largest is kept, so
-  tokens tied with the k-th are all kept (the official code's ``logits < topk[-1]`` rule).
-* ``top_p`` 1.0 is off. Otherwise tokens are ranked by probability and a token is kept when the probability
-  mass strictly before it is <= top_p: the nucleus includes the first token that crosses p (official rule).
-  The cut is then applied by value, so tokens tied with the last kept one are all kept; the official code
-  keeps an arbitrary subset of such ties (whatever its sort puts first). This differs only on exact ties.
+* ``temperature == 0`` is greedy: the argmax, ties going to the lowest token id.
+* ``top_k`` 0 (or None) and ``top_p`` 1.0 are off; tokens tied with the last kept one are always all kept.
+* ``repetition_penalty`` 1.0 is off; otherwise it applies before everything else, to every token of the caller's
+  ``seen`` mask (rollouts build it from their sequence buffer).
 
-* ``repetition_penalty`` 1.0 is off. Otherwise it applies, before everything else, to every token already seen
-  in the prompt or the output (vLLM's and transformers' semantics, which the official rollouts get from
-  Qwen2.5-Instruct's ``generation_config.json``: 1.05): a positive logit is divided by it, a negative one
-  multiplied. The caller passes the ``seen`` mask; rollouts build it from their sequence buffer.
-
-All functions work on ``[..., V]`` logits; settings are Python numbers (static under ``jit``).
+All functions work on ``[..., V]`` logits; settings are Python numbers (static under ``jit``). Each rule, and where
+it differs from the official code (at temperature 0, and on exact ties): docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -33,16 +24,18 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    repetition_penalty: float = 1.0
+    # None: not chosen, the policy's generation_config.json decides (off without one); see NablaReasoner
+    repetition_penalty: float | None = 1.0
 
     def __post_init__(self):
         top_k = 0 if self.top_k is None else self.top_k
         top_p = 1.0 if self.top_p is None else self.top_p
-        penalty = 1.0 if self.repetition_penalty is None else self.repetition_penalty
         validate_sampling(self.temperature, top_k, top_p)
-        if isinstance(penalty, jax.Array) or not 0.0 < penalty < float("inf"):
-            raise ValueError(f"repetition_penalty must be a finite number > 0 (1 means off), got {penalty}")
-        object.__setattr__(self, "repetition_penalty", float(penalty))
+        penalty = self.repetition_penalty
+        if penalty is not None:
+            if isinstance(penalty, (bool, jax.Array)) or not 0.0 < penalty < float("inf"):
+                raise ValueError(f"repetition_penalty must be a finite number > 0 (1 means off), got {penalty}")
+            object.__setattr__(self, "repetition_penalty", float(penalty))
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_k", int(top_k))
         object.__setattr__(self, "top_p", float(top_p))
@@ -50,6 +43,14 @@ class SamplingConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def penalty(self) -> float:
+        """The repetition penalty applied (1.0: off, also when it was left to a generation_config.json)."""
+        return 1.0 if self.repetition_penalty is None else self.repetition_penalty
+
+    def replace(self, **changes) -> "SamplingConfig":
+        return dataclasses.replace(self, **changes)
 
 
 def validate_sampling(temperature, top_k, top_p) -> None:
@@ -108,8 +109,8 @@ def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax
     ranked = None  # the largest scaled logits, descending, when top-p needs them
     if 0 < cfg.top_k < vocab:
         ranked = jax.lax.top_k(x, cfg.top_k)[0]
-        # the k-th value as the min of the k (they are sorted): XLA CPU rewrote ``ranked[..., -1:]``, a slice of its
-        # TopK, into a full sort of the vocabulary, 40-85x slower on SmolLM2's (experiments/README.md)
+        # the k-th value as the min of the k (they are sorted): XLA CPU rewrites ``ranked[..., -1:]``, a slice of its
+        # TopK, into a full sort of the vocabulary, 40-85x slower on SmolLM2's (docs/design-notes.md)
         x = jnp.where(x >= jnp.min(ranked, axis=-1, keepdims=True), x, -jnp.inf)
     if cfg.top_p < 1.0:
         if ranked is None:

@@ -14,21 +14,14 @@ ids, because DTO feeds soft one-hots times the embedding matrix.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from nabla_jax.models.config import DecoderConfig
+from nabla_jax.models.kv_cache import KVCache, LayerCache
 from nabla_jax.models.layers import HEADS_MAJOR, INIT, DecoderLayer, RMSNorm
 from nabla_jax.models.rope import rotary_angles
-
-
-class KVCache(NamedTuple):
-    """Keys and values of every layer, ``[num_layers, B, S, num_kv_heads, head_dim]`` each, by buffer slot."""
-
-    k: jax.Array
-    v: jax.Array
 
 
 def params_dtype(params: dict) -> jnp.dtype:
@@ -71,11 +64,6 @@ def param_shapes(config: DecoderConfig, dtype=jnp.float32) -> dict:
 
 def count_params(tree) -> int:
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def init_cache(config: DecoderConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
 def embed(params: dict, ids: jax.Array) -> jax.Array:
@@ -156,7 +144,7 @@ def score(config: DecoderConfig, params: dict, hidden: jax.Array, mask: jax.Arra
 
 def split_layers(params: dict) -> tuple[dict, ...]:
     """The stacked layer params as one tree per layer. A decode loop built with them reads each layer's own buffers:
-    slicing a layer out of the stack at every step copies its kernels on XLA CPU (experiments/README.md)."""
+    slicing a layer out of the stack at every step copies its kernels on XLA CPU (docs/performance-log.md)."""
     count = jax.tree_util.tree_leaves(params["layers"])[0].shape[0]
     return tuple(jax.tree.map(lambda x, i=i: x[i], params["layers"]) for i in range(count))
 
@@ -168,11 +156,11 @@ def forward_layers(
     embeds: jax.Array,
     positions: jax.Array,
     kv_valid: jax.Array,
-    caches: tuple[KVCache, ...],
+    caches: tuple[LayerCache, ...],
     write_index,
-) -> tuple[jax.Array, tuple[KVCache, ...]]:
-    """:func:`forward` with a cache, over per-layer params (:func:`split_layers`) and per-layer caches in the
-    decode layout (:func:`decode_caches`), the layers unrolled: each layer updates its own cache
+) -> tuple[jax.Array, tuple[LayerCache, ...]]:
+    """:func:`forward` with a cache, over per-layer params (:func:`split_layers`) and per-layer decode caches
+    (:class:`~nabla_jax.models.kv_cache.LayerCache`), the layers unrolled: each layer updates its own cache
     buffer in place, and single-query attention reads it without transposing it."""
     dtype = params_dtype(params)
     x = embeds.astype(dtype)
@@ -182,24 +170,6 @@ def forward_layers(
     updated = []
     for layer_params, cache in zip(layers, caches, strict=True):
         x, (k, v) = layer.apply({"params": layer_params}, x, cos, sin, mask, (cache.k, cache.v), write_index)
-        updated.append(KVCache(k, v))
+        updated.append(LayerCache(k, v))
     hidden = RMSNorm(config.rms_norm_eps, dtype).apply({"params": params["final_norm"]}, x)
     return hidden, tuple(updated)
-
-
-def decode_caches(kv: KVCache, extra_slots: int) -> tuple[KVCache, ...]:
-    """The stacked keys/values of :func:`forward` (``[layers, B, S, kvh, hd]``) as one cache per layer in the
-    decode layout of :data:`layers.HEADS_MAJOR` (keys ``[B, kvh, hd, S']``, values ``[B, kvh, S', hd]``,
-    S' = S + ``extra_slots``, the extra slots empty). Attention over ``[B, S, kvh, hd]`` buffers transposed the whole
-    buffer of every layer at every step (experiments/README.md)."""
-    k = jnp.pad(kv.k.transpose(0, 1, 3, 4, 2), ((0, 0),) * 4 + ((0, extra_slots),))
-    v = jnp.pad(kv.v.transpose(0, 1, 3, 2, 4), ((0, 0),) * 3 + ((0, extra_slots), (0, 0)))
-    return tuple(KVCache(k[i], v[i]) for i in range(k.shape[0]))
-
-
-def gather_decode_caches(caches: tuple[KVCache, ...], slots: jax.Array) -> KVCache:
-    """Slots ``slots [B, J]`` of each row from the per-layer decode caches of :func:`decode_caches`, back in the
-    by-slot layout, one block per row: ``[B, layers, J, kvh, hd]`` each."""
-    k = jnp.stack([jnp.take_along_axis(c.k, slots[:, None, None, :], axis=3) for c in caches], 1)  # [B, L, kvh, hd, J]
-    v = jnp.stack([jnp.take_along_axis(c.v, slots[:, None, :, None], axis=2) for c in caches], 1)  # [B, L, kvh, J, hd]
-    return KVCache(k.transpose(0, 1, 4, 2, 3), v.transpose(0, 1, 3, 2, 4))

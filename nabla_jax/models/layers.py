@@ -42,7 +42,7 @@ def write_cache(cache: jax.Array, new: jax.Array, write_index, axis: int = 1) ->
 
 # Cache layouts. SLOTS_MAJOR: keys and values [B, S, kvh, hd]. HEADS_MAJOR (decoding): keys [B, kvh, hd, S] and
 # values [B, kvh, S, hd], so that each (row, kv head) of single-query attention is a plain [g, hd] x [hd, S] and
-# [g, S] x [S, hd] product, which XLA CPU runs fastest (experiments/README.md, change 11); no step transposes it.
+# [g, S] x [S, hd] product, which XLA CPU runs fastest (docs/design-notes.md); no step transposes it.
 SLOTS_MAJOR, HEADS_MAJOR = "slots", "heads"
 SLOT_AXES = {SLOTS_MAJOR: (1, 1), HEADS_MAJOR: (3, 2)}  # the slot axis of the keys and of the values
 

@@ -50,7 +50,7 @@ class NablaReasoner:
             raise ValueError("the ∇-Reasoner needs a reward model (load one with nabla_jax.load_reward)")
         if policy.tokenizer is None or reward.tokenizer is None:
             raise ValueError("the policy and the reward model need tokenizers (chat templates) to build prompts")
-        if config.rollout_repetition_penalty is None:  # as the official rollouts: from generation_config.json
+        if config.rollout.repetition_penalty is None:  # as the official rollouts: from generation_config.json
             penalty = getattr(policy, "generation", None)
             config = config.replace(rollout_repetition_penalty=(penalty.repetition_penalty if penalty else None) or 1.0)
         self.policy, self.reward, self.config = policy, reward, config
@@ -61,7 +61,7 @@ class NablaReasoner:
         policy = self.policy
         return RolloutSpec(
             self.config.max_new_tokens,
-            self.config.rollout_sampling,
+            self.config.rollout,
             eos_token_ids(policy.config, policy.tokenizer),
             stop_token_sequences(policy.tokenizer, stop),
             pad_token_id(policy.config, policy.tokenizer),

@@ -1,7 +1,6 @@
-"""``NablaConfig``: every setting of the ∇-Reasoner decoder, with the official code's names and the defaults of its
-MATH-500 script (paper.md §2.2): Qwen2.5-7B-Instruct, max length 1024, logits embedder, rollout temperature 0.6 /
-top-p 0.95 / top-k 20, resample temperature 0.5 / top-p 0.95 / top-k 20, confidence <= 0.97, gradient norm >= 4,
-8 generations, 20 DTO iterations at learning rate 0.01, reward_coeff 1.0 and nll_coeff 1e-3 (lambda = 1000)."""
+"""``NablaConfig``: every setting of the ∇-Reasoner decoder, nested (DTO, rollout and resample sampling), with the
+defaults of the official MATH-500 script (the ``official-math500`` preset equals the defaults) and flat names that
+follow the official code's."""
 
 from __future__ import annotations
 
@@ -11,46 +10,30 @@ import math
 from nabla_jax.dto.config import DTOConfig
 from nabla_jax.generation.sampling import SamplingConfig
 
-_DTO = DTOConfig()  # one source for the DTO defaults
-
-
 @dataclasses.dataclass(frozen=True)
 class NablaConfig:
-    """Static (hashable) settings; a ``jax.jit`` static argument.
+    """Static (hashable) settings; a ``jax.jit`` static argument. Each default is written once, here or in
+    :class:`DTOConfig`.
 
-    Ablation switches: ``use_dto=False`` resamples the first ahead token from the rollout's own logits (blind
-    resampling, the paper's no-DTO rejection-rate baseline); ``grad_caching=False``; ``selection=False`` optimises
-    every token (the confidence / entropy / gradient tests are all skipped); ``update_positions`` "first" (official
-    code) or "all" (paper Alg. 2); ``rejection_sampling=False`` accepts every proposal.
-    A threshold of None switches that test off.
+    - ``dto``: the DTO run at each selected position; ``rollout``: the rollouts' sampling (a repetition penalty of
+      None takes the policy's ``generation_config.json``, else off, as the official runs); ``resample``: the
+      proposal's first token.
+    - Token selection: a threshold of None switches that test off; ``selection=False`` optimises every token.
+    - Ablations: ``use_dto=False`` resamples the first ahead token from the rollout's own logits (blind resampling,
+      the paper's no-DTO baseline); ``rejection_sampling=False`` accepts every proposal.
+
+    :meth:`from_settings` and :meth:`replace` also take the official code's flat names (``learning_rate``,
+    ``rollout_temperature``, ``resample_top_p``, ...; :func:`setting_names`), which the CLI, presets and sweeps use.
     """
 
-    # DTO: the fields and defaults of nabla_jax.dto.DTOConfig
-    max_iters: int = _DTO.max_iters
-    learning_rate: float = _DTO.learning_rate
-    min_lr_ratio: float = _DTO.min_lr_ratio
-    weight_decay: float = _DTO.weight_decay
-    reward_coeff: float = _DTO.reward_coeff
-    nll_coeff: float = _DTO.nll_coeff
-    embedder: str = _DTO.embedder
-    update_positions: str = _DTO.update_positions
-    grad_caching: bool = _DTO.grad_caching
-    tau: float = _DTO.tau
-    gumbel: bool = _DTO.gumbel
-    dto_dtype: str = _DTO.dto_dtype
+    dto: DTOConfig = DTOConfig()
+    rollout: SamplingConfig = SamplingConfig(temperature=0.6, top_k=20, top_p=0.95, repetition_penalty=None)
+    resample: SamplingConfig = SamplingConfig(temperature=0.5, top_k=20, top_p=0.95)
     # token selection
     confidence_threshold: float | None = 0.97
     entropy_threshold: float | None = None
     grad_threshold: float | None = 4.0
     selection: bool = True
-    # rollouts and resampling
-    rollout_temperature: float = 0.6
-    rollout_top_k: int = 20
-    rollout_top_p: float = 0.95
-    rollout_repetition_penalty: float | None = None  # None: the policy's generation_config.json, else 1 (off)
-    resample_temperature: float = 0.5
-    resample_top_k: int = 20
-    resample_top_p: float = 0.95
     # budgets and switches
     max_n_generations: int = 8
     max_new_tokens: int = 1024
@@ -60,39 +43,55 @@ class NablaConfig:
     # loop: one DTO run and one proposal happen even at max_n_generations=1; larger budgets behave the same)
     budget_check: str = "before"
     # a DTO run that starts where the gradient selector has just run (nothing committed since) takes the selector's
-    # dL/dy as its first full step instead of recomputing it (the same forward/backward on the same inputs; the
-    # official code runs it twice). False recomputes it; the records are the same either way.
+    # dL/dy as its first full step instead of recomputing it (the same records either way)
     reuse_probe_gradient: bool = True
-    # Carry the prefix keys/values from one iteration to the next: the policy's are the rollouts' own (no pass), the
-    # reward model's run only over the newly committed tokens (in windows of phases.PREFIX_WINDOW slots). False
-    # rebuilds both models' whole prefix at every iteration, as the official code re-runs it; the records are the same
-    # up to float rounding of the keys/values (other matmul shapes). Not applied on a multi-device mesh
-    # (NablaReasoner rebuilds there: the extension loop deadlocked XLA CPU's collectives).
+    # carry the prefix keys/values between iterations (the policy's are the rollouts' own; the reward model's are
+    # extended over newly committed tokens); False rebuilds both at every iteration, as the official code. The same
+    # records up to float rounding; not applied on a multi-device mesh
     carry_prefix: bool = True
 
     def __post_init__(self):
         validate(self)
 
     @property
-    def dto(self) -> DTOConfig:
-        names = [f.name for f in dataclasses.fields(DTOConfig)]
-        return DTOConfig(**{name: getattr(self, name) for name in names})
-
-    @property
-    def rollout_sampling(self) -> SamplingConfig:
-        penalty = 1.0 if self.rollout_repetition_penalty is None else self.rollout_repetition_penalty
-        return SamplingConfig(self.rollout_temperature, self.rollout_top_k, self.rollout_top_p, penalty)
-
-    @property
-    def resample_sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.resample_temperature, self.resample_top_k, self.resample_top_p)
-
-    @property
     def uses_grad_probe(self) -> bool:
         return self.selection and self.grad_threshold is not None
 
     def replace(self, **changes) -> "NablaConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``: fields (``dto=DTOConfig(...)``) or flat setting names (``learning_rate=0.1``)."""
+        fields = {name: changes.pop(name) for name in list(changes) if name in _FIELD_NAMES}
+        sections: dict[str, dict] = {}
+        names = setting_names()
+        for name, value in changes.items():
+            if name not in names:
+                raise TypeError(f"NablaConfig has no setting {name!r}; settings: {', '.join(sorted(names))}")
+            section, field = names[name]
+            if section is None:
+                fields[field] = value
+            else:
+                sections.setdefault(section, {})[field] = value
+        for section, values in sections.items():
+            base = fields.get(section, getattr(self, section))
+            try:
+                fields[section] = dataclasses.replace(base, **values)
+            except ValueError as err:
+                raise ValueError(f"NablaConfig.{section}: {err}") from None
+        return dataclasses.replace(self, **fields)
+
+    @classmethod
+    def from_settings(cls, **settings) -> "NablaConfig":
+        """The defaults with ``settings`` (flat names or fields) on top."""
+        return cls().replace(**settings)
+
+    def settings(self) -> dict:
+        """Every setting by its flat name."""
+        return {name: (getattr(self, field) if section is None else getattr(getattr(self, section), field))
+                for name, (section, field) in setting_names().items()}
+
+    def changed_settings(self, base: "NablaConfig | None" = None) -> dict:
+        """The flat settings that differ from ``base`` (default: the defaults)."""
+        reference = (base or NablaConfig()).settings()
+        return {name: value for name, value in self.settings().items() if value != reference[name]}
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "NablaConfig":
@@ -100,7 +99,32 @@ class NablaConfig:
         ``official-readme``; see :mod:`nabla_jax.presets`), with ``overrides`` on top."""
         from nabla_jax.presets import preset
 
-        return cls(**{**preset(name), **overrides})
+        return preset(name).replace(**overrides)
+
+
+# sub-configurations and the prefix of their flat names; the resample's repetition penalty is not a setting (a
+# proposal samples one token from DTO's logits, with no history to penalise)
+SECTIONS = {"dto": "", "rollout": "rollout_", "resample": "resample_"}
+_NOT_SETTINGS = {("resample", "repetition_penalty")}
+_FIELD_NAMES = {f.name for f in dataclasses.fields(NablaConfig)}
+
+
+def setting_names() -> dict[str, tuple[str | None, str]]:
+    """Flat name -> (section or None, field): the official code's names for every setting."""
+    names = {}
+    for field in dataclasses.fields(NablaConfig):
+        if field.name in SECTIONS:
+            for inner in dataclasses.fields(type(field.default)):
+                if (field.name, inner.name) not in _NOT_SETTINGS:
+                    names[SECTIONS[field.name] + inner.name] = (field.name, inner.name)
+        else:
+            names[field.name] = (None, field.name)
+    return names
+
+
+def setting_default(name: str):
+    """The default value of the flat setting ``name``."""
+    return NablaConfig().settings()[name]
 
 
 def _positive_int(config, name):
@@ -123,9 +147,8 @@ def validate(config: NablaConfig) -> None:
     for name in ("selection", "rejection_sampling", "use_dto", "reuse_probe_gradient", "carry_prefix"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"NablaConfig.{name} must be a bool, got {getattr(config, name)!r}")
-    try:
-        config.dto  # noqa: B018  (validates the DTO fields, naming them)
-        config.rollout_sampling  # noqa: B018
-        config.resample_sampling  # noqa: B018
-    except ValueError as err:
-        raise ValueError(f"NablaConfig: {err}") from None
+    for section, kind in (("dto", DTOConfig), ("rollout", SamplingConfig), ("resample", SamplingConfig)):
+        if not isinstance(getattr(config, section), kind):
+            raise TypeError(f"NablaConfig.{section} must be a {kind.__name__}, got {getattr(config, section)!r}")
+    if config.resample.repetition_penalty not in (None, 1.0):
+        raise ValueError("NablaConfig.resample.repetition_penalty must be 1 (a proposal has no history to penalise)")

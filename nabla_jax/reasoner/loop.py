@@ -1,39 +1,16 @@
 """The ∇-Reasoner decoding loop over a batch of problems: ``(init, step)`` over a fixed-shape state, run by
 ``lax.while_loop`` inside one ``jit``.
 
-One iteration, for every problem still decoding (paper.md §2.2, the official loop):
+One iteration, for every problem still decoding (paper.md §2.2):
 
-1. budget: when the rollout count has reached ``max_n_generations``, commit the whole ahead rollout and stop;
-2. selection: commit the ahead tokens before the first one that passes the confidence / entropy / gradient tests
-   (rollout reuse); stop when nothing is left;
-3. DTO on the ahead variables (skipped with ``use_dto=False``: blind resampling from the rollout's own logits);
-   where step 2's gradient selector ran on this very state, its forward/backward is DTO's first full step
-   (``reuse_probe_gradient``);
+1. budget: at ``max_n_generations`` rollouts, commit the ahead rollout and stop;
+2. selection: commit the ahead tokens before the first that passes the selection tests;
+3. DTO on the ahead variables (unless ``use_dto=False``);
 4. resample the first ahead token from the optimised logits;
-5. if it differs: roll out from the prefix plus the new token; keep the proposal only if its full-sequence reward is
-   higher (always, with ``rejection_sampling=False``); otherwise commit the old first token and keep the old rollout.
+5. if it differs, roll out; keep the proposal only if its reward is higher.
 
-Batches. The per-problem pieces are vmapped; under ``vmap`` a per-problem ``lax.cond`` would become a ``select``
-that runs both branches (jax-ml/jax#8409), so the loop instead decides once per batch: the gradient selector, DTO,
-the proposal rollouts and the reward comparisons each run only when at least one problem needs them, and problems
-that do not need them discard the result. A problem's tokens therefore never depend on its batch (its randomness
-comes from its own key), but a batch pays for its slowest member: every active problem waits while another one's
-rollout runs (:mod:`nabla_jax.reasoner.queue` refills a finished row with the next problem, so no row waits for the
-end of its batch). From 8 rows on, DTO, the proposal rollouts and the reward comparisons run in chunks of a quarter
-of the rows, the rows that need them gathered first, so only the chunks that hold such a row run
-(:func:`nabla_jax.rows.when_any_rows`). ``batch_cond=False`` vmaps the single-problem loop instead (both branches
-always run), which the benchmark compares.
-
-The prefix cache (both models' keys and values of prompt + committed tokens, which the selector and DTO read) is
-part of the state (``carry_prefix``): its policy side is the keys/values the rollouts computed anyway (the state
-keeps those of the rollout whose tokens it holds), and :func:`refresh_prefix` runs only the reward model, over the
-tokens committed since; the official code re-runs both models over the whole prefix at every selector pass and DTO
-call.
-
-Shape of the code: :class:`Kernel` bundles the models and static settings once; each step above is a named
-transition ``(kernel, problems, state, ...) -> (state, ...)`` that also adds its own costs to ``state.stats``
-(:func:`spend_budget`, :func:`refresh_prefix`, :func:`select_tokens`, :func:`optimise`, :func:`propose`,
-:func:`judge`, :func:`record_proposal`, :func:`advance`), and :func:`nabla_step` is their composition.
+A problem's tokens never depend on its batch: a phase runs once per batch when any problem needs it; the others
+discard its result. :func:`nabla_step` composes the transitions (rationale: docs/design-notes.md).
 """
 
 from __future__ import annotations
@@ -52,6 +29,7 @@ from nabla_jax.dto.variables import to_logits
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, Rollout, RolloutSpec, rollout_rows
 from nabla_jax.generation.sampling import sample_token
 from nabla_jax.models import decoder
+from nabla_jax.models.kv_cache import prefixes_as_stacked
 from nabla_jax.reasoner import phases
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.problem import NablaProblem, response_reward
@@ -76,7 +54,7 @@ class Kernel(NamedTuple):
 def make_kernel(models: ModelPair, cfg: NablaConfig, spec: RolloutSpec, rm_pad: int, rows: int) -> Kernel:
     """The kernel of a decode with ``rows`` row slots. The policy's layers are split here, once: every rollout of
     the decode reads them, where splitting inside each rollout copied all the kernels once per rollout (on
-    SmolLM2 that copy cost more than the prefill; experiments/README.md). The selector's pass and DTO's full steps
+    SmolLM2 that copy cost more than the prefill; docs/performance-log.md). The selector's pass and DTO's full steps
     run over the smallest of :func:`ahead_sizes` that holds every row's ahead tokens: ``ahead_len`` shrinks as
     tokens are committed."""
     return Kernel(models, cfg, spec, rm_pad, compaction_chunk(rows), decoder.split_layers(models.lm_params),
@@ -125,8 +103,8 @@ def run_rollouts(k: Kernel, problems: NablaProblem, sequences, prefix_lens, budg
     key_of = jax.vmap(lambda p, n: phases.stream_key(p, phases.ROLLOUT_STREAM, n))
     keys = key_of(problems, prefix_lens - problems.prompt_len)
     prompt_kv = None
-    if prefix is not None:  # [B, layers, 1, slots, kvh, hd] -> [layers, B, S, kvh, hd]
-        prompt_kv = decoder.KVCache(*(x[:, :, 0, : sequences.shape[1]].swapaxes(0, 1) for x in prefix.lm_kv))
+    if prefix is not None:
+        prompt_kv = prefixes_as_stacked(prefix.lm_kv, sequences.shape[1])
     lm = k.models
     out = rollout_rows(lm.lm_config, lm.lm_params, k.spec, sequences, prefix_lens, keys, budgets, problems.prompt_len,
                        layers=k.lm_layers, kv_slots=phases.rollout_kv_slots(k.cfg, sequences.shape[1]),
@@ -252,7 +230,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
             pr = seed.probes
             seed_rows = jax.vmap(functools.partial(dto_seed, k.cfg.dto))
             dto_state = seed_rows(dto_state, pr.loss, pr.loglik, pr.reward, pr.grad_y, seed.here)
-        dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.max_iters).astype(jnp.int32))
+        dto_state = dto_state._replace(step=jnp.where(stepping, 0, k.cfg.dto.max_iters).astype(jnp.int32))
         dto_state = dto_run(k.models, k.cfg.dto, dto_problems, state.prefix, dto_state, k.ahead_sizes)
         return jax.vmap(lambda v: to_logits(k.models, k.cfg.dto, v[0]))(dto_state.variables), dto_state
 
@@ -279,7 +257,7 @@ def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) 
     stepping = ~state.done
     position = state.past_len - problems.prompt_len
     keys = jax.vmap(lambda p, n: phases.stream_key(p, phases.RESAMPLE_STREAM, n))(problems, position)
-    token = jax.vmap(lambda lg, key: sample_token(lg, key, k.cfg.resample_sampling))(first_logits, keys)
+    token = jax.vmap(lambda lg, key: sample_token(lg, key, k.cfg.resample))(first_logits, keys)
     old_token = jax.vmap(lambda s: s.sequence[s.past_len])(state)
     proposing = stepping & (token != old_token)
 
@@ -375,7 +353,7 @@ def advance(state: NablaState, proposal: Proposal, verdict: Verdict) -> NablaSta
 
 def nabla_step(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaState:
     """One iteration for every problem still decoding (the module docstring's steps 1-5). Each transition runs under
-    its own ``jax.named_scope``, so profiles (``experiments/README.md``) attribute time to it."""
+    its own ``jax.named_scope``, so profiles (``python -m experiments.profile_step``) attribute time to it."""
     with jax.named_scope("spend_budget"):
         state = spend_budget(k, state)
     with jax.named_scope("select_tokens"):
@@ -394,13 +372,6 @@ def nabla_run(k: Kernel, problems: NablaProblem, state: NablaState) -> NablaStat
     return jax.lax.while_loop(lambda s: jnp.any(~s.done), lambda s: nabla_step(k, problems, s), state)
 
 
-_traces = 0
-
-
-def trace_count() -> int:
-    """Compilations of :func:`decode_batch` in this process."""
-    return _traces
-
 
 @functools.partial(jax.jit, static_argnames=("cfg", "spec", "rm_pad", "batch_cond"))
 def decode_batch(
@@ -412,8 +383,6 @@ def decode_batch(
     batch_cond: bool = True,
 ) -> NablaState:
     """Decode a batch of problems to the end in one compiled program."""
-    global _traces
-    _traces += 1
     kernel = make_kernel(models, cfg, spec, rm_pad, problems.prompt_len.shape[0])
     if batch_cond:
         return without_prefix(nabla_run(kernel, problems, nabla_init(kernel, problems)))

@@ -107,7 +107,7 @@ def ahead_logits(models: ModelPair, state: NablaState) -> jax.Array:
 def ahead_variables(cfg: NablaConfig, state: NablaState, logits: jax.Array) -> jax.Array:
     """DTO's init variables ``[N, X]``: the ahead latents, or their logits ``logits`` (:func:`ahead_logits`, which an
     iteration computes once and hands to every phase)."""
-    return state.latents.astype(jnp.float32) if cfg.embedder == "latents" else logits
+    return state.latents.astype(jnp.float32) if cfg.dto.embedder == "latents" else logits
 
 
 def dto_problem(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int) -> DTOProblem:

@@ -81,13 +81,6 @@ def queue_pending(count, state: QueueState) -> jax.Array:
     return jnp.any(state.row_problem != FREE) | (state.next_problem < count)
 
 
-_traces = 0
-
-
-def trace_count() -> int:
-    """Compilations of :func:`decode_queue` in this process."""
-    return _traces
-
 
 @functools.partial(jax.jit, static_argnames=("cfg", "spec", "rm_pad", "rows"))
 def decode_queue(
@@ -95,8 +88,6 @@ def decode_queue(
 ) -> NablaState:
     """Decode the first ``count`` problems of the queue ``problems [Q]`` with ``rows`` row slots; returns their
     final states ``[Q]`` (entries past ``count`` are zeros)."""
-    global _traces
-    _traces += 1
     kernel = make_kernel(models, cfg, spec, rm_pad, rows)
     state = jax.lax.while_loop(
         functools.partial(queue_pending, count),

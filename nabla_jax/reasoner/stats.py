@@ -3,14 +3,12 @@
 Model calls, two ways:
 
 - ``model_calls_official``: as the official code counts them: 1 per generated token, 4 per DTO step that ran the
-  models (LM and RM forward and backward), 2 per acceptance test (two reward forwards).
-- ``model_calls_full``: by the paper's own definition (one recurrent step or one parallel forward pass), adding what
-  the official count leaves out: the prefill of every rollout (1 each), every gradient-selector pass (4 for the
-  forward/backward of both models plus 2 for their prefix passes) and the two frozen-prefix passes of every DTO
-  call (2 each).
+  models (LM and RM forward and backward), 2 per acceptance test.
+- ``model_calls_full``: by the paper's own definition (one recurrent step or one parallel forward pass), adding
+  every rollout's prefill (1 each), every gradient-selector pass (6 each) and the two frozen-prefix passes of every
+  DTO call (2 each).
 
-``flops`` estimates the useful work from the real lengths (:mod:`nabla_jax.models.flops`), not the padded shapes
-that actually run.
+``flops`` estimates the useful work from the real lengths (:mod:`nabla_jax.models.flops`), not the padded shapes.
 """
 
 from __future__ import annotations

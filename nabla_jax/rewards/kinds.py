@@ -1,13 +1,13 @@
 """What kind of reward a reward model gives: static settings, hashable, so they are part of a jitted program.
 
-- ``outcome``: a sequence classifier's raw score at the last real token (Skywork-style; the judge reward too).
-- ``process``: a step-level PRM (the Qwen2.5-Math-PRM layout). A step ends at a token listed in
-  ``step_end_ids`` and at the response's last token. With ``separator_id`` set, the separator token is inserted
-  after each step and the PRM is read there (Qwen2.5-Math-PRM); without it the PRM is read at the step-end token
-  itself (a PRM trained that way, like the testbed's newline-ended lines). A step's score is the probability of
-  label 1; the response's reward aggregates the step scores by ``aggregate``.
+- ``outcome``: a sequence classifier's raw score at the last real token (the judge reward too).
+- ``process``: a step-level PRM. A step ends at a token of ``step_end_ids`` and at the response's last token; the
+  PRM is read at an inserted ``separator_id`` when one is set, else at the step-end token. A step's score is the
+  probability of label 1; ``aggregate`` combines the step scores.
 - ``likelihood``: a causal LM's length-normalised log-probability of the response given the prompt, each token's
-  log-probability floored at ``clip`` when set ("a stronger model as verifier").
+  floored at ``clip`` when set.
+
+Examples of each layout: docs/design-notes.md.
 """
 
 from __future__ import annotations

@@ -1,31 +1,30 @@
 """Reward models by name: a classifier or PRM checkpoint, ``likelihood:PATH`` or ``judge:PATH`` (causal LMs).
 
-The judge reward is a causal LM's own log-odds of "Yes" against "No" after a verification question::
+The judge reward is a causal LM's own log-odds of "Yes" against "No" after a verification question
+(:data:`JUDGE_QUESTION`), built as a sequence classifier whose one-label score head is the difference of the LM-head
+rows of "Yes" and "No": differentiable through soft tokens, on the policy's vocabulary, untrained, and only as good a
+verifier as the LM.
 
-    user:      Problem: {problem}\\n\\nProposed answer: {response}\\n\\nIs the proposed answer correct? Answer Yes or No.
-    assistant: <- the score is read here: logit("Yes") - logit("No") of the next token
+The likelihood reward is a causal LM's mean token log-probability of the response (EOS included) after its own chat
+template's generation prompt, each token's floored at ``clip``.
 
-It is built as a sequence classifier on the LM's own trunk whose one-label score head is the difference of the
-LM-head rows of "Yes" and "No", so it is differentiable through soft tokens like any reward model, shares the
-policy's vocabulary, and needs no training. It is only as good a verifier as the LM: a 135M model such as SmolLM2
-answers such questions barely above chance.
-
-The likelihood reward is a causal LM's mean token log-probability of the response (EOS included) after its own
-chat template's generation prompt, each token's log-probability floored at ``clip``: a stronger LM as verifier.
+The judge's prompt in full: docs/design-notes.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 
 from nabla_jax.bundled import JUDGE_PREFIX, LIKELIHOOD_PREFIX, resolve_spec
 from nabla_jax.templates import SENTINEL, chat_messages, chat_prompt_ids, split_at_sentinel
-from nabla_jax.loading import Reward, load_policy, load_reward
+from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
 from nabla_jax.models.config import SEQUENCE_CLASSIFICATION, load_config
 from nabla_jax.rewards.kinds import LIKELIHOOD, PROCESS, UNSET, RewardKind
+from nabla_jax.rewards.model import Reward, checkpoint_reward
 
 JUDGE_QUESTION = "Is the proposed answer correct? Answer Yes or No."
 QWEN_PRM_SEPARATOR = "<extra_0>"
@@ -131,7 +130,7 @@ def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: 
     return RewardKind(PROCESS, aggregate=aggregate, step_end_ids=ends, separator_id=separator_id)
 
 
-def load_reward_model(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UNSET, step_split=UNSET,
+def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UNSET, step_split=UNSET,
                       clip=UNSET, dtype=None, allow_nonfinite: bool = False) -> Reward:
     """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
     source; ``clip`` floors a likelihood reward's token log-probabilities), or a reward checkpoint: a sequence
@@ -155,12 +154,11 @@ def load_reward_model(spec: str, policy=None, mesh=None, aggregate=UNSET, separa
             return likelihood_reward(lm, reading_options(name, **given)["clip"])
     options = reading_options(spec, **given)
     aggregate, separator, step_split = options["aggregate"], options["separator"], options["step_split"]
-    config = None  # a GGUF file, a bundled name or a bad path: load_reward says what it is
+    config = None  # a GGUF file, a bundled name or a bad path: checkpoint_reward says what it is
     if os.path.isfile(os.path.join(spec, "config.json")):
         config = load_config(spec)
     if config is not None and config.is_process_reward:
-        reward = load_reward(spec, dtype, kind=RewardKind(PROCESS, separator_id=0), **checked)
+        reward = checkpoint_reward(spec, RewardKind(PROCESS, separator_id=0), dtype, **checked)
         kind = process_kind(reward.tokenizer, reward.config.vocab_size, aggregate, separator, step_split, spec)
-        return Reward(reward.config, reward.params, reward.tokenizer, reward.source, kind=kind)
-    return load_reward(spec, dtype, **checked)
-
+        return dataclasses.replace(reward, kind=kind)
+    return checkpoint_reward(spec, RewardKind(), dtype, **checked)

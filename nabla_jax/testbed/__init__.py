@@ -1,5 +1,7 @@
 """The testbed: a synthetic multi-step arithmetic task with exact answers, and a small policy / reward model pair
-trained on it (shipped under ``models/``), so the method can be seen working on two CPU cores in minutes."""
+trained on it (shipped under ``models/``), so the method can be seen working on two CPU cores in minutes. The
+package holds what decoding and evaluation need (the task, its grader, the shipped models); the training recipes,
+the token encoding they use and the measurements live in ``experiments/testbed/``."""
 
 import os
 

@@ -1,5 +1,5 @@
-"""The testbed registers itself with the evaluation: its benchmark file and its strict grader (imported by
-:mod:`nabla_jax.evaluation`, so ``--benchmark testbed`` is always known)."""
+"""The testbed's plug-in for the evaluation: its benchmark file and its strict grader, added by :func:`register`
+(which the package root calls, so ``--benchmark testbed`` is always known)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def testbed_answer(text: str) -> str | None:
 
 
 GRADER = Grader("testbed", testbed_answer, numbers_equal)
-register_grader(GRADER)
-# exact integer answers on a final "#### N" line
-register_benchmark("testbed", TEST_JSONL, grader="testbed")
+
+
+def register() -> None:
+    """Add the testbed's grader and benchmark (exact integer answers on a final "#### N" line) to the registries."""
+    register_grader(GRADER)
+    register_benchmark("testbed", TEST_JSONL, grader="testbed")

@@ -1,7 +1,7 @@
 """Assertions shared by the theory tests: a check passes when none of its rows fails, and a mutation test
 passes when the same rows, computed for a broken subject, do fail."""
 
-from nabla_jax.theory.report import all_passed, format_table
+from experiments.theory.report import all_passed, format_table
 
 
 def assert_all_pass(rows):

@@ -3,8 +3,8 @@
 import jax
 import pytest
 
-from nabla_jax.theory import gaussian, samplers
-from nabla_jax.theory.checks import tc1_gaussian as tc1
+from experiments.theory import gaussian, samplers
+from experiments.theory.checks import tc1_gaussian as tc1
 from tests.theory.checking import assert_all_pass, assert_detects
 
 CONFIG = tc1.FAST

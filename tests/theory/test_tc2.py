@@ -3,9 +3,9 @@
 import jax
 import pytest
 
-from nabla_jax.theory.compilation import quick_compilation
-from nabla_jax.theory import fokker_planck, mixture_1d, samplers
-from nabla_jax.theory.checks import tc2_fokker_planck as tc2
+from experiments.theory import fokker_planck, mixture_1d, samplers
+from experiments.theory.checks import tc2_fokker_planck as tc2
+from experiments.theory.compilation import quick_compilation
 from tests.theory.checking import assert_all_pass, assert_detects
 
 CONFIG = tc2.FAST

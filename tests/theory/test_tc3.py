@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.theory import tabular
-from nabla_jax.theory.checks import tc3_tabular as tc3
+from experiments.theory import tabular
+from experiments.theory.checks import tc3_tabular as tc3
 from tests.theory.checking import assert_all_pass, assert_detects
 
 

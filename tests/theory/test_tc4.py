@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from nabla_jax.theory.compilation import quick_compilation
-from nabla_jax.theory import discrete_langevin, toy_models
-from nabla_jax.theory.checks import tc4_discrete_sampler as tc4
-from nabla_jax.theory.report import all_passed
+from experiments.theory import discrete_langevin, toy_models
+from experiments.theory.checks import tc4_discrete_sampler as tc4
+from experiments.theory.compilation import quick_compilation
+from experiments.theory.report import all_passed
 from tests.theory.checking import assert_all_pass, assert_detects
 
 CONFIG = tc4.FAST

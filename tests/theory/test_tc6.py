@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 
+from experiments.theory import toy_models
+from experiments.theory.checks import tc6_straight_through as tc6
 from nabla_jax.dto.straight_through import straight_through_onehot
-from nabla_jax.theory import toy_models
-from nabla_jax.theory.checks import tc6_straight_through as tc6
 from tests.theory.checking import assert_all_pass, assert_detects
 
 CONFIG = tc6.FAST
