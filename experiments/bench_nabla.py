@@ -51,7 +51,7 @@ def main() -> None:
 
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
     from nabla_jax.compile_count import compile_requests
-    from tests.nabla_reference import reference_decode
+    from tests.support.nabla_reference import reference_decode
 
     policy, reward = small_models()
     config = NablaConfig.from_settings(max_new_tokens=args.max_new_tokens, max_n_generations=4, max_iters=5,

@@ -23,7 +23,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest
 
-from tests.hf_models import make_torch_model, save_torch_model
+from tests.support.hf_models import make_torch_model, save_torch_model
 
 
 @pytest.fixture(scope="session")

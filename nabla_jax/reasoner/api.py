@@ -147,7 +147,7 @@ class NablaReasoner:
         mesh = params_mesh(self.models.lm_params)
         if config.carry_prefix and mesh is not None and mesh.size > 1:
             # on a multi-device mesh the prefix is rebuilt: the carried cache's extension loop deadlocked XLA CPU's
-            # collectives on an 8-device data/fsdp/tensor mesh (tests/test_sharding.py); the records are the same
+            # collectives on an 8-device data/fsdp/tensor mesh (tests/sharding/test_sharding.py); the records are the same
             config = dataclasses.replace(config, carry_prefix=False)
         if not batch_cond:
             return decode_batch(self.models, config, spec, self.rm_pad, problems, batch_cond=False)

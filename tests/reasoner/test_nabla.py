@@ -9,7 +9,7 @@ import nabla_jax
 from nabla_jax.reasoner import NablaConfig, NablaReasoner
 from nabla_jax.reasoner.phases import commit, first_selected
 from nabla_jax.reasoner.state import NablaState, empty_events, empty_stats
-from tests.nabla_reference import reference_decode
+from tests.support.nabla_reference import reference_decode
 
 PROMPTS = ["12+7=?", "what is 3*4", "Compute 5-2 step by step", "x"]
 SMALL = dict(

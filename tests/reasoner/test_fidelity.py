@@ -155,7 +155,7 @@ def test_bfloat16_dto_end_to_end_keeps_large_logits_where_float32_moves_them(hf_
     """dto_optimize with dto_dtype bfloat16: variables stay bfloat16, and a first-position logit of magnitude above
     4 ends where it started, while the float32 run moves it."""
     from nabla_jax.dto import DTOConfig, dto_optimize
-    from tests.test_dto_common import CASES, build_problem, load_pair, rollout_init
+    from tests.support.dto_common import CASES, build_problem, load_pair, rollout_init
 
     policy, reward, models = load_pair(hf_checkpoint)
     prompt, committed, ahead_text = CASES[0]
@@ -176,7 +176,7 @@ def test_official_budget_check_runs_one_iteration_at_one_generation(hf_checkpoin
     """``budget_check="after"`` (the official loop): at max_n_generations=1 one DTO run and one proposal still
     happen, equal to the eager reference. (``"before"``, ours and the default, stops at the first rollout: the
     budget tests of test_nabla.py.)"""
-    from tests.test_nabla import PROMPTS, SMALL, assert_matches_reference
+    from tests.reasoner.test_nabla import PROMPTS, SMALL, assert_matches_reference
 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = nabla_jax.load_reward(hf_checkpoint("llama_cls")[0])

@@ -33,7 +33,7 @@ from nabla_jax.generation.queue import batch_rollouts, queue_rollouts
 from nabla_jax.generation.rollouts import rollout_rows as batch_native
 from nabla_jax.loading import load_policy
 from nabla_jax.models import decoder
-from tests.hf_models import CAUSAL_SPECS
+from tests.support.hf_models import CAUSAL_SPECS
 
 N_NEW = 24
 PROMPTS = ["What is 2+2? Answer briefly.", "Name three colours."]  # 47 and 38 chat tokens: one bucket (64)

@@ -9,7 +9,7 @@ import unicodedata
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT  # noqa: E402
 PAGES = ["README.md", "experiments/README.md", "experiments/archive/README.md", "experiments/theory/README.md"]
 PAGES += sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 README_MAX_LINES = 300

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT  # noqa: E402
 
 
 def read_layers() -> list[tuple[str, list[str]]]:

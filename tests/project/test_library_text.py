@@ -6,7 +6,7 @@ import ast
 import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT  # noqa: E402
 PACKAGES = ("nabla_jax", "convert")
 DOCSTRING_MAX_WORDS = 130
 TEXT_SUFFIXES = (".py", ".md")  # the library's prose; data files (benchmarks, configs, weights) are not checked

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from nabla_jax.cli import main
-from tests.test_compile_cache import ROOT, _environment, _records
+from tests.commands.test_compile_cache import ROOT, _environment, _records
 
 
 def test_ctrl_c_exits_130_with_a_message_and_the_rerun_resumes_exactly(tmp_path):

@@ -22,7 +22,7 @@ from nabla_jax.dto import (
 from nabla_jax.dto.optimizer import lr_schedule
 from nabla_jax.templates import reward_pad_id
 from nabla_jax.models import decoder
-from tests.test_dto_common import load_pair
+from tests.support.dto_common import load_pair
 
 
 def test_config_defaults_are_the_official_scripts():

@@ -23,7 +23,7 @@ from nabla_jax.dto import (
 from nabla_jax.dto.prefix_cache import lm_ahead_logprobs, rm_ahead_reward
 from nabla_jax.rewards import Reward
 from nabla_jax.models import decoder
-from tests.test_dto_common import (
+from tests.support.dto_common import (
     FAST_COMPILE,
     build_problem,
     cases,

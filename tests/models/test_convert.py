@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 import nabla_jax
 from convert.gguf_file import unpermute_rows
 from nabla_jax.cli import main as cli_main
-from tests.test_model_parity import padded_batch, torch_outputs
+from tests.models.test_model_parity import padded_batch, torch_outputs
 
 
 def leaves_identical(a, b) -> bool:

@@ -1,9 +1,9 @@
 """Run every method on one device and on several meshes; print one JSON summary per placement.
 
-Run by ``tests/test_sharding.py`` in a subprocess, because the 8 host devices (``XLA_FLAGS``) must be set before
+Run by ``tests/sharding/test_sharding.py`` in a subprocess, because the 8 host devices (``XLA_FLAGS``) must be set before
 JAX starts::
 
-    python tests/sharding_check.py POLICY_DIR REWARD_DIR BENCHMARK OUT_DIR "data=8:generation,eval" ...
+    python tests/support/sharding_check.py POLICY_DIR REWARD_DIR BENCHMARK OUT_DIR "data=8:generation,eval" ...
 
 The baseline is the same code on a 1-device mesh (the first device). Every run uses the same inputs, so two
 summaries must agree: token ids and counters exactly, floats to rounding. Compilation dominates the time, so

@@ -1,5 +1,5 @@
 """The testbed's grading: strict and exact on the final ``#### N`` line. (The shipped checkpoints' parity with
-transformers is in tests/test_testbed.py.)"""
+transformers is in tests/testbed/test_testbed.py.)"""
 
 from nabla_jax.evaluation.grading import get_grader
 from nabla_jax.testbed.task import extract_answer

@@ -1,5 +1,5 @@
 """Sharding: the rules (in process) and every method on 8 host devices against one device (in a subprocess, since
-the device count is fixed when JAX starts; see tests/sharding_check.py)."""
+the device count is fixed when JAX starts; see tests/support/sharding_check.py)."""
 
 import json
 import os
@@ -24,6 +24,7 @@ from nabla_jax.sharding import (
     shard_batch,
     shard_params,
 )
+from tests.support import ROOT
 
 # mesh -> what runs on it (compilation dominates, so all three axes at once get everything, the others a part)
 MESHES = {
@@ -139,13 +140,13 @@ def test_mesh_specs_parse_and_place_on_one_device():
 
 @pytest.fixture(scope="module")
 def placements(hf_checkpoint, tmp_path_factory):
-    """The summaries of tests/sharding_check.py: ``{"single": ..., mesh: ...}``."""
+    """The summaries of tests/support/sharding_check.py: ``{"single": ..., mesh: ...}``."""
     root = tmp_path_factory.mktemp("sharding")
     bench = root / "tiny.jsonl"
     bench.write_text("".join(json.dumps({"id": i, "problem": p, "answer": a}) + "\n" for i, p, a in PROBLEMS))
     env = dict(os.environ, JAX_PLATFORMS="cpu", TOKENIZERS_PARALLELISM="false",
                XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
-    script = os.path.join(os.path.dirname(__file__), "sharding_check.py")
+    script = os.path.join(ROOT, "tests", "support", "sharding_check.py")
     run = subprocess.run(
         [sys.executable, script, hf_checkpoint("llama")[0], hf_checkpoint("llama_cls")[0], str(bench), str(root),
          *(f"{mesh}:{','.join(parts)}" for mesh, parts in MESHES.items())], env=env, capture_output=True, text=True,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT  # noqa: E402
 MODULE = "experiments.device_check"  # run as ``python -m experiments.device_check`` from the repository root
 PARTS = ("parity", "generation", "dto", "nabla", "memory", "compile")
 

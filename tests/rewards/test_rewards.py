@@ -23,8 +23,8 @@ from nabla_jax.rewards.inputs import prefix_input
 from nabla_jax.rewards.loaders import likelihood_reward
 from nabla_jax.rewards.readout import input_values
 from nabla_jax.rewards.scoring import response_step_scores, score_batch
-from tests.hf_models import BASE
-from tests.nabla_reference import python_reward_input
+from tests.support.hf_models import BASE
+from tests.support.nabla_reference import python_reward_input
 
 TOL = 1e-4
 SEPARATOR, SPLIT = "|", "\n"
@@ -362,7 +362,7 @@ def test_extending_a_prefix_cache_equals_building_it(hf_checkpoint, prm_dir, kin
 @pytest.mark.parametrize("kind", ["process", "likelihood"])
 def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_checkpoint, prm_dir, kind):
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
-    from tests.test_nabla import PROMPTS, SMALL, assert_matches_reference
+    from tests.reasoner.test_nabla import PROMPTS, SMALL, assert_matches_reference
 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = reward_of_kind(hf_checkpoint, prm_dir, kind)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT  # noqa: E402
 EVAL = ["eval", "--benchmark", "testbed", "--limit", "2", "--max-new-tokens", "8", "--no-progress",
         "--method", "greedy,sc@2", "--policy", "testbed:policy"]
 COUNT = ("import sys, json\n"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nabla_jax
-from tests.hf_models import CAUSAL_SPECS, CLASSIFIER_SPECS
+from tests.support.hf_models import CAUSAL_SPECS, CLASSIFIER_SPECS
 
 TOL = 1e-4
 

@@ -7,7 +7,7 @@ import pytest
 
 from nabla_jax.cli import main
 from nabla_jax.evaluation.sweep import cells, read_spec
-from tests.test_eval_run import VOLATILE
+from tests.evaluation.test_eval_run import VOLATILE
 
 SPEC = """
 out = "{out}"

@@ -22,7 +22,7 @@ from nabla_jax.dto import (
 )
 from nabla_jax.dto.api import raise_if_nonfinite
 from nabla_jax.models import decoder
-from tests.test_dto_common import AHEAD, FAST_COMPILE, CASES, cases, load_pair, max_diff, rollout_init
+from tests.support.dto_common import AHEAD, FAST_COMPILE, CASES, cases, load_pair, max_diff, rollout_init
 
 CONFIG = DTOConfig(max_iters=6, learning_rate=0.1)  # official "first" + "logits", short and fast
 TARGET = 43  # the token the constructed reward prefers

@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from nabla_jax.distributed import Processes, initialize, launched_by_cluster
-from tests.test_eval_run import VOLATILE, subprocess_env, write_benchmark
+from tests.evaluation.test_eval_run import VOLATILE, subprocess_env, write_benchmark
 
 TIMEOUT = 240
 
