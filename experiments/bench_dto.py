@@ -44,6 +44,7 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
+    from nabla_jax.compile_count import compile_requests
     from nabla_jax.dto import DTOConfig, build_prefix_cache, dto_init, dto_step, make_models, make_problem, stack
     from nabla_jax.models import decoder
     from nabla_jax.models.config import DecoderConfig, load_config
@@ -84,7 +85,7 @@ def main() -> None:
         print(f"{p:>8} {t_cache * 1e3:>11.1f} ms {t_full * 1e3:>13.1f} ms {t_full / t_cache:>6.2f}x "
               f"{t_prefix * 1e3:>21.1f} ms {per_call:>22.2f}x")
         cached_state, caches_kept, problems_kept = state, caches, problems
-    print(f"   T = {config.max_iters}; compiled step programs: {step._cache_size()} "
+    print(f"   T = {config.max_iters}; compiled step programs: {compile_requests('dto_step')} "
           "(one per prompt length, with and without the cache)")
 
     print()

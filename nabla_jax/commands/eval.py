@@ -5,6 +5,7 @@ from __future__ import annotations
 from nabla_jax.bundled import POLICY_HELP
 from nabla_jax.commands.parsing import add_allow_nonfinite, finite_float, int_list, seed_list
 from nabla_jax.commands.reward_args import REWARD_HELP, add_reward_arguments, reward_options
+from nabla_jax.evaluation.options import OPTIONS, check_option
 from nabla_jax.presets import PRESETS
 from nabla_jax.reasoner.config import setting_default
 
@@ -55,8 +56,10 @@ def register(subparsers) -> None:
     parser.add_argument("--instruction", default="none",
                         help="text appended to each problem after a blank line, or a preset: "
                         + ", ".join(INSTRUCTIONS) + " (default none, as the paper)")
-    parser.add_argument("--wbon-temperature", type=finite_float, default=1.0,
-                        help="weighted best-of-N weights softmax(reward / T) (default 1)")
+    for option in OPTIONS.values():
+        kind = int if option.integer else finite_float
+        parser.add_argument(f"--{option.name.replace('_', '-')}", type=kind, default=option.default,
+                            help=f"{option.help} (default {option.default})")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the stored dtype")
     add_allow_nonfinite(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="problems per batch (default 8)")
@@ -153,12 +156,11 @@ def run(args) -> int:
 
     config = eval_config(args)  # bad settings fail here, naming the setting
     settings = DecodeSettings.of(config, args.system, instruction)
-    if args.wbon_temperature <= 0:
-        raise ValueError(f"--wbon-temperature must be > 0, got {args.wbon_temperature}")
+    chosen = {name: check_option(name, getattr(args, name), "--" + name.replace("_", "-")) for name in OPTIONS}
     ns = int_list(args.n, "--n")
     if min(ns) < 1:
         raise ValueError(f"--n values must be >= 1, got {args.n}")
-    options = {"wbon_temperature": args.wbon_temperature, "nabla": config}
+    options = {**chosen, "nabla": config}
     processes = initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
     mesh = None
     if args.mesh:

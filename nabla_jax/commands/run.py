@@ -30,7 +30,7 @@ def config_option_type(name: str):
     default = setting_default(name)
     if isinstance(default, bool):
         return _bool
-    if name.endswith("_threshold") or name == "rollout_repetition_penalty":
+    if name.endswith("_threshold") or name in ("rollout_repetition_penalty", "mix_beta"):
         return _optional_float
     if isinstance(default, int):
         return int

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from nabla_jax.evaluation.accounting import ZERO, Cost, total
 from nabla_jax.evaluation.context import Candidate, EvalContext
 from nabla_jax.evaluation.datasets import Problem
+from nabla_jax.evaluation.options import option
 from nabla_jax.generation import SamplingConfig
 
 
@@ -105,7 +106,7 @@ def _select_bon(ctx, candidates):
 
 def _select_wbon(ctx, candidates):
     """Vote weighted by softmax(reward / T) over the candidates with a finite reward."""
-    tau = float(ctx.options.get("wbon_temperature", 1.0))
+    tau = option(ctx.options, "wbon_temperature")
     finite = [math.isfinite(c.reward) for c in candidates]
     if not any(finite):
         return None
@@ -152,6 +153,6 @@ BASELINES = (
         True,
         True,
         "weighted best-of-N: vote weighted by softmax(reward / T)",
-        lambda options: {"wbon_temperature": float(options.get("wbon_temperature", 1.0))},
+        lambda options: {"wbon_temperature": option(options, "wbon_temperature")},
     ),
 )

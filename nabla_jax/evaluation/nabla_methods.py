@@ -11,15 +11,17 @@ from __future__ import annotations
 from nabla_jax.evaluation.accounting import Cost
 from nabla_jax.evaluation.context import Candidate
 from nabla_jax.evaluation.methods import MethodSpec, Outcome
+from nabla_jax.evaluation.options import option
 from nabla_jax.reasoner import NablaConfig, NablaReasoner
 
 STATS = ("rollouts", "proposals", "rejections", "acceptance_tests", "dto_runs", "dto_full_steps", "dto_cached_steps",
          "selector_passes", "skipped_tokens", "budget_tokens", "nonfinite")
+MIX_STATS = STATS + ("verifier_passes",)
 
 
 # settings each nabla method takes from the evaluation (its decoding settings, --n and the method's name)
 SET_BY_EVAL = ("max_new_tokens", "rollout_temperature", "rollout_top_k", "rollout_top_p", "rollout_repetition_penalty",
-               "max_n_generations", "use_dto")
+               "max_n_generations", "use_dto", "mix_beta")
 
 
 def base_config(options: dict) -> NablaConfig:
@@ -30,18 +32,19 @@ def base_config(options: dict) -> NablaConfig:
     return config
 
 
-def nabla_config(ctx, n: int, use_dto: bool) -> NablaConfig:
+def nabla_config(ctx, n: int, use_dto: bool, mix: bool = False) -> NablaConfig:
     s = ctx.settings
     return base_config(ctx.options).replace(
-        max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout=s.sampling, use_dto=use_dto
+        max_n_generations=n, max_new_tokens=s.max_new_tokens, rollout=s.sampling, use_dto=use_dto,
+        mix_beta=option(ctx.options, "mix_beta") if mix else None,
     )
 
 
-def _run(use_dto: bool):
+def _run(use_dto: bool, mix: bool = False):
     def run(ctx, problems, seed, ns):
         out = [{} for _ in problems]
         for n in ns:
-            config = nabla_config(ctx, n, use_dto)
+            config = nabla_config(ctx, n, use_dto, mix)
             key = ("nabla", config)
             if key not in ctx.cache:
                 ctx.cache[key] = NablaReasoner(ctx.policy, ctx.reward, config)
@@ -61,7 +64,7 @@ def _run(use_dto: bool):
                     error = (f"NaN/inf met {st['nonfinite']} times (rollout logits, DTO loss or gradient, or an "
                              "acceptance reward): the answer is suspect")
                 out[i][n] = Outcome(result.text, candidate.answer, [candidate], cost, st["wall_time_s"], 0,
-                                    {k: st[k] for k in STATS}, error)
+                                    {k: st[k] for k in (MIX_STATS if mix else STATS)}, error)
         return out
 
     return run
@@ -77,4 +80,7 @@ NABLA_METHODS = (
     MethodSpec("nabla", _run(True), True, True, "∇-Reasoner, budget max_n_generations=N", settings=_settings),
     MethodSpec("nabla_no_dto", _run(False), True, True, "∇-Reasoner without DTO (blind resampling), budget N",
                settings=_settings),
+    MethodSpec("mix", _run(False, mix=True), True, True,
+               "the ∇-Reasoner's loop with DTO replaced by sampling from log pi + beta * log p_verifier, budget N",
+               settings=lambda options: {**_settings(options), "mix_beta": option(options, "mix_beta")}),
 )

@@ -20,6 +20,7 @@ import re
 import tomllib
 
 from nabla_jax.evaluation.context import DecodeSettings
+from nabla_jax.evaluation.options import OPTIONS, check_option
 from nabla_jax.reasoner.config import NablaConfig, setting_names
 
 TOP_LEVEL = {"out", "benchmark", "policy", "reward", "seeds", "limit", "problems", "n", "batch_size", "decode",
@@ -111,11 +112,10 @@ def check_cell(path: str, cell: Cell) -> None:
         if key in s:
             _integer(f"{at} {key}", s[key])
     decode = {k: _none(v) for k, v in s.get("decode", {}).items()}
-    _fields(f"{at} [decode]", decode, [f.name for f in dataclasses.fields(DecodeSettings)] + ["wbon_temperature"])
-    wbon = decode.pop("wbon_temperature", 1.0)
-    _finite(f"{at} [decode] wbon_temperature", wbon)
-    if wbon <= 0:
-        raise ValueError(f"{at} [decode] wbon_temperature must be > 0, got {wbon!r}")
+    _fields(f"{at} [decode]", decode, [f.name for f in dataclasses.fields(DecodeSettings)] + list(OPTIONS))
+    for name in OPTIONS:
+        if name in decode:
+            check_option(name, decode.pop(name), f"{at} [decode] {name}")
     _integer(f"{at} [decode] max_new_tokens", decode.get("max_new_tokens", 1))
     for key in ("temperature", "top_p", "repetition_penalty"):
         if key in decode:
@@ -189,14 +189,15 @@ def run_cell(cell: Cell, progress: bool = True) -> int:
 
     s = cell.settings
     ns = s.get("n", [8])
-    decode = {k: _none(v) for k, v in s.get("decode", {}).items() if k != "wbon_temperature"}
+    decode = {k: _none(v) for k, v in s.get("decode", {}).items() if k not in OPTIONS}
+    chosen = {k: v for k, v in s.get("decode", {}).items() if k in OPTIONS}
     return run_eval(
         s["benchmark"], s.get("method", "greedy"), s["policy"], s.get("reward"),
         out=cell.directory, seeds=s.get("seeds", [0]), ns=ns if isinstance(ns, list) else [ns], limit=s.get("limit"),
         problems=s.get("problems"),
         settings=DecodeSettings(**decode), dtype=s.get("dtype"), batch_size=s.get("batch_size", 8),
         max_rows=s.get("max_rows", 64), progress=progress,
-        options={"wbon_temperature": s.get("decode", {}).get("wbon_temperature", 1.0),
+        options={**chosen,
                  "nabla": NablaConfig.from_settings(**{k: _none(v) for k, v in s.get("nabla", {}).items()})},
         reward_options={k: _none(v) for k, v in s.get("reward_options", {}).items()},
     )

@@ -11,18 +11,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from nabla_jax.dto.models import dto_models
-from nabla_jax.generation.buckets import bucket_length, bucket_rows, chunks, queue_length, round_up, slot_rows
+from nabla_jax.generation.buckets import bucket_length, chunks, slot_rows
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
-from nabla_jax.reasoner.problem import NablaProblem, make_nabla_problem
+from nabla_jax.reasoner.problem import NablaProblem, encode_problems, stack_problems
 from nabla_jax.reasoner.queue import decode_queue
 from nabla_jax.reasoner.state import NablaState
+from nabla_jax.rewards.kinds import LIKELIHOOD
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
-from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.sharding import params_mesh
 from nabla_jax.seeds import seed_key
-from nabla_jax.templates import chat_prompt_ids, pad_token_id, reward_input_template, reward_pad_id, to_reward_ids
+from nabla_jax.templates import pad_token_id, reward_input_template, reward_pad_id, to_reward_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,10 @@ class NablaReasoner:
             raise ValueError("the ∇-Reasoner needs a reward model (load one with nabla_jax.load_reward)")
         if policy.tokenizer is None or reward.tokenizer is None:
             raise ValueError("the policy and the reward model need tokenizers (chat templates) to build prompts")
+        if config.mix_beta is not None and reward.kind.name != LIKELIHOOD:
+            raise ValueError(f"the mixture control (mix_beta) mixes in a verifier LM's next-token distribution: it "
+                             f"needs a likelihood reward (likelihood:PATH), and {reward.source} is a "
+                             f"{reward.kind.name} reward, which has none")
         if config.rollout.repetition_penalty is None:  # as the official rollouts: from generation_config.json
             penalty = getattr(policy, "generation", None)
             config = config.replace(rollout_repetition_penalty=(penalty.repetition_penalty if penalty else None) or 1.0)
@@ -69,27 +74,7 @@ class NablaReasoner:
 
     def encode(self, prompts: Sequence[str], system: str | None = None):
         """Per prompt: (policy prompt ids, reward template prefix ids, reward template postfix ids)."""
-        cfg = self.config
-        encoded = []
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, str) or not prompt:
-                raise ValueError(f"prompt {i} must be a non-empty string")
-            ids = chat_prompt_ids(self.policy.tokenizer, prompt, system)
-            limit = self.policy.config.max_position_embeddings
-            if len(ids) + cfg.max_new_tokens > limit:
-                raise ValueError(
-                    f"prompt {i} has {len(ids)} tokens; with max_new_tokens={cfg.max_new_tokens} it exceeds the "
-                    f"policy's context of {limit} positions"
-                )
-            prefix, postfix = reward_input_template(self.reward, prompt)
-            reward_limit = self.reward.config.max_position_embeddings
-            if self.reward.kind.input_slots(len(prefix), cfg.max_new_tokens, len(postfix)) > reward_limit:
-                raise ValueError(
-                    f"prompt {i}: the reward template ({len(prefix) + len(postfix)} tokens) plus max_new_tokens="
-                    f"{cfg.max_new_tokens} exceeds the reward model's context of {reward_limit} positions"
-                )
-            encoded.append((ids, prefix, postfix))
-        return encoded
+        return encode_problems(self.policy, self.reward, prompts, self.config.max_new_tokens, system)
 
     def generate(
         self,
@@ -125,20 +110,8 @@ class NablaReasoner:
         return results
 
     def stack_problems(self, encoded, problem_ids, base_key, queue: bool = True) -> NablaProblem:
-        """The problems stacked ``[Q]``, padded to shared sizes; Q is :func:`queue_length` for a queue (repeats of the
-        first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every
-        row). ``encoded`` comes from :meth:`encode`; problem i's key is ``fold_in(base_key, problem_ids[i])``."""
-        sizes = (
-            bucket_length(max(len(ids) for ids, _, _ in encoded)) + self.config.max_new_tokens,
-            round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
-            round_up(max(len(postfix) for _, _, postfix in encoded), 8),
-        )
-        keys = [jax.random.fold_in(base_key, i) for i in problem_ids]
-        problems = [make_nabla_problem(*e, sizes, key) for e, key in zip(encoded, keys)]
-        length = queue_length(len(problems)) if queue else bucket_rows(len(problems), 1 << 30)
-        problems += [problems[0]] * (length - len(problems))
-        batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
-        return shard_batch(batch, params_mesh(self.models.lm_params))
+        """:func:`~nabla_jax.reasoner.problem.stack_problems` at this decoder's ``max_new_tokens``."""
+        return stack_problems(self.models, encoded, problem_ids, base_key, self.config.max_new_tokens, queue)
 
     def _decode(self, problems: NablaProblem, count: int, spec, batch_size: int, batch_cond: bool) -> NablaState:
         """Final states ``[Q]``: a queue decoded by ``batch_size`` row slots, or (``batch_cond=False``) the vmapped

@@ -39,6 +39,9 @@ class NablaConfig:
     max_new_tokens: int = 1024
     rejection_sampling: bool = True
     use_dto: bool = True
+    # the gradient-free control: with use_dto off and a likelihood reward, the proposal samples from
+    # softmax((rollout logits + mix_beta * log p_verifier(next token)) / resample temperature); None: off
+    mix_beta: float | None = None
     # "before" each iteration (ours: max_n_generations=1 is the first rollout alone) or "after" it (the official
     # loop: one DTO run and one proposal happen even at max_n_generations=1; larger budgets behave the same)
     budget_check: str = "before"
@@ -150,5 +153,11 @@ def validate(config: NablaConfig) -> None:
     for section, kind in (("dto", DTOConfig), ("rollout", SamplingConfig), ("resample", SamplingConfig)):
         if not isinstance(getattr(config, section), kind):
             raise TypeError(f"NablaConfig.{section} must be a {kind.__name__}, got {getattr(config, section)!r}")
+    if config.mix_beta is not None:
+        if isinstance(config.mix_beta, bool) or not isinstance(config.mix_beta, (int, float)) or not (
+                math.isfinite(config.mix_beta) and config.mix_beta >= 0):
+            raise ValueError(f"NablaConfig.mix_beta must be None (off) or a finite number >= 0, got {config.mix_beta!r}")
+        if config.use_dto:
+            raise ValueError("NablaConfig.mix_beta replaces DTO's proposal: set use_dto=False with it")
     if config.resample.repetition_penalty not in (None, 1.0):
         raise ValueError("NablaConfig.resample.repetition_penalty must be 1 (a proposal has no history to penalise)")

@@ -219,7 +219,7 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
     selector's first step; returns the state and the first ahead token's optimised logits (the rollout's own with
     ``use_dto=False``: blind resampling)."""
     if not k.cfg.use_dto:
-        return state, logits[:, 0]
+        return mixture(k, problems, state, logits[:, 0]) if k.cfg.mix_beta is not None else (state, logits[:, 0])
     stepping = ~state.done
     state = refresh_prefix(k, problems, state, stepping, logits)
 
@@ -250,6 +250,20 @@ def optimise(k: Kernel, problems: NablaProblem, state: NablaState, logits, seed:
         flops=jnp.where(stepping, flops(problems, state, ran), 0.0),
     )
     return state, first_logits
+
+
+def mixture(k: Kernel, problems: NablaProblem, state: NablaState, first_logits):
+    """3'. The gradient-free control: the first ahead token's logits plus ``mix_beta`` times the verifier's
+    next-token log-probabilities (one verifier pass per stepping problem)."""
+    stepping = ~state.done
+
+    def run(problems, state):
+        return jax.vmap(lambda p, s: phases.verifier_logprobs(k.models, p, s, k.rm_pad))(problems, state)
+
+    logprobs = when_any_rows(stepping, run, k.chunk, problems, state)
+    flops = jax.vmap(lambda p, s: phases.reward_prefix_flops(k.models, p, s))(problems, state)
+    state = _add(state, verifier_passes=stepping, flops=jnp.where(stepping, flops, 0.0))
+    return state, first_logits + k.cfg.mix_beta * jnp.where(stepping[:, None], logprobs, 0.0)
 
 
 def propose(k: Kernel, problems: NablaProblem, state: NablaState, first_logits) -> tuple[NablaState, Proposal]:

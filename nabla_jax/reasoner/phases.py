@@ -147,6 +147,19 @@ def extended_reward_prefix(models: ModelPair, problem: NablaProblem, state: Nabl
     return extend_reward_prefix(models, dto_problem(models, problem, state, rm_pad), state.prefix, old, window)
 
 
+def verifier_logprobs(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int) -> jax.Array:
+    """``[V_policy]`` the likelihood reward's LM's log-probability of each next token after its template and the
+    committed response (one forward over that prefix), indexed by policy id: the mixture control's second term."""
+    dto = dto_problem(models, problem, state, rm_pad)
+    ids, length = dto.rm_prefix_ids, dto.rm_prefix_len
+    valid = jnp.arange(ids.shape[0]) < length
+    positions = jnp.maximum(jnp.cumsum(valid) - 1, 0)
+    hidden, _ = decoder.forward(models.rm_config, models.rm_params, decoder.embed(models.rm_params, ids[None]),
+                                positions[None], valid[None])
+    logits = decoder.lm_logits(models.rm_config, models.rm_params, hidden[0, jnp.maximum(length - 1, 0)])
+    return jax.nn.log_softmax(logits.astype(jnp.float32))[models.reward_index]
+
+
 def gradient_probe(models: ModelPair, cfg: NablaConfig, problem: NablaProblem, state: NablaState, rm_pad: int,
                    logits: jax.Array, size: int | None = None):
     """The official gradient selector, one forward/backward over the ahead tokens after ``state.prefix`` (which must

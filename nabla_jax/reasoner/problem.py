@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from nabla_jax.generation.buckets import pad_ids
+from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_ids, queue_length, round_up
 from nabla_jax.rewards import scoring
 from nabla_jax.rewards.inputs import RewardInput, reward_input
+from nabla_jax.sharding import params_mesh, shard_batch
+from nabla_jax.templates import chat_prompt_ids, reward_input_template
 
 
 class NablaProblem(NamedTuple):
@@ -35,6 +38,48 @@ def make_nabla_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[i
     )
 
 
+def encode_problems(policy, reward, prompts: Sequence[str], max_new_tokens: int, system: str | None = None):
+    """Per prompt: (policy prompt ids, reward template prefix ids, reward template postfix ids), each checked
+    against both models' contexts with ``max_new_tokens`` of response."""
+    encoded = []
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"prompt {i} must be a non-empty string")
+        ids = chat_prompt_ids(policy.tokenizer, prompt, system)
+        limit = policy.config.max_position_embeddings
+        if len(ids) + max_new_tokens > limit:
+            raise ValueError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
+                f"policy's context of {limit} positions"
+            )
+        prefix, postfix = reward_input_template(reward, prompt)
+        reward_limit = reward.config.max_position_embeddings
+        if reward.kind.input_slots(len(prefix), max_new_tokens, len(postfix)) > reward_limit:
+            raise ValueError(
+                f"prompt {i}: the reward template ({len(prefix) + len(postfix)} tokens) plus max_new_tokens="
+                f"{max_new_tokens} exceeds the reward model's context of {reward_limit} positions"
+            )
+        encoded.append((ids, prefix, postfix))
+    return encoded
+
+
+def stack_problems(models, encoded, problem_ids, base_key, max_new_tokens: int, queue: bool = True) -> NablaProblem:
+    """The problems stacked ``[Q]``, padded to shared sizes; Q is :func:`queue_length` for a queue (repeats of the
+    first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every row).
+    ``encoded`` comes from :func:`encode_problems`; problem i's key is ``fold_in(base_key, problem_ids[i])``."""
+    sizes = (
+        bucket_length(max(len(ids) for ids, _, _ in encoded)) + max_new_tokens,
+        round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
+        round_up(max(len(postfix) for _, _, postfix in encoded), 8),
+    )
+    keys = [jax.random.fold_in(base_key, i) for i in problem_ids]
+    problems = [make_nabla_problem(*e, sizes, key) for e, key in zip(encoded, keys)]
+    length = queue_length(len(problems)) if queue else bucket_rows(len(problems), 1 << 30)
+    problems += [problems[0]] * (length - len(problems))
+    batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
+    return shard_batch(batch, params_mesh(models.lm_params))
+
+
 def response_ids(problem: NablaProblem, sequence: jax.Array, reward_index) -> jax.Array:
     """``[S]`` the response part of ``sequence`` (from ``prompt_len`` on) as reward ids; slots past the buffer
     repeat its last token (they lie beyond any response length)."""
@@ -46,6 +91,16 @@ def response_reward(models, problem: NablaProblem, sequence: jax.Array, length, 
     """The reward of the response ``sequence[prompt_len : prompt_len + length]`` (EOS kept) under the reward
     template: :func:`nabla_jax.rewards.scoring.response_reward`, the function best-of-N scoring batches."""
     return scoring.response_reward(
+        models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
+        response_ids(problem, sequence, models.reward_index), length, problem.rm_postfix_ids, problem.rm_postfix_len,
+        rm_pad,
+    )
+
+
+def response_step_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int):
+    """``(last step's value, reward)`` of the response ``sequence[prompt_len : prompt_len + length]``
+    (:func:`nabla_jax.rewards.scoring.response_last_and_reward`)."""
+    return scoring.response_last_and_reward(
         models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
         response_ids(problem, sequence, models.reward_index), length, problem.rm_postfix_ids, problem.rm_postfix_len,
         rm_pad,

@@ -43,6 +43,7 @@ class Stats(NamedTuple):
     dto_cached_steps: jax.Array  # DTO steps served by the cached gradient
     dto_executed_steps: jax.Array  # DTO steps on which the models ran for this problem in its batch
     selector_passes: jax.Array  # gradient-selector forward/backward passes
+    verifier_passes: jax.Array  # the mixture proposal's verifier forward passes (mix_beta)
     skipped_tokens: jax.Array  # tokens committed by the selection test without optimisation
     budget_tokens: jax.Array  # tokens committed unoptimised when the rollout budget ran out
     iterations: jax.Array  # decoding-loop iterations this problem was active

@@ -3,7 +3,7 @@
 Model calls, two ways:
 
 - ``model_calls_official``: as the official code counts them: 1 per generated token, 4 per DTO step that ran the
-  models (LM and RM forward and backward), 2 per acceptance test.
+  models (LM and RM forward and backward), 2 per acceptance test (and 1 per verifier pass of the mixture control).
 - ``model_calls_full``: by the paper's own definition (one recurrent step or one parallel forward pass), adding
   every rollout's prefill (1 each), every gradient-selector pass (6 each) and the two frozen-prefix passes of every
   DTO call (2 each).
@@ -33,7 +33,8 @@ def problem_stats(models, state, row: int, wall_time_s: float, batch_wall_time_s
     s = {name: int(np.asarray(value)[row]) for name, value in state.stats._asdict().items() if name != "flops"}
     s["flops"] = float(np.asarray(state.stats.flops)[row])
     s["rejection_rate"] = s["rejections"] / s["proposals"] if s["proposals"] else None
-    s["model_calls_official"] = s["generated_tokens"] + 4 * s["dto_full_steps"] + 2 * s["acceptance_tests"]
+    s["model_calls_official"] = (s["generated_tokens"] + 4 * s["dto_full_steps"] + 2 * s["acceptance_tests"]
+                                 + s["verifier_passes"])
     s["model_calls_full"] = (
         s["model_calls_official"] + s["rollouts"] + 6 * s["selector_passes"] + 2 * s["dto_runs"]
     )

@@ -22,6 +22,15 @@ def response_reward(kind: RewardKind, config, params, prefix, prefix_len, respon
     return readout.score_input(kind, config, params, built.ids, built.valid, built.counted)
 
 
+def response_last_and_reward(kind: RewardKind, config, params, prefix, prefix_len, response, response_len, postfix,
+                             postfix_len, pad: int):
+    """``(the value read at the response's last step, its reward)`` from one forward pass: for a PRM the last step's
+    probability and the aggregate over all steps (what a step-level search selects by, and what it answers by)."""
+    built = inputs.reward_input(kind, prefix, prefix_len, response, response_len, postfix, postfix_len, pad)
+    acc = readout.accumulate(readout.input_values(kind, config, params, built.ids, built.valid), built.counted)
+    return acc.last, readout.finish(kind, acc)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _batch_rewards(kind, config, pad, params, prefix, prefix_len, response, response_len, postfix, postfix_len):
     one = lambda *row: response_reward(kind, config, params, *row, pad)

@@ -83,7 +83,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
                 continue
             # "from nabla_jax.x import name" also yields nabla_jax.x.name: a module there, else the package's name
             found = layer_of(target, layers)
-            if found is not None and found < own:
+            if None not in (found, own) and found < own:
                 upward.append(f"{source} ({layers[own][0]}) imports {target} ({layers[found][0]})")
     assert not upward, "imports from a layer above:\n" + "\n".join(sorted(set(upward)))
 

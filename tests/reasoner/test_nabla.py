@@ -17,7 +17,8 @@ SMALL = dict(
     confidence_threshold=0.95, grad_threshold=2.0,
 )
 COMPARED = ["rollouts", "proposals", "rejections", "acceptance_tests", "generated_tokens", "dto_runs",
-            "dto_full_steps", "dto_cached_steps", "selector_passes", "skipped_tokens", "budget_tokens", "iterations"]
+            "dto_full_steps", "dto_cached_steps", "selector_passes", "skipped_tokens", "budget_tokens", "iterations",
+            "verifier_passes"]
 
 
 @pytest.fixture(scope="module")

@@ -371,3 +371,32 @@ def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_c
     reasoner = NablaReasoner(policy, reward, NablaConfig.from_settings(**{**SMALL, "grad_threshold": None, **longer}))
     total = assert_matches_reference(reasoner, reasoner.generate(PROMPTS, seed=3, batch_size=4))
     assert total["proposals"] > total["rejections"] > 0 and total["dto_runs"] > 0
+
+
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_the_mixture_control_equals_the_eager_reference(hf_checkpoint, prm_dir, beta):
+    """mix@N: the ∇-Reasoner's loop with DTO replaced by sampling from log pi + beta * log p_verifier; at beta = 0
+    it is the loop without DTO (blind resampling), token for token."""
+    from nabla_jax.reasoner import NablaConfig, NablaReasoner
+    from tests.reasoner.test_nabla import PROMPTS, SMALL, assert_matches_reference
+
+    policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
+    reward = reward_of_kind(hf_checkpoint, prm_dir, "likelihood")
+    settings = {**SMALL, "grad_threshold": None, "max_new_tokens": 16, "use_dto": False}
+    mixed = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings, mix_beta=beta))
+    results = mixed.generate(PROMPTS, seed=3, batch_size=4)
+    total = assert_matches_reference(mixed, results)
+    assert total["verifier_passes"] > 0 and total["proposals"] > 0
+    if beta == 0.0:
+        blind = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings)).generate(PROMPTS, seed=3, batch_size=4)
+        assert [r.token_ids for r in results] == [r.token_ids for r in blind]
+
+
+def test_the_mixture_control_needs_a_likelihood_reward(hf_checkpoint, prm_dir):
+    from nabla_jax.reasoner import NablaConfig, NablaReasoner
+
+    policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
+    with pytest.raises(ValueError, match="needs a likelihood reward"):
+        NablaReasoner(policy, reward_of_kind(hf_checkpoint, prm_dir, "outcome"), NablaConfig(use_dto=False, mix_beta=1.0))
+    with pytest.raises(ValueError, match="set use_dto=False"):
+        NablaConfig(mix_beta=1.0)

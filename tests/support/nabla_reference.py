@@ -105,7 +105,7 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
     n_max = cfg.max_new_tokens
     stats = dict(rollouts=0, proposals=0, rejections=0, acceptance_tests=0, generated_tokens=0, dto_runs=0,
                  dto_full_steps=0, dto_cached_steps=0, selector_passes=0, skipped_tokens=0, budget_tokens=0,
-                 iterations=0)
+                 iterations=0, verifier_passes=0)
 
     def roll(prefix: list[int]):
         """A rollout after ``prefix`` (prompt + response so far): its tokens and latents."""
@@ -130,6 +130,17 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
         sizes = (prompt_buffer + n_max, prompt_buffer + 2 * n_max, 8)
         rm_committed, counted = python_reward_input(kind, rm_prefix, [int(reward_index[t]) for t in committed], [], False)
         return make_dto_problem(past, len(ahead), rm_committed, rm_postfix, sizes, counted)
+
+    def verifier_logprobs(past) -> np.ndarray:
+        """log p of every next token under the likelihood reward's LM, after its template and the committed
+        response, by policy id (one plain forward)."""
+        ids = list(rm_prefix) + [int(reward_index[t]) for t in past[len(prompt_ids):]]
+        n = len(ids)
+        hidden, _ = decoder.forward(models.rm_config, models.rm_params, decoder.embed(models.rm_params, jnp.asarray([ids])),
+                                    jnp.arange(n)[None], jnp.ones((1, n), bool))
+        logits = np.asarray(decoder.lm_logits(models.rm_config, models.rm_params, hidden[0, -1]), np.float64)
+        logp = logits - logits.max() - np.log(np.sum(np.exp(logits - logits.max())))
+        return logp[reward_index].astype(np.float32)
 
     def variables(latents):
         """The DTO variables of the ahead tokens, padded to ``n_max`` rows."""
@@ -178,6 +189,9 @@ def reference_decode(reasoner, prompt: str, problem_key, prompt_buffer: int = 64
             stats["dto_cached_steps"] += int(state.cached_steps[0])
         else:
             first = logits[p]
+            if cfg.mix_beta is not None:  # the mixture control: the verifier LM's next-token log-probabilities
+                first = first + cfg.mix_beta * verifier_logprobs(past)
+                stats["verifier_passes"] += 1
         key = key_for(problem_key, RESAMPLE_STREAM, len(past) - len(prompt_ids))
         token = int(sample_token(jnp.asarray(first), key, cfg.resample))
         if token != ahead[0]:
