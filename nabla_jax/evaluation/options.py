@@ -21,6 +21,7 @@ OPTIONS = {o.name: o for o in (
     MethodOption("wbon_temperature", 1.0, False, True, "weighted best-of-N weights softmax(reward / T)"),
     MethodOption("beam_width", 4, True, True, "beam@N and dvts@N: expansions per kept beam, the subtree width (M)"),
     MethodOption("pf_temperature", 1.0, False, True, "pf@N: particle weights softmax(step score / T)"),
+    MethodOption("rgd_weight", 1.0, False, False, "rgd@k: candidate tokens ranked by logit + w * reward"),
     MethodOption("mix_beta", 1.0, False, False, "mix@N: proposals from softmax((log pi + beta * log p_verifier) / T)"),
 )}
 

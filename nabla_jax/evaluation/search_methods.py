@@ -1,5 +1,6 @@
-"""The step-level searches as evaluation methods: ``beam@N`` (PRM-guided beam search), ``dvts@N`` (diverse verifier
-tree search) and ``pf@N`` (particle filtering), N rows in all. Rollouts use the evaluation's decoding settings; the
+"""The reward-guided searches as evaluation methods: ``beam@N`` (PRM-guided beam search), ``dvts@N`` (diverse verifier
+tree search) and ``pf@N`` (particle filtering), N rows in all; ``rgd@k`` (reward-guided token decoding, k
+candidates per token). Rollouts use the evaluation's decoding settings; the
 beam width and the particles' temperature are method options (:mod:`nabla_jax.evaluation.options`)."""
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from nabla_jax.evaluation.accounting import Cost
 from nabla_jax.evaluation.context import Candidate
 from nabla_jax.evaluation.methods import MethodSpec, Outcome
 from nabla_jax.evaluation.options import option
-from nabla_jax.search import SearchConfig, StepSearch
+from nabla_jax.search import GuidedConfig, RewardGuidedDecoder, SearchConfig, StepSearch
 from nabla_jax.search.config import BEAM, DVTS, PARTICLES
 
 STATS = ("steps", "rollouts", "reward_calls", "nonfinite")
+GUIDED = "rgd"
 
 
 def search_config(ctx, method: str, n: int) -> SearchConfig:
@@ -20,14 +22,23 @@ def search_config(ctx, method: str, n: int) -> SearchConfig:
                         s.max_new_tokens, s.sampling)
 
 
+def guided_config(ctx, n: int) -> GuidedConfig:
+    return GuidedConfig(n, option(ctx.options, "rgd_weight"), ctx.settings.max_new_tokens)
+
+
 def _run(method: str):
     def run(ctx, problems, seed, ns):
         out = [{} for _ in problems]
         for n in ns:
-            config = search_config(ctx, method, n)
+            if method == GUIDED:
+                config = guided_config(ctx, n)
+                build = RewardGuidedDecoder
+            else:
+                config = search_config(ctx, method, n)
+                build = StepSearch
             key = ("search", config)
             if key not in ctx.cache:
-                ctx.cache[key] = StepSearch(ctx.policy, ctx.reward, config)
+                ctx.cache[key] = build(ctx.policy, ctx.reward, config)
             results = ctx.cache[key].generate([ctx.message(p) for p in problems], seed=seed,
                                               batch_size=len(problems), problem_ids=[p.index for p in problems],
                                               system=ctx.settings.system)
@@ -57,4 +68,6 @@ SEARCH_METHODS = (
     MethodSpec(DVTS, _run(DVTS), True, True, "diverse verifier tree search: N/M subtrees of width M", settings=_width),
     MethodSpec(PARTICLES, _run(PARTICLES), True, True, "particle filtering: N particles resampled by the PRM's steps",
                settings=lambda options: {"pf_temperature": option(options, "pf_temperature")}),
+    MethodSpec(GUIDED, _run(GUIDED), True, True, "reward-guided token decoding (ARGS): the top N tokens rescored by "
+               "logit + w * reward", settings=lambda options: {"rgd_weight": option(options, "rgd_weight")}),
 )

@@ -1,7 +1,8 @@
-"""Reward-guided step-level search: PRM-guided beam search, diverse verifier tree search (dvts) and particle
-filtering, jitted and batched (problems as rows, beams or particles as sub-rows)."""
+"""Reward-guided search: PRM-guided beam search, diverse verifier tree search (dvts) and particle filtering at the
+step level, reward-guided token decoding (ARGS) at the token level; jitted and batched (problems as rows, beams or
+particles as sub-rows)."""
 
-from nabla_jax.search.api import SearchResult, StepSearch
-from nabla_jax.search.config import SEARCHES, SearchConfig
+from nabla_jax.search.api import RewardGuidedDecoder, SearchResult, StepSearch
+from nabla_jax.search.config import SEARCHES, GuidedConfig, SearchConfig
 
-__all__ = ["SEARCHES", "SearchConfig", "SearchResult", "StepSearch"]
+__all__ = ["SEARCHES", "GuidedConfig", "RewardGuidedDecoder", "SearchConfig", "SearchResult", "StepSearch"]

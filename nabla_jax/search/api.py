@@ -16,7 +16,8 @@ from nabla_jax.generation.prompts import eos_token_ids
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.problem import encode_problems, stack_problems
 from nabla_jax.rewards.kinds import PROCESS
-from nabla_jax.search.config import SearchConfig
+from nabla_jax.search.config import GuidedConfig, SearchConfig
+from nabla_jax.search.guided import guided_batch
 from nabla_jax.search.loop import search_batch
 from nabla_jax.seeds import seed_key
 from nabla_jax.templates import pad_token_id, reward_pad_id
@@ -28,7 +29,7 @@ class SearchResult:
     prompt_ids: list[int]
     token_ids: list[int]  # the chosen response, including the token that ended it
     text: str
-    score: float  # its reward (the PRM's aggregate over its steps)
+    score: float | None  # its reward (a search's PRM aggregate over its steps; None where none was computed)
     stats: dict  # costs (official_calls, full_calls, flops, generated_tokens, rollouts, reward_calls), steps, ...
 
 
@@ -37,6 +38,34 @@ def step_end_ids(models) -> tuple[int, ...]:
     ends = np.asarray(models.reward_kind.step_end_ids, np.int64)
     index = np.asarray(models.reward_index)
     return tuple(int(i) for i in np.nonzero(np.isin(index, ends))[0])
+
+
+def decode_in_batches(decoder, prompts, seed, batch_size, problem_ids, system, run, result) -> list:
+    """``result(prompt, prompt_ids, output, row, seconds)`` for each prompt: the prompts encoded, cut into fixed
+    batches of at most ``batch_size`` within a prompt-length bucket, each decoded by ``run(problems)``."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    problem_ids = list(range(len(prompts))) if problem_ids is None else [int(i) for i in problem_ids]
+    if len(problem_ids) != len(prompts):
+        raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
+    new_tokens = decoder.config.max_new_tokens
+    encoded = encode_problems(decoder.policy, decoder.reward, prompts, new_tokens, system)
+    base = seed_key(seed)
+    results = [None] * len(prompts)
+    buckets = [bucket_length(len(ids)) for ids, _, _ in encoded]
+    for _, chunk, _ in chunks(buckets, batch_size, row_count=lambda n: n):
+        problems = stack_problems(decoder.models, [encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base,
+                                  new_tokens, queue=False)
+        began = time.perf_counter()
+        output = jax.block_until_ready(run(problems))
+        seconds = (time.perf_counter() - began) / len(chunk)
+        output = jax.device_get(output)
+        for row, i in enumerate(chunk):
+            results[i] = result(prompts[i], encoded[i][0], output, row, seconds)
+    return results
 
 
 class StepSearch:
@@ -67,31 +96,12 @@ class StepSearch:
 
     def generate(self, prompts: str | Sequence[str], seed: int = 0, batch_size: int = 8,
                  problem_ids: Sequence[int] | None = None, system: str | None = None) -> list[SearchResult]:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise ValueError("no prompts given")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-        problem_ids = list(range(len(prompts))) if problem_ids is None else [int(i) for i in problem_ids]
-        if len(problem_ids) != len(prompts):
-            raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
-        encoded = encode_problems(self.policy, self.reward, prompts, self.config.max_new_tokens, system)
-        base = seed_key(seed)
-        results: list[SearchResult | None] = [None] * len(prompts)
-        buckets = [bucket_length(len(ids)) for ids, _, _ in encoded]
-        for _, chunk, _ in chunks(buckets, batch_size, row_count=lambda n: n):
-            problems = stack_problems(self.models, [encoded[i] for i in chunk], [problem_ids[i] for i in chunk], base,
-                                      self.config.max_new_tokens, queue=False)
-            began = time.perf_counter()
-            state, answer = jax.block_until_ready(search_batch(
-                self.models, self.config, self.spec, self.end_ids, self.rm_pad, problems))
-            wall = time.perf_counter() - began
-            state, answer = jax.device_get((state, answer))
-            for row, i in enumerate(chunk):
-                results[i] = self._result(prompts[i], encoded[i][0], state, answer, row, wall / len(chunk))
-        return results
+        def run(problems):
+            return search_batch(self.models, self.config, self.spec, self.end_ids, self.rm_pad, problems)
+        return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
 
-    def _result(self, prompt, prompt_ids, state, answer, row: int, wall: float) -> SearchResult:
+    def _result(self, prompt, prompt_ids, output, row: int, wall: float) -> SearchResult:
+        state, answer = output
         start, length = len(prompt_ids), int(answer.length[row])
         token_ids = [int(t) for t in np.asarray(answer.sequence[row, start : start + length])]
         stats = {name: float(getattr(state.cost, name)[row]) for name in state.cost._fields}
@@ -100,3 +110,38 @@ class StepSearch:
         return SearchResult(prompt, list(prompt_ids), token_ids,
                             self.policy.tokenizer.decode(token_ids, skip_special_tokens=True),
                             float(answer.score[row]), stats)
+
+
+class RewardGuidedDecoder:
+    """Reward-guided token decoding (ARGS) for a policy and any reward model: at each token the policy's ``k`` most
+    likely tokens are rescored by ``logit + weight * reward``."""
+
+    def __init__(self, policy, reward, config: GuidedConfig, min_vocab_overlap: float = 0.9):
+        if not isinstance(config, GuidedConfig):
+            raise TypeError(f"config must be a GuidedConfig, got {type(config).__name__}")
+        if reward is None:
+            raise ValueError("reward-guided decoding needs a reward model")
+        if policy.tokenizer is None or reward.tokenizer is None:
+            raise ValueError("the policy and the reward model need tokenizers (chat templates) to build prompts")
+        self.policy, self.reward, self.config = policy, reward, config
+        self.models = dto_models(policy, reward, min_vocab_overlap)
+        self.rm_pad = reward_pad_id(reward.tokenizer, reward.config)
+        self.end_ids = eos_token_ids(policy.config, policy.tokenizer)
+
+    def generate(self, prompts: str | Sequence[str], seed: int = 0, batch_size: int = 8,
+                 problem_ids: Sequence[int] | None = None, system: str | None = None) -> list[SearchResult]:
+        """Deterministic: ``seed`` and ``problem_ids`` are accepted for the common interface and change nothing."""
+        def run(problems):
+            return guided_batch(self.models, self.config, self.end_ids, self.rm_pad, problems)
+        return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
+
+    def _result(self, prompt, prompt_ids, state, row: int, wall: float) -> SearchResult:
+        start, length = len(prompt_ids), int(state.length[row])
+        token_ids = [int(t) for t in np.asarray(state.sequence[row, start : start + length])]
+        reward_calls = int(state.reward_calls[row])
+        stats = dict(official_calls=float(length + reward_calls), full_calls=float(length + 1 + reward_calls),
+                     flops=float(state.flops[row]), generated_tokens=float(length), rollouts=1.0,
+                     reward_calls=float(reward_calls), steps=length, finished=True,
+                     nonfinite=int(state.nonfinite[row]), wall_time_s=wall)
+        return SearchResult(prompt, list(prompt_ids), token_ids,
+                            self.policy.tokenizer.decode(token_ids, skip_special_tokens=True), None, stats)

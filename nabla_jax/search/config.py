@@ -69,3 +69,21 @@ class SearchConfig:
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidedConfig:
+    """Static settings of reward-guided token decoding (ARGS): at each token the policy's ``k`` most likely
+    tokens are rescored by ``logit + weight * reward(response with the token)`` and the best is taken."""
+
+    k: int = 4
+    weight: float = 1.0
+    max_new_tokens: int = 1024
+
+    def __post_init__(self):
+        for name in ("k", "max_new_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GuidedConfig.{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+            raise ValueError(f"GuidedConfig.weight must be a finite number, got {self.weight!r}")

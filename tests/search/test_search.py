@@ -86,3 +86,32 @@ def test_a_search_needs_step_scores(models):
         SearchConfig("beam", 6, 4)
     with pytest.raises(ValueError, match="pf_temperature"):
         SearchConfig("pf", 4, pf_temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def outcome(models):
+    return models[0], nabla_jax.load_reward("testbed:outcome")
+
+
+def test_reward_guided_decoding_equals_the_eager_reference(outcome, prompts):
+    from nabla_jax.search import GuidedConfig, RewardGuidedDecoder
+    from tests.support.search_reference import reference_guided
+
+    decoder = RewardGuidedDecoder(*outcome, GuidedConfig(3, 2.0, NEW_TOKENS))
+    results = decoder.generate(prompts, batch_size=2)
+    reversed_ = decoder.generate(prompts[::-1], batch_size=3)[::-1]
+    for prompt, result, again in zip(prompts, results, reversed_):
+        tokens, costs = reference_guided(decoder, prompt)
+        assert result.token_ids == tokens == again.token_ids
+        assert result.stats["reward_calls"] == costs["reward_calls"] == 3 * len(tokens)
+        assert result.stats["flops"] == pytest.approx(costs["flops"], rel=1e-6)
+
+
+def test_reward_guided_decoding_at_weight_zero_is_greedy(outcome, prompts):
+    from nabla_jax.search import GuidedConfig, RewardGuidedDecoder
+
+    policy, reward = outcome
+    results = RewardGuidedDecoder(policy, reward, GuidedConfig(4, 0.0, NEW_TOKENS)).generate(prompts)
+    greedy = nabla_jax.generate(policy, prompts, max_new_tokens=NEW_TOKENS, temperature=0.0)
+    assert [r.token_ids for r in results] == [g.token_ids for g in greedy]
+    assert all(r.stats["reward_calls"] == 0 for r in results)

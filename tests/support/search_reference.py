@@ -12,7 +12,7 @@ import numpy as np
 
 from nabla_jax.generation.rollouts import FINISH_NONFINITE, rollout
 from nabla_jax.models.flops import decode_flops, forward_flops
-from nabla_jax.reasoner.problem import encode_problems, response_step_reward, stack_problems
+from nabla_jax.reasoner.problem import encode_problems, response_reward, response_step_reward, stack_problems
 from nabla_jax.search.config import BEAM, DVTS, PARTICLES
 from nabla_jax.seeds import seed_key
 
@@ -111,3 +111,38 @@ def _prune(cfg, rows, selectable):
             else:
                 out.append(dataclasses.replace(rows[g * width + slot], alive=False))
     return out
+
+
+def reference_guided(decoder_, prompt: str):
+    """``(token_ids, costs)`` of reward-guided token decoding on ``prompt``: per token, the policy's logits from a
+    plain forward over the whole prefix, its top k by a stable sort, one reward pass per candidate."""
+    cfg, models = decoder_.config, decoder_.models
+    encoded = encode_problems(decoder_.policy, decoder_.reward, [prompt], cfg.max_new_tokens)
+    problems = stack_problems(models, encoded, [0], seed_key(0), cfg.max_new_tokens, queue=False)
+    problem = jax.tree.map(lambda x: x[0], problems)
+    prompt_ids = encoded[0][0]
+    reward = jax.jit(lambda seq, n: response_reward(models, problem, seq, n, decoder_.rm_pad))
+    sequence = np.asarray(problem.prompt_ids).copy()
+    tokens: list[int] = []
+    costs = dict(flops=float(forward_flops(models.lm_config, len(prompt_ids), 0)), reward_calls=0)
+    while True:
+        logits = np.asarray(decoder_.policy.logits([list(prompt_ids) + tokens])[0, -1], np.float32)
+        candidates = np.argsort(-logits, kind="stable")[: cfg.k]
+        total = logits[candidates].copy()
+        if cfg.weight:
+            values = []
+            for c in candidates:
+                trial = sequence.copy()
+                trial[len(prompt_ids) + len(tokens)] = c
+                values.append(float(reward(jnp.asarray(trial), len(tokens) + 1)))
+                slots = models.reward_kind.input_slots(int(problem.rm_prefix_len), len(tokens) + 1,
+                                                       int(problem.rm_postfix_len))
+                costs["flops"] += float(forward_flops(models.rm_config, int(slots), 0))
+                costs["reward_calls"] += 1
+            total = total + np.float32(cfg.weight) * np.asarray(values, np.float32)
+        token = int(candidates[int(np.argmax(total))])
+        sequence[len(prompt_ids) + len(tokens)] = token
+        tokens.append(token)
+        if token in decoder_.end_ids or len(tokens) >= cfg.max_new_tokens:
+            return tokens, costs
+        costs["flops"] += float(forward_flops(models.lm_config, 1, len(prompt_ids) + len(tokens) - 1))
