@@ -97,13 +97,13 @@ def response_reward(models, problem: NablaProblem, sequence: jax.Array, length, 
     )
 
 
-def response_step_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int):
-    """``(last step's value, reward)`` of the response ``sequence[prompt_len : prompt_len + length]``
-    (:func:`nabla_jax.rewards.scoring.response_last_and_reward`)."""
+def response_step_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int, slots: int):
+    """``(last step's value, reward)`` of the response ``sequence[prompt_len : prompt_len + length]``, at most
+    ``slots`` tokens (:func:`nabla_jax.rewards.scoring.response_last_and_reward`)."""
     return scoring.response_last_and_reward(
         models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
-        response_ids(problem, sequence, models.reward_index), length, problem.rm_postfix_ids, problem.rm_postfix_len,
-        rm_pad,
+        response_ids(problem, sequence, models.reward_index)[:slots], length, problem.rm_postfix_ids,
+        problem.rm_postfix_len, rm_pad,
     )
 
 

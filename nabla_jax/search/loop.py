@@ -122,7 +122,7 @@ def extend(k: Kernel, problems: NablaProblem, state: SearchState, active: jax.Ar
 
 def score_rows(k: Kernel, problems: NablaProblem, sequence, length):
     """``(last step's value, reward)`` of every row ``[P, N]``."""
-    one = lambda problem, seq, n: response_step_reward(k.models, problem, seq, n, k.rm_pad)
+    one = lambda problem, seq, n: response_step_reward(k.models, problem, seq, n, k.rm_pad, k.config.max_new_tokens)
     return jax.vmap(lambda problem, seqs, lens: jax.vmap(lambda a, b: one(problem, a, b))(seqs, lens))(
         problems, sequence, length)
 

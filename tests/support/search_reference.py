@@ -40,7 +40,7 @@ def reference_search(searcher, prompt: str, seed: int = 0, problem_id: int = 0, 
     problems = stack_problems(models, encoded, [problem_id], seed_key(seed), cfg.max_new_tokens, queue=False)
     problem = jax.tree.map(lambda x: x[0], problems)
     prompt_len = int(problem.prompt_len)
-    score = jax.jit(lambda seq, n: response_step_reward(models, problem, seq, n, searcher.rm_pad))
+    score = jax.jit(lambda seq, n: response_step_reward(models, problem, seq, n, searcher.rm_pad, cfg.max_new_tokens))
     rows = [Row(np.asarray(problem.prompt_ids)) for _ in range(cfg.n)]
     best = None  # (score, sequence, length) of the best finished row set aside (beam, dvts)
     costs = dict(official_calls=0, full_calls=0, flops=0.0, generated_tokens=0, rollouts=0, reward_calls=0)
