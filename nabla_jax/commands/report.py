@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     parser.add_argument("--paired", action="append", default=[], metavar="A,B",
                         help="paired comparison of two methods on the same problems and seeds (e.g. nabla@8,bon@8): "
                         "difference with a paired bootstrap interval and McNemar's exact test; repeatable")
+    parser.add_argument("--matched", action="append", default=[], choices=("flops", "calls", "wall"),
+                        help="each method against the best-of-N curve of its run at matched cost: the cheapest bon@k "
+                        "costing at least as much and the dearest costing less (paired); repeatable")
     parser.set_defaults(func=run)
 
 
@@ -48,6 +51,6 @@ def run(args) -> int:
     from nabla_jax.evaluation.report import build_report
 
     markdown, _ = build_report(args.directories, args.out, [_budget(b) for b in args.budget],
-                               [_pair(p) for p in args.paired])
+                               [_pair(p) for p in args.paired], args.matched)
     print(markdown, end="")
     return 0

@@ -7,6 +7,8 @@ import os
 
 from nabla_jax.evaluation.grading import GRADERS
 from nabla_jax.evaluation.metrics import matched_budget, summarize
+from nabla_jax.evaluation.matched import markdown as matched_markdown
+from nabla_jax.evaluation.matched import matched_comparisons
 from nabla_jax.evaluation.paired import compare
 from nabla_jax.evaluation.paired import markdown as paired_markdown
 from nabla_jax.evaluation.records import load_directory, refuse_link
@@ -179,9 +181,19 @@ def paired_section(directories: list[str], pairs) -> tuple[str, list[dict]]:
     return paired_markdown(comparisons), comparisons
 
 
-def build_report(directories: list[str], out: str | None = None, budgets=(), pairs=()) -> tuple[str, dict]:
+def matched_cost_section(directories: list[str], measures) -> tuple[str, list[dict]]:
+    """Each directory's methods against its best-of-N curve at matched cost (:mod:`nabla_jax.evaluation.matched`)."""
+    comparisons = []
+    for measure in measures:
+        for directory, name in zip(directories, unique_names(directories)):
+            comparisons += matched_comparisons(load_directory(directory)[1], measure, name)
+    return matched_markdown(comparisons), comparisons
+
+
+def build_report(directories: list[str], out: str | None = None, budgets=(), pairs=(), matched=()) -> tuple[str, dict]:
     """Write ``summary.json``, ``results.md`` and the two PNGs into ``out`` (default: the first directory);
-    returns the markdown and the summary. ``pairs`` of method names add paired comparisons."""
+    returns the markdown and the summary. ``pairs`` of method names add paired comparisons; ``matched`` measures
+    (``flops``, ``calls``, ``wall``) add each method's comparison with best-of-N at matched cost."""
     if not directories:
         raise ValueError("no results directory given")
     real = [os.path.realpath(d) for d in directories]
@@ -199,7 +211,9 @@ def build_report(directories: list[str], out: str | None = None, budgets=(), pai
     markdown += matched_md
     paired_md, paired = paired_section(directories, list(pairs))
     markdown += paired_md
-    summary = {"runs": runs, "matched": matched, "paired": paired}
+    cost_md, at_cost = matched_cost_section(directories, list(matched))
+    markdown += cost_md
+    summary = {"runs": runs, "matched": matched, "paired": paired, "matched_cost": at_cost}
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
