@@ -66,9 +66,16 @@ def record_key(record: dict) -> tuple[str, str, int]:
 
 
 def parse_records(path: str) -> tuple[list[dict], int]:
-    """Records of ``path`` and the byte length of its complete lines (a partial last line is excluded)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """Records of ``path`` (gzipped when it ends in ``.gz``) and the byte length of its complete lines (a partial
+    last line is excluded)."""
+    if path.endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     complete = data.rfind(b"\n") + 1
     records, seen = [], {}
     for number, raw in enumerate(data[:complete].split(b"\n")[:-1], start=1):
@@ -285,9 +292,12 @@ class RecordStore:
 
 def load_directory(directory: str) -> tuple[dict, list[dict]]:
     """``(fingerprint, records)`` for reporting; a partial last line (a run in progress or killed) is ignored, and
-    records of a method the fingerprint does not cover are refused (they were not made by this configuration)."""
+    records of a method the fingerprint does not cover are refused (they were not made by this configuration).
+    Without ``records.jsonl`` a gzipped ``records.jsonl.gz`` (an archived run) is read."""
     fingerprint = read_fingerprint(directory)
     path = os.path.join(directory, RECORDS)
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
     if fingerprint is None:
         raise FileNotFoundError(f"{directory}: no {FINGERPRINT}; not a nabla-jax eval directory")
     records = parse_records(path)[0] if os.path.exists(path) else []

@@ -1,0 +1,73 @@
+"""The held-out study: every method on the report split, five seeds, settings frozen from the tuning split.
+
+    python -m experiments.study.run [--out runs/study]     # resumable; about 30 min alone on 2 cores
+    python experiments/study/make_report.py                # every table and figure, from the committed records
+
+Report split: testbed test problems 200:500 (never used to choose a setting); seeds 0-4; rollouts as the demo's
+(T = 0.6, top-k 20, top-p 0.95, 48 new tokens). Best-of-N and self-consistency are nested: one pool of 32 samples
+per problem and seed gives every N in 1, 2, 4, 8, 16, 32. The ∇-Reasoner runs at the official settings (the demo's:
+the gradient-norm test off) and at learning rate 0.3, the one setting chosen on the tuning split
+(experiments/testbed/results/reward_kinds.md: the largest gain over blind resampling for every reward that ranks).
+Each run is a resumable ``nabla-jax eval`` directory; when it is complete its records (gzipped, texts dropped) and
+fingerprint are copied to ``experiments/study/records/NAME/``, which ``nabla-jax report`` reads directly. Run it
+alone: the records' wall times are the warm time per problem, and a machine shared with other work skews them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+from experiments.testbed.reward_kinds import store
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECORDS = os.path.join(HERE, "records")
+PROBLEMS, SEEDS, NEW_TOKENS = "200:500", (0, 1, 2, 3, 4), 48
+POOL = (1, 2, 4, 8, 16, 32)
+TUNED_LR = 0.3
+# name -> (reward, methods, ∇-Reasoner learning rate or None for the official 0.01)
+RUNS = {
+    "outcome": ("testbed:outcome", "greedy,sc,bon,wbon,nabla@8,nabla_no_dto@8", None),
+    "outcome_lr": ("testbed:outcome", "nabla@8", TUNED_LR),
+    "likelihood": ("likelihood:testbed:verifier", "bon,nabla@8,nabla_no_dto@8,mix@8", None),
+    "likelihood_lr": ("likelihood:testbed:verifier", "nabla@8", TUNED_LR),
+    "prm": ("testbed:prm", "bon,beam@8,pf@8,nabla@8", None),
+    "prm_lr": ("testbed:prm", "nabla@8", TUNED_LR),
+}
+
+
+def run(out: str, names) -> None:
+    from nabla_jax.bundled import resolve_spec
+    from nabla_jax.commands.demo import DEMO_NABLA
+    from nabla_jax.evaluation.context import DecodeSettings
+    from nabla_jax.evaluation.runner import run_eval
+
+    settings = DecodeSettings.of(DEMO_NABLA.replace(max_new_tokens=NEW_TOKENS))
+    for name in names:
+        reward, methods, lr = RUNS[name]
+        nabla = DEMO_NABLA if lr is None else DEMO_NABLA.replace(learning_rate=lr)
+        directory = os.path.join(out, name)
+        run_eval("testbed", methods, resolve_spec("testbed:policy"), reward, out=directory, seeds=SEEDS, ns=POOL,
+                 problems=PROBLEMS, settings=settings, batch_size=8, options={"nabla": nabla})
+        target = os.path.join(RECORDS, name)
+        os.makedirs(target, exist_ok=True)
+        store(directory, os.path.join(target, "records.jsonl.gz"))
+        shutil.copyfile(os.path.join(directory, "fingerprint.json"), os.path.join(target, "fingerprint.json"))
+        print(f"{name}: stored in {target}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    args = parser.parse_args(argv)
+    names = [n for n in args.runs.split(",") if n]
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        raise SystemExit(f"unknown runs {unknown}; known: {', '.join(RUNS)}")
+    run(args.out, names)
+
+
+if __name__ == "__main__":
+    main()
