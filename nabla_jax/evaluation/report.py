@@ -190,9 +190,9 @@ def matched_cost_section(directories: list[str], measures) -> tuple[str, list[di
     return matched_markdown(comparisons), comparisons
 
 
-def build_report(directories: list[str], out: str | None = None, budgets=(), pairs=(), matched=()) -> tuple[str, dict]:
+def build_report(directories: list[str], out: str | None = None, budgets=(), pairs=(), at_cost=()) -> tuple[str, dict]:
     """Write ``summary.json``, ``results.md`` and the two PNGs into ``out`` (default: the first directory);
-    returns the markdown and the summary. ``pairs`` of method names add paired comparisons; ``matched`` measures
+    returns the markdown and the summary. ``pairs`` of method names add paired comparisons; ``at_cost`` measures
     (``flops``, ``calls``, ``wall``) add each method's comparison with best-of-N at matched cost."""
     if not directories:
         raise ValueError("no results directory given")
@@ -211,9 +211,9 @@ def build_report(directories: list[str], out: str | None = None, budgets=(), pai
     markdown += matched_md
     paired_md, paired = paired_section(directories, list(pairs))
     markdown += paired_md
-    cost_md, at_cost = matched_cost_section(directories, list(matched))
+    cost_md, at_cost_data = matched_cost_section(directories, list(at_cost))
     markdown += cost_md
-    summary = {"runs": runs, "matched": matched, "paired": paired, "matched_cost": at_cost}
+    summary = {"runs": runs, "matched": matched, "paired": paired, "matched_cost": at_cost_data}
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:

@@ -25,6 +25,7 @@ from nabla_jax.search import select
 from nabla_jax.search.config import PARTICLES, SearchConfig
 
 ROLLOUT_STREAM, RESAMPLE_STREAM = 0, 1
+ROW_FIELDS = ("sequence", "length", "done", "last", "score")  # what a row carries when it is copied to another
 
 
 class Kernel(NamedTuple):
@@ -168,9 +169,6 @@ def search_step(k: Kernel, problems: NablaProblem, state: SearchState) -> Search
     step = state.step + running
     still = jnp.any(rows["alive"] & ~rows["done"], axis=1) & (step < k.config.steps)
     return chosen._replace(**rows, step=step, running=running & still)
-
-
-ROW_FIELDS = ("sequence", "length", "done", "last", "score")
 
 
 def gather_rows(state: SearchState, source: jax.Array) -> SearchState:

@@ -214,12 +214,14 @@ def test_malformed_benchmark_line_fails_before_anything_is_written(setup, tmp_pa
 
 def test_report_table_summary_and_plots(uninterrupted, tmp_path, capsys):
     out = tmp_path / "report"
-    assert cli_main(["report", uninterrupted, "--out", str(out), "--budget", "calls=30"]) == 0
+    assert cli_main(["report", uninterrupted, "--out", str(out), "--budget", "calls=30", "--matched", "flops"]) == 0
     table = capsys.readouterr().out
     for method in METHODS:
         assert f"| {method} |" in table
     assert "Matched budget: official_calls <= 30" in table
+    assert "Matched flops" in table
     summary = json.load(open(out / "summary.json"))
+    assert {c["method"] for c in summary["matched_cost"]} == {m for m in METHODS if not m.startswith("bon")}
     rows = {row["method"]: row for row in summary["runs"][0]["methods"]}
     records = read_records(uninterrupted)
     for method, row in rows.items():

@@ -61,3 +61,4 @@ def test_matching_needs_a_best_of_n_curve_and_a_known_measure():
         matched_comparisons(rows, "flops")
     with pytest.raises(ValueError, match="--matched takes flops, calls, wall"):
         matched_comparisons(synthetic(), "tokens")
+

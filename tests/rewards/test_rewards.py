@@ -373,8 +373,7 @@ def test_jitted_reasoner_with_other_reward_kinds_equals_the_eager_reference(hf_c
     assert total["proposals"] > total["rejections"] > 0 and total["dto_runs"] > 0
 
 
-@pytest.mark.parametrize("beta", [0.0, 2.0])
-def test_the_mixture_control_equals_the_eager_reference(hf_checkpoint, prm_dir, beta):
+def test_the_mixture_control_equals_the_eager_reference(hf_checkpoint, prm_dir):
     """mix@N: the ∇-Reasoner's loop with DTO replaced by sampling from log pi + beta * log p_verifier; at beta = 0
     it is the loop without DTO (blind resampling), token for token."""
     from nabla_jax.reasoner import NablaConfig, NablaReasoner
@@ -383,13 +382,13 @@ def test_the_mixture_control_equals_the_eager_reference(hf_checkpoint, prm_dir, 
     policy = nabla_jax.load_policy(hf_checkpoint("llama")[0])
     reward = reward_of_kind(hf_checkpoint, prm_dir, "likelihood")
     settings = {**SMALL, "grad_threshold": None, "max_new_tokens": 16, "use_dto": False}
-    mixed = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings, mix_beta=beta))
-    results = mixed.generate(PROMPTS, seed=3, batch_size=4)
-    total = assert_matches_reference(mixed, results)
+    mixed = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings, mix_beta=2.0))
+    total = assert_matches_reference(mixed, mixed.generate(PROMPTS, seed=3, batch_size=4))
     assert total["verifier_passes"] > 0 and total["proposals"] > 0
-    if beta == 0.0:
-        blind = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings)).generate(PROMPTS, seed=3, batch_size=4)
-        assert [r.token_ids for r in results] == [r.token_ids for r in blind]
+    zero = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings, mix_beta=0.0))
+    blind = NablaReasoner(policy, reward, NablaConfig.from_settings(**settings))
+    assert [r.token_ids for r in zero.generate(PROMPTS, seed=3, batch_size=4)] == \
+        [r.token_ids for r in blind.generate(PROMPTS, seed=3, batch_size=4)]
 
 
 def test_the_mixture_control_needs_a_likelihood_reward(hf_checkpoint, prm_dir):
