@@ -16,7 +16,7 @@ from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
-from nabla_jax.reasoner.problem import NablaProblem, encode_problems, stack_problems
+from nabla_jax.reasoner.problem import NablaProblem, checked_request, encode_problems, stack_problems
 from nabla_jax.reasoner.queue import decode_queue
 from nabla_jax.reasoner.state import NablaState
 from nabla_jax.rewards.kinds import LIKELIHOOD
@@ -86,14 +86,7 @@ class NablaReasoner:
         stop=None,
         batch_cond: bool = True,
     ) -> list[NablaResult]:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise ValueError("no prompts given")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-        problem_ids = list(range(len(prompts))) if problem_ids is None else [int(i) for i in problem_ids]
-        if len(problem_ids) != len(prompts):
-            raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
+        prompts, problem_ids = checked_request(prompts, batch_size, problem_ids)
         encoded = self.encode(prompts, system)
         spec, base = self.spec(stop), seed_key(seed)
         results: list[NablaResult | None] = [None] * len(prompts)

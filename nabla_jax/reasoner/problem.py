@@ -38,6 +38,20 @@ def make_nabla_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[i
     )
 
 
+def checked_request(prompts, batch_size, problem_ids) -> tuple[list[str], list[int]]:
+    """``(prompts, problem_ids)`` of a decoding call as lists (one prompt may be a string; ids default to the
+    prompts' indices), the batch size and the ids' count checked."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    problem_ids = list(range(len(prompts))) if problem_ids is None else [int(i) for i in problem_ids]
+    if len(problem_ids) != len(prompts):
+        raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
+    return prompts, problem_ids
+
+
 def encode_problems(policy, reward, prompts: Sequence[str], max_new_tokens: int, system: str | None = None):
     """Per prompt: (policy prompt ids, reward template prefix ids, reward template postfix ids), each checked
     against both models' contexts with ``max_new_tokens`` of response."""

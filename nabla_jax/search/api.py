@@ -14,7 +14,7 @@ from nabla_jax.dto.models import dto_models
 from nabla_jax.generation.buckets import bucket_length, chunks
 from nabla_jax.generation.prompts import eos_token_ids
 from nabla_jax.generation.rollouts import RolloutSpec
-from nabla_jax.reasoner.problem import encode_problems, stack_problems
+from nabla_jax.reasoner.problem import checked_request, encode_problems, stack_problems
 from nabla_jax.rewards.kinds import PROCESS
 from nabla_jax.search.config import GuidedConfig, SearchConfig
 from nabla_jax.search.guided import guided_batch
@@ -43,14 +43,7 @@ def step_end_ids(models) -> tuple[int, ...]:
 def decode_in_batches(decoder, prompts, seed, batch_size, problem_ids, system, run, result) -> list:
     """``result(prompt, prompt_ids, output, row, seconds)`` for each prompt: the prompts encoded, cut into fixed
     batches of at most ``batch_size`` within a prompt-length bucket, each decoded by ``run(problems)``."""
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not prompts:
-        raise ValueError("no prompts given")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-    problem_ids = list(range(len(prompts))) if problem_ids is None else [int(i) for i in problem_ids]
-    if len(problem_ids) != len(prompts):
-        raise ValueError(f"{len(problem_ids)} problem_ids for {len(prompts)} prompts")
+    prompts, problem_ids = checked_request(prompts, batch_size, problem_ids)
     new_tokens = decoder.config.max_new_tokens
     encoded = encode_problems(decoder.policy, decoder.reward, prompts, new_tokens, system)
     base = seed_key(seed)
