@@ -7,6 +7,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 
 import nabla_jax.commands
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    global _command
+    _command = args.command
     if args.compile_cache:
         from nabla_jax import compile_cache
 
@@ -39,24 +42,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nabla-jax {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every record is written whole (fsync per line), so a rerun resumes exactly
-        written = ""
-        if "nabla_jax.evaluation.records" in sys.modules:
-            written = f" after {sys.modules['nabla_jax.evaluation.records'].appended_this_process()} records"
-        print(f"nabla-jax {args.command}: interrupted{written}; rerun the same command to resume", file=sys.stderr)
+        print(_interrupted_message(), file=sys.stderr)
         return INTERRUPTED
 
 
-def entry() -> None:
-    """The ``nabla-jax`` program: :func:`main`, then exit. After an interrupt the process ends at once, without the
-    interpreter's teardown: a compile still running in XLA's threads could crash it there (measured: 2 of 5
-    interrupts during a first compile ended in SIGSEGV). Records are on disk line by line and the kernel drops the
-    lock, so nothing is lost."""
-    code = main()
-    if code == INTERRUPTED:
+_command = ""  # the subcommand running, for the interrupt message
+
+
+def _interrupted_message() -> str:
+    written = ""
+    if "nabla_jax.evaluation.records" in sys.modules:
+        written = f" after {sys.modules['nabla_jax.evaluation.records'].appended_this_process()} records"
+    program = f"nabla-jax {_command}" if _command else "nabla-jax"
+    return f"{program}: interrupted{written}; rerun the same command to resume"
+
+
+def _exit_on_interrupt(signum, frame) -> None:
+    """SIGINT in the program: say so and end the process at once, raising nothing. A KeyboardInterrupt raised
+    inside Python code that XLA or pybind11 called from C++ aborts the process (SIGABRT), and the interpreter's
+    teardown can crash while a compile still runs in XLA's threads (SIGSEGV); both were seen during a first compile.
+    Ending here is a kill, which the records survive: every record file is appended line by line with fsync (a
+    partial last line is dropped on reading) or replaced atomically, and the kernel drops the lock."""
+    try:
         sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    except Exception:  # noqa: BLE001 - a write interrupted mid-way; what it held is printed output, not records
+        pass
+    os.write(2, (_interrupted_message() + "\n").encode())
+    os._exit(INTERRUPTED)
+
+
+def entry() -> None:
+    """The ``nabla-jax`` program: :func:`main`, then exit, with Ctrl-C ending it at once (:func:`_exit_on_interrupt`)."""
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
+    sys.exit(main())
 
 
 if __name__ == "__main__":
