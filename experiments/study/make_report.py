@@ -1,12 +1,13 @@
 """Every table and figure of the held-out study, from the committed records (``experiments/study/records/``).
 
-    python experiments/study/make_report.py [--records DIR] [--out DIR]
+    python -m experiments.study.make_report [--records DIR] [--out DIR]
 
 Writes ``study.md`` (per reward: each method's accuracy, costs and warm wall time; each method against the
 best-of-N curve at matched FLOPs and at matched wall time, paired) and ``accuracy_vs_flops.png`` /
 ``accuracy_vs_wall.png`` (per reward: best-of-N's curve, every other method a point with its 95% interval) into
-``--out`` (default ``experiments/study/results``). The same records give the same bytes. The ∇-Reasoner at the
-tuned learning rate is read from the ``NAME_lr`` runs and named ``nabla_lr@8``.
+``--out`` (default ``experiments/study/results``), and ``tuning.md`` (the tuning split's tables and the settings
+frozen from them: :mod:`experiments.study.tuning_report`). The same records give the same bytes. A reward's runs
+beside its main one (``NAME_SUFFIX``) are merged into its tables, their methods renamed as :data:`RENAMED` says.
 """
 
 from __future__ import annotations
@@ -17,18 +18,38 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 REWARDS = {"outcome": "testbed:outcome", "likelihood": "likelihood:testbed:verifier", "prm": "testbed:prm"}
 MEASURES = (("flops", "flops", "FLOPs per problem"), ("wall", "wall_time_s", "warm wall time per problem (s)"))
+MATCHED = ("flops", "calls", "wall")
+# the ∇-Reasoner's variants against each other (each pair where both ran): DTO against blind resampling, the
+# tuned and context-only gradients against lr 0.3, the gradient-free control, more runs against one
+PAIRS = (("nabla@8", "nabla_no_dto@8"), ("nabla_lr@8", "nabla_no_dto@8"), ("nabla_lr@8", "nabla@8"),
+         ("nabla_tuned@8", "nabla_lr@8"), ("nabla_ctx@8", "nabla_lr@8"), ("nabla_ctx@8", "nabla_no_dto@8"),
+         ("mix@8", "nabla_lr@8"), ("nabla_best@2", "nabla_best@1"), ("nabla_best@4", "nabla_best@2"),
+         ("wbon_tuned@8", "bon@8"), ("dvts@8", "beam@8"))
+# run suffix -> {method name in that run: its name in the merged tables}; methods not named keep their names
+RENAMED = {
+    "lr": {"nabla": "nabla_lr"},  # learning rate 0.3
+    "tuned": {"nabla": "nabla_tuned"},  # the settings tuned on the tuning split
+    "context": {"nabla": "nabla_ctx"},  # DTO's gradient through the context only
+    "best": {},  # nabla_best@k
+    "wbon": {"wbon": "wbon_tuned"},  # wBoN at the tuned temperature
+    "dvts": {},
+}
+POOLED = ("bon", "sc", "wbon", "wbon_tuned")  # nested from one pool: curves, not points, in the figures
 
 
 def merged_records(records_dir: str, reward: str) -> list[dict]:
-    """The records of a reward's run, with its tuned-learning-rate run's ∇-Reasoner renamed ``nabla_lr``."""
+    """The records of a reward's run and of its runs beside it (``reward_SUFFIX``), renamed by :data:`RENAMED`."""
     from nabla_jax.evaluation.records import load_directory
 
     records = list(load_directory(os.path.join(records_dir, reward))[1])
-    tuned = os.path.join(records_dir, f"{reward}_lr")
-    if os.path.isdir(tuned):
-        for r in load_directory(tuned)[1]:
-            if r["method_name"] == "nabla":
-                records.append({**r, "method": r["method"].replace("nabla@", "nabla_lr@"), "method_name": "nabla_lr"})
+    for suffix, names in RENAMED.items():
+        beside = os.path.join(records_dir, f"{reward}_{suffix}")
+        if not os.path.isdir(beside):
+            continue
+        for r in load_directory(beside)[1]:
+            name = names.get(r["method_name"], r["method_name"])
+            records.append({**r, "method": r["method"].replace(f"{r['method_name']}@", f"{name}@", 1),
+                            "method_name": name})
     return records
 
 
@@ -57,7 +78,7 @@ def figure(panels: dict, field: str, label: str, path: str) -> None:
         for r in curve:
             ax.annotate(str(r["n"]), (r[field], 100 * r["accuracy"]), textcoords="offset points", xytext=(3, -10),
                         fontsize=7)
-        for r in sorted((r for r in rows if r["method_name"] not in ("bon", "sc", "wbon")), key=lambda r: r["method"]):
+        for r in sorted((r for r in rows if r["method_name"] not in POOLED), key=lambda r: r["method"]):
             lo, hi = r["ci95_problems"]
             y = 100 * r["accuracy"]
             ax.errorbar([r[field]], [y], yerr=[[y - 100 * lo], [100 * hi - y]], fmt="s", capsize=3, label=r["method"])
@@ -72,15 +93,17 @@ def figure(panels: dict, field: str, label: str, path: str) -> None:
     plt.close(fig)
 
 
-def make_report(records_dir: str, out: str) -> str:
+def make_report(records_dir: str, out: str, tuning_dir: str | None = None) -> str:
     from nabla_jax.evaluation.matched import markdown as matched_markdown
     from nabla_jax.evaluation.matched import matched_comparisons
     from nabla_jax.evaluation.metrics import summarize
+    from nabla_jax.evaluation.paired import compare
+    from nabla_jax.evaluation.paired import markdown as paired_markdown
 
     os.makedirs(out, exist_ok=True)
     parts = ["# The held-out study", "",
              "Report split (testbed test problems 200:500), seeds 0-4; generated by "
-             "`python experiments/study/make_report.py` from `experiments/study/records/` "
+             "`python -m experiments.study.make_report` from `experiments/study/records/` "
              "(runs: `python -m experiments.study.run`). Costs and wall times are means per problem and seed; wall "
              "times are warm (batches that compiled left out).", ""]
     panels = {}
@@ -91,22 +114,31 @@ def make_report(records_dir: str, out: str) -> str:
         rows = summarize(records)
         panels[reward] = rows
         parts += [f"## {REWARDS[reward]}", "", summary_table(rows)]
-        for measure, _, _ in MEASURES:
+        for measure in MATCHED:
             parts.append(matched_markdown(matched_comparisons(records, measure, reward)))
+        methods = {r["method"] for r in rows}
+        parts.append(paired_markdown([{**compare(records, a, b), "run": reward} for a, b in PAIRS
+                                      if a in methods and b in methods]))
     for measure, field, label in MEASURES:
         figure(panels, field, label, os.path.join(out, f"accuracy_vs_{measure}.png"))
     text = "\n".join(parts)
     with open(os.path.join(out, "study.md"), "w", encoding="utf-8") as handle:
         handle.write(text)
+    if tuning_dir is not None and os.path.isdir(tuning_dir):
+        from experiments.study.tuning_report import report
+
+        with open(os.path.join(out, "tuning.md"), "w", encoding="utf-8") as handle:
+            handle.write(report(tuning_dir))
     return text
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", default=os.path.join(HERE, "records"))
+    parser.add_argument("--tuning-records", default=os.path.join(HERE, "tuning_records"))
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
-    print(make_report(args.records, args.out))
+    print(make_report(args.records, args.out, args.tuning_records))
 
 
 if __name__ == "__main__":

@@ -31,13 +31,18 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
                             "line)." + STORED)
     group.add_argument("--reward-clip", type=_none_or(finite_float), default=UNSET,
                        help="likelihood reward: floor for each token's log-probability, e.g. -6 (default none)." + STORED)
+    group.add_argument("--reward-context-gradient-only", dest="reward_target_gradient", action="store_const",
+                       const=False, default=UNSET,
+                       help="likelihood reward: DTO's gradient reaches the response only through the context it "
+                            "forms, not through the tokens read out as targets (as a scalar reward's would); the "
+                            "reward's values are unchanged")
 
 
 def reward_options(args) -> dict:
     """The keyword arguments of :func:`nabla_jax.rewards.load_reward` the flags give (those left out are the
     checkpoint's own, else the defaults)."""
     given = {"aggregate": args.reward_aggregate, "separator": args.reward_separator, "step_split": args.reward_step_split,
-             "clip": args.reward_clip}
+             "clip": args.reward_clip, "target_gradient": args.reward_target_gradient}
     if given["step_split"] is not UNSET:
         given["step_split"] = given["step_split"].encode().decode("unicode_escape")  # a typed "\\n" is a newline
     return {k: v for k, v in given.items() if v is not UNSET}

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
         help="run a grid of eval cells from a TOML spec (resumable) and report them together",
         description="Run every cell of a TOML sweep spec as a resumable `nabla-jax eval` directory OUT/<cell>, then "
         "write one report over all cells into OUT/report. The spec format is in nabla_jax/evaluation/sweep.py and "
-        "the README; experiments/claims/ holds examples.",
+        "the README; experiments/sweeps/ holds an example.",
     )
     parser.add_argument("spec", help="the sweep's TOML file")
     parser.add_argument("--no-progress", action="store_true")

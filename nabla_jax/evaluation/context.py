@@ -188,13 +188,14 @@ class EvalContext:
             self._memo[memo_key] = cached
         return [c[:n] for c in cached[0]], cached[1]
 
-    def score(self, problems: Sequence[Problem], seed: int, candidates: Sequence[Sequence[Candidate]]) -> float:
+    def score(self, problems: Sequence[Problem], seed: int, candidates: Sequence[Sequence[Candidate]],
+              pool: str = "sample") -> float:
         """Fill ``candidate.reward`` and ``candidate.reward_cost`` where missing. Returns the seconds scoring
-        these problems' candidates has taken so far (memoised like :meth:`sample`, so every method sharing the
-        candidates is charged the same time)."""
+        these problems' candidates of ``pool`` has taken so far (memoised like :meth:`sample`, so every method
+        sharing the candidates is charged the same time; a method scoring candidates of its own names its pool)."""
         if self.reward is None:
             raise ValueError("this method needs a reward model (--reward)")
-        memo_key = (tuple(p.index for p in problems), seed, "score")
+        memo_key = (tuple(p.index for p in problems), seed, "score", pool)
         start = time.perf_counter()
         todo = [(p, c) for p, cands in zip(problems, candidates) for c in cands if c.reward is None]
         rows = [self.reward_rows(p, c.token_ids) for p, c in todo]

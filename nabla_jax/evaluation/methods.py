@@ -98,7 +98,7 @@ def _select_sc(ctx, candidates):
     return vote([c.answer for c in candidates], [1.0] * len(candidates), ctx.grader.equivalent)
 
 
-def _select_bon(ctx, candidates):
+def select_bon(ctx, candidates):
     """The highest finite reward (None when no reward is finite)."""
     finite = [i for i, c in enumerate(candidates) if math.isfinite(c.reward)]
     return max(finite, key=lambda i: (candidates[i].reward, -i)) if finite else None
@@ -146,7 +146,7 @@ def _sampled(select, needs_reward: bool) -> RunFn:
 BASELINES = (
     MethodSpec("greedy", _greedy, False, False, "temperature-0 decoding"),
     MethodSpec("sc", _sampled(_select_sc, False), False, True, "self-consistency: majority vote of N"),
-    MethodSpec("bon", _sampled(_select_bon, True), True, True, "best-of-N: the highest reward"),
+    MethodSpec("bon", _sampled(select_bon, True), True, True, "best-of-N: the highest reward"),
     MethodSpec(
         "wbon",
         _sampled(_select_wbon, True),

@@ -5,7 +5,8 @@
   PRM is read at an inserted ``separator_id`` when one is set, else at the step-end token. A step's score is the
   probability of label 1; ``aggregate`` combines the step scores.
 - ``likelihood``: a causal LM's length-normalised log-probability of the response given the prompt, each token's
-  floored at ``clip`` when set.
+  floored at ``clip`` when set. With ``target_gradient`` off, a gradient reaches the response's soft tokens only
+  through the context they form, never as the targets read out (a scalar reward's gradient); values are unchanged.
 
 Examples of each layout: docs/design-notes.md.
 """
@@ -34,6 +35,7 @@ class RewardKind:
     step_end_ids: tuple[int, ...] = ()
     separator_id: int | None = None
     clip: float | None = None
+    target_gradient: bool = True
 
     def __post_init__(self):
         if self.name not in KINDS:
@@ -42,6 +44,8 @@ class RewardKind:
             raise ValueError(f"reward aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         if self.clip is not None and not self.clip < 0:
             raise ValueError(f"the likelihood clip is a log-probability floor and must be < 0, got {self.clip}")
+        if not self.target_gradient and self.name != LIKELIHOOD:
+            raise ValueError(f"target_gradient applies to a likelihood reward only, not to a {self.name} reward")
         if self.name == PROCESS and not self.step_end_ids and self.separator_id is None:
             raise ValueError("a process reward needs step-end tokens or a separator token to find its steps")
         object.__setattr__(self, "step_end_ids", tuple(int(i) for i in self.step_end_ids))
@@ -64,5 +68,7 @@ class RewardKind:
             where = "at inserted separators" if self.inserts_separators else "at step-end tokens"
             return f"process ({self.aggregate} over steps, read {where})"
         if self.name == LIKELIHOOD:
-            return "likelihood (mean token log-prob" + (f", floored at {self.clip})" if self.clip is not None else ")")
+            floor = f", floored at {self.clip}" if self.clip is not None else ""
+            context = "" if self.target_gradient else "; gradient through the context only"
+            return f"likelihood (mean token log-prob{floor}{context})"
         return "outcome (score at the last token)"

@@ -31,7 +31,8 @@ QWEN_PRM_SEPARATOR = "<extra_0>"
 # A checkpoint's own reading options, in its config.json under this key (e.g. a PRM's separator and step split, a
 # likelihood reward's clip); they replace READING_DEFAULTS, and what a caller passes replaces them.
 STORED_OPTIONS_KEY = "nabla_jax_reward_options"
-READING_DEFAULTS = {"aggregate": "min", "separator": QWEN_PRM_SEPARATOR, "step_split": "\n\n", "clip": None}
+READING_DEFAULTS = {"aggregate": "min", "separator": QWEN_PRM_SEPARATOR, "step_split": "\n\n", "clip": None,
+                    "target_gradient": True}
 
 
 def stored_reading_options(path: str) -> dict:
@@ -91,13 +92,14 @@ def likelihood_template(tokenizer, prompt: str, system: str | None = None) -> tu
     return chat_prompt_ids(tokenizer, prompt, system, role="likelihood reward's LM"), []
 
 
-def likelihood_reward(lm, clip: float | None = None) -> Reward:
-    """A causal LM (a loaded ``Policy``) as a likelihood reward (see the module docstring)."""
+def likelihood_reward(lm, clip: float | None = None, target_gradient: bool = True) -> Reward:
+    """A causal LM (a loaded ``Policy``) as a likelihood reward (see the module docstring); ``target_gradient``:
+    :class:`RewardKind`'s."""
     if lm.config.is_reward_model:
         raise ValueError(f"likelihood reward: {lm.source} is a reward model, not a causal LM")
     if lm.tokenizer is None or not getattr(lm.tokenizer, "chat_template", None):
         raise ValueError(f"likelihood reward: {lm.source} needs a tokenizer with a chat template")
-    kind = RewardKind(LIKELIHOOD, clip=clip)
+    kind = RewardKind(LIKELIHOOD, clip=clip, target_gradient=target_gradient)
     template = functools.partial(likelihood_template, lm.tokenizer)
     return Reward(lm.config, lm.params, lm.tokenizer, f"{LIKELIHOOD_PREFIX}{lm.source}", template, kind=kind)
 
@@ -131,15 +133,17 @@ def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: 
 
 
 def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UNSET, step_split=UNSET,
-                      clip=UNSET, dtype=None, allow_nonfinite: bool = False) -> Reward:
+                      clip=UNSET, target_gradient=UNSET, dtype=None, allow_nonfinite: bool = False) -> Reward:
     """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
-    source; ``clip`` floors a likelihood reward's token log-probabilities), or a reward checkpoint: a sequence
+    source; ``clip`` floors a likelihood reward's token log-probabilities; ``target_gradient=False`` passes its
+    gradient through the context only), or a reward checkpoint: a sequence
     classifier (outcome) or a PRM (process, with ``aggregate``, ``separator`` and ``step_split``). PATH may be a
     bundled name (``testbed:prm``, ``likelihood:testbed:verifier``). Reading options left out come from the
     checkpoint's config.json (:data:`STORED_OPTIONS_KEY`), else :data:`READING_DEFAULTS`. ``mesh`` shards and
     ``dtype`` casts what is loaded here; non-finite weights are refused unless ``allow_nonfinite``."""
     checked = {"mesh": mesh, "allow_nonfinite": allow_nonfinite}
-    given = {"aggregate": aggregate, "separator": separator, "step_split": step_split, "clip": clip}
+    given = {"aggregate": aggregate, "separator": separator, "step_split": step_split, "clip": clip,
+             "target_gradient": target_gradient}
     named, spec = spec, resolve_spec(spec)
     for prefix in (JUDGE_PREFIX, LIKELIHOOD_PREFIX):
         if spec.startswith(prefix):
@@ -151,8 +155,11 @@ def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UN
                   else load_policy(name, dtype, **checked))
             if prefix == JUDGE_PREFIX:
                 return judge_reward(lm)
-            return likelihood_reward(lm, reading_options(name, **given)["clip"])
+            options = reading_options(name, **given)
+            return likelihood_reward(lm, options["clip"], options["target_gradient"])
     options = reading_options(spec, **given)
+    if options["target_gradient"] is not True:
+        raise ValueError(f"{named}: target_gradient applies to a likelihood reward (likelihood:LM) only")
     aggregate, separator, step_split = options["aggregate"], options["separator"], options["step_split"]
     config = None  # a GGUF file, a bundled name or a bad path: checkpoint_reward says what it is
     if os.path.isfile(os.path.join(spec, "config.json")):

@@ -85,7 +85,10 @@ def outcome_scores(config, params, hidden: jax.Array) -> jax.Array:
 def token_logprobs(kind: RewardKind, config, params, previous_hidden: jax.Array, targets: jax.Array, index=None) -> jax.Array:
     """``[T]``: log p(target_t | hidden_{t-1}) floored at ``kind.clip``; ``targets`` are reward ids ``[T]`` or
     one-hots (soft tokens: the value is their dot product with the log-probabilities), over the reward vocabulary,
-    or over the policy's when ``index`` maps policy ids to reward ids."""
+    or over the policy's when ``index`` maps policy ids to reward ids. Without ``kind.target_gradient`` the one-hots
+    are constants here: their gradient comes only through ``previous_hidden``."""
+    if not kind.target_gradient:
+        targets = jax.lax.stop_gradient(targets)
     logp = jax.nn.log_softmax(decoder.lm_logits(config, params, previous_hidden), axis=-1)
     if index is not None and targets.ndim == 2:
         logp = jnp.take(logp, index, axis=-1)

@@ -127,6 +127,10 @@ PROBES = {
         benchmark_with_duplicate_key,
         lambda p, t: ["eval", "--benchmark", p, "--method", "greedy", "--policy", POLICY, "--out", str(t / "out")],
         2, r"bench\.jsonl:1: key 'answer' appears twice", ["out"]),
+    "context-only gradient for an outcome reward": (
+        lambda t: "x", lambda p, t: EVAL + ["--method", "bon@2", "--policy", POLICY, "--reward", REWARD,
+                                            "--reward-context-gradient-only", "--out", str(t / "out")], 2,
+        r"target_gradient applies to a likelihood reward .* only", ["out"]),
 }
 
 
@@ -196,7 +200,7 @@ def test_nonfinite_weights_allowed_are_flagged_at_run_time(tmp_path, capsys):
 def test_bon_and_wbon_choose_among_finite_rewards_only():
     from nabla_jax.evaluation.accounting import ZERO
     from nabla_jax.evaluation.context import Candidate
-    from nabla_jax.evaluation.methods import _select_bon, _select_wbon, nonfinite_error
+    from nabla_jax.evaluation.methods import select_bon, _select_wbon, nonfinite_error
 
     class Ctx:
         options = {}
@@ -204,7 +208,7 @@ def test_bon_and_wbon_choose_among_finite_rewards_only():
 
     cands = [Candidate([1], "a", "1", "eos", ZERO, reward) for reward in (math.nan, 0.5, math.inf, 0.1)]
     cands[2].reward = -math.inf
-    assert _select_bon(Ctx, cands) == 1
+    assert select_bon(Ctx, cands) == 1
     assert _select_wbon(Ctx, cands) == 1
     assert nonfinite_error(cands, True) == "non-finite reward for candidate(s) [0, 2] (left out of the choice)"
     cands[1].finish = "nonfinite"

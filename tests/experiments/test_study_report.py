@@ -11,15 +11,37 @@ STUDY = os.path.dirname(make_report.__file__)
 
 
 def test_the_report_on_the_committed_slice_is_the_expected_file(tmp_path):
-    text = make_report.make_report(os.path.join(STUDY, "slice"), str(tmp_path))
-    with open(os.path.join(STUDY, "slice", "expected.md"), encoding="utf-8") as handle:
+    slice_dir = os.path.join(STUDY, "slice")
+    text = make_report.make_report(slice_dir, str(tmp_path), os.path.join(slice_dir, "tuning"))
+    with open(os.path.join(slice_dir, "expected.md"), encoding="utf-8") as handle:
         assert text == handle.read()
+    with open(os.path.join(slice_dir, "expected_tuning.md"), encoding="utf-8") as handle:
+        assert (tmp_path / "tuning.md").read_text(encoding="utf-8") == handle.read()
     assert (tmp_path / "accuracy_vs_flops.png").stat().st_size > 0
     assert (tmp_path / "accuracy_vs_wall.png").stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_the_committed_study_report_is_what_the_committed_records_give(tmp_path):
-    text = make_report.make_report(os.path.join(STUDY, "records"), str(tmp_path))
+    text = make_report.make_report(os.path.join(STUDY, "records"), str(tmp_path), os.path.join(STUDY, "tuning_records"))
     with open(os.path.join(STUDY, "results", "study.md"), encoding="utf-8") as handle:
         assert text == handle.read()
+    with open(os.path.join(STUDY, "results", "tuning.md"), encoding="utf-8") as handle:
+        assert (tmp_path / "tuning.md").read_text(encoding="utf-8") == handle.read()
+
+
+def test_wbon_recomputed_from_a_recorded_pool_is_the_recorded_wbon():
+    """The tuning report re-chooses wBoN at other temperatures from the recorded pool; at the temperature the run
+    used it must give the run's own wbon@N records."""
+    from experiments.study.tuning_report import wbon_hits
+    from nabla_jax.evaluation.records import load_directory
+
+    records = load_directory(os.path.join(STUDY, "slice", "tuning", "base"))[1]
+    pool = [r for r in records if r["method"] == "bon@32"]
+    assert len(pool) == 16
+    changed = 0
+    for n in (4, 8, 16, 32):
+        recorded = {(r["problem_id"], r["seed"]): bool(r["correct"]) for r in records if r["method"] == f"wbon@{n}"}
+        assert [recorded[(r["problem_id"], r["seed"])] for r in pool] == wbon_hits(pool, 1.0, n)
+        changed += wbon_hits(pool, 1.0, n) != wbon_hits(pool, 0.01, n)
+    assert changed  # the temperature matters on this slice

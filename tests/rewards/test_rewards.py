@@ -209,10 +209,12 @@ def test_likelihood_reward_matches_transformers(hf_checkpoint, clip):
     assert clip is None or clipped > 0  # the floor was exercised
 
 
-@pytest.mark.parametrize("use_cache", [True])  # the full re-forward path: the PRM gradient test
-def test_likelihood_gradient_through_soft_tokens_matches_torch(hf_checkpoint, use_cache):
+@pytest.mark.parametrize(("use_cache", "target_gradient"), [(True, True), (True, False)])  # re-forward: the PRM test
+def test_likelihood_gradient_through_soft_tokens_matches_torch(hf_checkpoint, use_cache, target_gradient):
+    """Without ``target_gradient`` the soft tokens are constants as targets (torch: ``detach``) and the gradient
+    reaches them only through the context; the value is the same."""
     directory, model = hf_checkpoint("llama")
-    reward = likelihood_reward(nabla_jax.load_policy(directory), clip=None)
+    reward = likelihood_reward(nabla_jax.load_policy(directory), clip=None, target_gradient=target_gradient)
     models, problem, y, (template, committed, ahead, postfix) = soft_reward_setup(hf_checkpoint, reward, "12-3=9\n", "9-4=5")
     cache = build_prefix_cache(models, problem, y.shape[0]) if use_cache else None
     value, grad = jax.value_and_grad(lambda v: rm_ahead_reward(models, problem, cache, v))(y)
@@ -223,11 +225,13 @@ def test_likelihood_gradient_through_soft_tokens_matches_torch(hf_checkpoint, us
     logp = torch.log_softmax(model(inputs_embeds=embeds).logits[0], -1)
     start = len(template)
     committed_part = logp[torch.arange(start - 1, start - 1 + len(committed)), torch.tensor(committed)]
-    ahead_part = (ty * logp[start - 1 + len(committed) : start - 1 + len(committed) + len(ahead)]).sum(-1)
+    as_targets = ty if target_gradient else ty.detach()
+    ahead_part = (as_targets * logp[start - 1 + len(committed) : start - 1 + len(committed) + len(ahead)]).sum(-1)
     ref = torch.cat([committed_part, ahead_part]).mean()
     ref.backward()
     scale = max(1.0, float(ty.grad.abs().max()))
     assert abs(float(value) - float(ref.detach())) <= TOL
+    assert float(ty.grad.abs().max()) > 1e-3
     assert np.abs(np.asarray(grad) - ty.grad.numpy()).max() <= TOL * scale
 
 
