@@ -51,10 +51,11 @@ RUNS = {
 def frozen(changes: dict | str, options: dict) -> tuple[dict, dict]:
     """The run's settings with every ``TUNED`` one read from the tuning split's committed records."""
     from experiments.study import tuning_report
+    from experiments.study.tuning import BASE_LR
     from experiments.study.tuning import RECORDS as TUNING
 
-    if changes == TUNED:
-        changes = tuning_report.tuned_changes(TUNING)
+    if changes == TUNED:  # the tuning split's cells change its base, the demo's settings at BASE_LR
+        changes = {"learning_rate": BASE_LR, **tuning_report.tuned_changes(TUNING)}
     if options.get("wbon_temperature") == TUNED:
         options = {**options, "wbon_temperature": tuning_report.wbon_temperature(TUNING)}
     return changes, options
@@ -92,7 +93,12 @@ def main(argv=None) -> None:
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         raise SystemExit(f"unknown runs {unknown}; known: {', '.join(RUNS)}")
-    run(args.out, names)
+    if len(names) > 1:
+        from experiments.study.processes import one_process_each
+
+        one_process_each("experiments.study.run", "--runs", names, args.out)
+    else:
+        run(args.out, names)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,12 @@ def main(argv=None) -> None:
     unknown = sorted(set(names) - set(CELLS))
     if unknown:
         raise SystemExit(f"unknown cells {unknown}; known: {', '.join(CELLS)}")
-    run(args.out, names)
+    if len(names) > 1:
+        from experiments.study.processes import one_process_each
+
+        one_process_each("experiments.study.tuning", "--cells", names, args.out)
+    else:
+        run(args.out, names)
 
 
 if __name__ == "__main__":

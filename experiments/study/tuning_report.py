@@ -111,6 +111,33 @@ def _row(name: str, changes: dict, records: list[dict], base: list[dict], method
             f"{'–' if rejection is None else f'{100 * rejection:.1f}'} | {versus} |")
 
 
+def _within_cells(cells: dict) -> list[str]:
+    """DTO against blind resampling inside each cell that ran both (the same reward, problems and seeds)."""
+    from nabla_jax.evaluation.paired import compare
+    from nabla_jax.evaluation.paired import markdown as paired_markdown
+
+    pairs = [{**compare(records, "nabla@8", "nabla_no_dto@8"), "run": name} for name, records in cells.items()
+             if {"nabla@8", "nabla_no_dto@8"} <= {r["method"] for r in records}]
+    return ["## DTO against blind resampling, per reward", paired_markdown(pairs)] if pairs else []
+
+
+def _work(records: list[dict]) -> list[str]:
+    """Where the base's ∇-Reasoner spends its work: the DTO steps served by the cached gradient, the positions
+    committed without DTO (token selection), the proposals rejected."""
+    stats = [r["stats"] for r in _nabla(records)]
+    total = {k: sum(s[k] for s in stats) for k in ("dto_full_steps", "dto_cached_steps", "skipped_tokens",
+                                                   "dto_runs", "rejections", "proposals")}
+    steps = total["dto_full_steps"] + total["dto_cached_steps"]
+    positions = total["skipped_tokens"] + total["dto_runs"]
+    return ["## Where the base's work goes", "",
+            "| DTO steps from the cached gradient | positions committed without DTO | proposals rejected |",
+            "|---|---|---|",
+            f"| {100 * total['dto_cached_steps'] / steps:.1f}% ({total['dto_cached_steps']:,} of {steps:,}) | "
+            f"{100 * total['skipped_tokens'] / positions:.1f}% ({total['skipped_tokens']:,} of {positions:,}) | "
+            f"{100 * total['rejections'] / total['proposals']:.1f}% ({total['rejections']:,} of "
+            f"{total['proposals']:,}) |", ""]
+
+
 def report(records_dir: str) -> str:
     """``tuning.md``: the tables, and the choices the study freezes."""
     from experiments.study.tuning import BASE_LR, CELLS, PROBLEMS, SEEDS, cell_changes
@@ -140,6 +167,7 @@ def report(records_dir: str) -> str:
             for method in methods:
                 parts.append(_row(name, cell_changes(name, records_dir), cells[name], base, method))
         parts.append("")
+    parts += _within_cells(cells) + _work(cells["base"])
     pool = _pool(records_dir)
     parts += ["## wBoN's temperature", "",
               "From the base's pool of 32 (the same candidates and rewards as bon@N), weights softmax(reward / T):", "",
@@ -152,7 +180,8 @@ def report(records_dir: str) -> str:
     tuned = tuned_changes(records_dir) if "combined" in cells else None
     parts += ["", "## Chosen for the report split", "",
               f"- each group's winner, joined (the combined cell): `{chosen_changes(records_dir)}`",
-              f"- the tuned ∇-Reasoner (the most accurate of the base, the setting cells and the combined cell): "
+              f"- the tuned ∇-Reasoner (the most accurate of the base, the setting cells and the combined cell; its "
+              f"changes from the base): "
               f"`{tuned if tuned is not None else 'the combined cell has not run'}`",
               f"- wBoN's temperature: {wbon_temperature(records_dir)}", ""]
     return "\n".join(parts)

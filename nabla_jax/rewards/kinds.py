@@ -5,8 +5,7 @@
   PRM is read at an inserted ``separator_id`` when one is set, else at the step-end token. A step's score is the
   probability of label 1; ``aggregate`` combines the step scores.
 - ``likelihood``: a causal LM's length-normalised log-probability of the response given the prompt, each token's
-  floored at ``clip`` when set. With ``target_gradient`` off, a gradient reaches the response's soft tokens only
-  through the context they form, never as the targets read out (a scalar reward's gradient); values are unchanged.
+  floored at ``clip`` when set; ``target_gradient`` off: the gradient flows through context only, not targets.
 
 Examples of each layout: docs/design-notes.md.
 """

@@ -45,3 +45,23 @@ def test_wbon_recomputed_from_a_recorded_pool_is_the_recorded_wbon():
         assert [recorded[(r["problem_id"], r["seed"])] for r in pool] == wbon_hits(pool, 1.0, n)
         changed += wbon_hits(pool, 1.0, n) != wbon_hits(pool, 0.01, n)
     assert changed  # the temperature matters on this slice
+
+
+def test_the_study_ran_the_settings_the_tuning_split_chose():
+    """The report split's tuned runs carry, in their fingerprints, exactly the choices the tuning report makes from
+    the committed tuning records: the ∇-Reasoner's settings and wBoN's temperature."""
+    import json
+
+    from experiments.study import tuning, tuning_report
+    from nabla_jax.evaluation.nabla_methods import SET_BY_EVAL
+
+    def fingerprint(name):
+        with open(os.path.join(STUDY, "records", name, "fingerprint.json"), encoding="utf-8") as handle:
+            return json.load(handle)["methods"]
+
+    tuned = tuning.base_config().replace(**tuning_report.tuned_changes(tuning.RECORDS))
+    expected = {k: v for k, v in tuned.changed_settings().items() if k not in SET_BY_EVAL}
+    assert fingerprint("likelihood_tuned")["nabla@8"]["nabla"] == expected
+    assert "learning_rate" in expected  # the tuning base's own change is carried, not only the cell's
+    temperatures = {m["wbon_temperature"] for m in fingerprint("likelihood_wbon").values()}
+    assert temperatures == {tuning_report.wbon_temperature(tuning.RECORDS)}
