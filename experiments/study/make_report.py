@@ -33,6 +33,7 @@ RENAMED = {
     "best": {},  # nabla_best@k
     "wbon": {"wbon": "wbon_tuned"},  # wBoN at the tuned temperature
     "dvts": {},
+    "rgd": {},
 }
 POOLED = ("bon", "sc", "wbon", "wbon_tuned")  # nested from one pool: curves, not points, in the figures
 

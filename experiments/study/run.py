@@ -1,6 +1,6 @@
 """The held-out study: every method on the report split, five seeds, settings frozen from the tuning split.
 
-    python -m experiments.study.run [--out runs/study]     # resumable; about 30 min alone on 2 cores
+    python -m experiments.study.run [--out runs/study]     # resumable; about 60 min alone on 2 cores
     python -m experiments.study.make_report                # every table and figure, from the committed records
 
 Report split: testbed test problems 200:500 (never used to choose a setting); seeds 0-4; rollouts as the demo's
@@ -45,6 +45,7 @@ RUNS = {
     "likelihood_tuned": (VERIFIER, "nabla@8", TUNED, POOL, {}, {}),
     "likelihood_wbon": (VERIFIER, "wbon", {}, POOL, {}, {"wbon_temperature": TUNED}),
     "prm_dvts": ("testbed:prm", "dvts@8", {}, POOL, {}, {}),
+    "prm_rgd": ("testbed:prm", "rgd@4", {}, POOL, {}, {}),
 }
 
 
