@@ -19,16 +19,22 @@ class NonFiniteWeightsError(CheckpointError):
     """A checkpoint holds NaN or infinite weights."""
 
 
+def _count(path, leaf):
+    bad = ~jnp.isfinite(leaf)
+    if path[0].key == "layers":
+        return jnp.sum(bad.reshape(bad.shape[0], -1), axis=1)
+    return jnp.sum(bad)
+
+
+@jax.jit
+def _counts(params: dict) -> dict:
+    """One program per checkpoint layout (not an eager reduction per leaf, each its own program to compile)."""
+    return jax.tree_util.tree_map_with_path(_count, params)
+
+
 def _bad_counts(params: dict) -> dict:
     """Per leaf: the count of non-finite entries, per layer for the stacked ``layers`` leaves."""
-
-    def count(path, leaf):
-        bad = ~jnp.isfinite(leaf)
-        if path[0].key == "layers":
-            return jnp.sum(bad.reshape(bad.shape[0], -1), axis=1)
-        return jnp.sum(bad)
-
-    return jax.device_get(jax.tree_util.tree_map_with_path(count, params))
+    return jax.device_get(_counts(params))
 
 
 def check_finite_params(config: DecoderConfig, params: dict, source: str) -> None:
