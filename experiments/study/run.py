@@ -16,11 +16,9 @@ alone: the records' wall times are the warm time per problem, and a machine shar
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 
-from experiments.testbed.reward_kinds import store
+from experiments.study import driver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECORDS = os.path.join(HERE, "records")
@@ -55,10 +53,13 @@ def frozen(changes: dict | str, options: dict) -> tuple[dict, dict]:
     from experiments.study.tuning import BASE_LR
     from experiments.study.tuning import RECORDS as TUNING
 
+    if TUNED not in (changes, options.get("wbon_temperature")):
+        return changes, options
+    cells = tuning_report.load_cells(TUNING)
     if changes == TUNED:  # the tuning split's cells change its base, the demo's settings at BASE_LR
-        changes = {"learning_rate": BASE_LR, **tuning_report.tuned_changes(TUNING)}
+        changes = {"learning_rate": BASE_LR, **tuning_report.tuned_changes(cells)}
     if options.get("wbon_temperature") == TUNED:
-        options = {**options, "wbon_temperature": tuning_report.wbon_temperature(TUNING)}
+        options = {**options, "wbon_temperature": tuning_report.wbon_temperature(cells)}
     return changes, options
 
 
@@ -78,28 +79,11 @@ def run(out: str, names) -> None:
         run_eval("testbed", methods, resolve_spec("testbed:policy"), reward, out=directory, seeds=SEEDS, ns=ns,
                  problems=PROBLEMS, settings=settings, batch_size=8, reward_options=reward_options,
                  options={"nabla": DEMO_NABLA.replace(**changes), **options})
-        target = os.path.join(RECORDS, name)
-        os.makedirs(target, exist_ok=True)
-        store(directory, os.path.join(target, "records.jsonl.gz"))
-        shutil.copyfile(os.path.join(directory, "fingerprint.json"), os.path.join(target, "fingerprint.json"))
-        print(f"{name}: stored in {target}")
+        driver.keep(directory, os.path.join(RECORDS, name))
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/study")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
-    args = parser.parse_args(argv)
-    names = [n for n in args.runs.split(",") if n]
-    unknown = sorted(set(names) - set(RUNS))
-    if unknown:
-        raise SystemExit(f"unknown runs {unknown}; known: {', '.join(RUNS)}")
-    if len(names) > 1:
-        from experiments.study.processes import one_process_each
-
-        one_process_each("experiments.study.run", "--runs", names, args.out)
-    else:
-        run(args.out, names)
+    driver.main(argv, __doc__.splitlines()[0], "experiments.study.run", "--runs", list(RUNS), "runs/study", run)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ reward's quality. Wall times here are not comparable (cells run beside other wor
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 
-from experiments.testbed.reward_kinds import store
+from experiments.study import driver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECORDS = os.path.join(HERE, "tuning_records")
@@ -64,13 +62,14 @@ def base_config():
     return DEMO_NABLA.replace(learning_rate=BASE_LR)
 
 
-def cell_changes(name: str, records_dir: str = RECORDS) -> dict:
-    """What cell ``name`` changes from the base (the combined cell's: read from the records of the others)."""
+def cell_changes(name: str, cells: dict | None = None) -> dict:
+    """What cell ``name`` changes from the base (the combined cell's: chosen from the records of the others,
+    ``cells`` as :func:`~experiments.study.tuning_report.load_cells` gives them, by default the committed ones)."""
     changes = CELLS[name][1]
     if changes is None:
-        from experiments.study.tuning_report import chosen_changes
+        from experiments.study.tuning_report import chosen_changes, load_cells
 
-        changes = chosen_changes(records_dir)
+        changes = chosen_changes(load_cells(RECORDS) if cells is None else cells)
     return changes
 
 
@@ -87,28 +86,11 @@ def run(out: str, names) -> None:
         run_eval("testbed", methods, resolve_spec("testbed:policy"), reward, out=directory, seeds=SEEDS, ns=POOL,
                  problems=PROBLEMS, settings=settings, batch_size=8,
                  options={"nabla": base_config().replace(**changes)})
-        target = os.path.join(RECORDS, name)
-        os.makedirs(target, exist_ok=True)
-        store(directory, os.path.join(target, "records.jsonl.gz"))
-        shutil.copyfile(os.path.join(directory, "fingerprint.json"), os.path.join(target, "fingerprint.json"))
-        print(f"{name}: stored in {target}", flush=True)
+        driver.keep(directory, os.path.join(RECORDS, name))
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/tuning")
-    parser.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated, of {', '.join(CELLS)}")
-    args = parser.parse_args(argv)
-    names = [n for n in args.cells.split(",") if n]
-    unknown = sorted(set(names) - set(CELLS))
-    if unknown:
-        raise SystemExit(f"unknown cells {unknown}; known: {', '.join(CELLS)}")
-    if len(names) > 1:
-        from experiments.study.processes import one_process_each
-
-        one_process_each("experiments.study.tuning", "--cells", names, args.out)
-    else:
-        run(args.out, names)
+    driver.main(argv, __doc__.splitlines()[0], "experiments.study.tuning", "--cells", list(CELLS), "runs/tuning", run)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The tuning split's tables, and the settings the study freezes from them.
 
 Per setting group, every cell's ``nabla@8`` against the base's, paired on the same problems and seeds; wBoN's
-temperature from the base's pool of 32 (weights recomputed from the recorded rewards); and the choices:
+temperature from the base's pool of 32 (weights recomputed from the recorded rewards); and the choices, each a
+function of the cells' records (:func:`load_cells`, read once):
 
 - :func:`chosen_changes`: each setting group's best cell, where it beats the base, joined (the ``combined`` cell);
 - :func:`tuned_changes`: the cell with the highest ``nabla@8`` accuracy among the base, the setting cells and the
@@ -20,7 +21,8 @@ WBON_TEMPERATURES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 WBON_NS = (4, 8, 16, 32)
 
 
-def _cells(records_dir: str) -> dict[str, list[dict]]:
+def load_cells(records_dir: str) -> dict[str, list[dict]]:
+    """Every tuning cell's records under ``records_dir``, by cell name (cells not run yet left out)."""
     from experiments.study.tuning import CELLS
     from nabla_jax.evaluation.records import load_directory
 
@@ -36,11 +38,10 @@ def _accuracy(records: list[dict]) -> float:
     return float(np.mean([bool(r["correct"]) for r in _nabla(records)]))
 
 
-def chosen_changes(records_dir: str) -> dict:
+def chosen_changes(cells: dict[str, list[dict]]) -> dict:
     """Each setting group's most accurate cell that beats the base, its changes joined."""
     from experiments.study.tuning import CELLS, SETTING_GROUPS
 
-    cells = _cells(records_dir)
     base = _accuracy(cells["base"])
     changes = {}
     for group in SETTING_GROUPS:
@@ -50,14 +51,13 @@ def chosen_changes(records_dir: str) -> dict:
     return changes
 
 
-def tuned_changes(records_dir: str) -> dict:
+def tuned_changes(cells: dict[str, list[dict]]) -> dict:
     """The changes of the most accurate among the base, the setting cells and the combined cell."""
     from experiments.study.tuning import CELLS, SETTING_GROUPS, cell_changes
 
-    cells = _cells(records_dir)
     eligible = [n for n, c in CELLS.items() if n in cells and c[0] in ("base", "combined", *SETTING_GROUPS)]
     best = max(eligible, key=lambda n: (_accuracy(cells[n]), n == "base"))
-    return cell_changes(best, records_dir)
+    return cell_changes(best, cells)
 
 
 def wbon_accuracy(records: list[dict], temperature: float, n: int) -> float:
@@ -82,12 +82,12 @@ def wbon_hits(records: list[dict], temperature: float, n: int) -> list[bool]:
     return hits
 
 
-def _pool(records_dir: str) -> list[dict]:
-    return [r for r in _cells(records_dir)["base"] if r["method"] == "bon@32"]
+def _pool(cells: dict[str, list[dict]]) -> list[dict]:
+    return [r for r in cells["base"] if r["method"] == "bon@32"]
 
 
-def wbon_temperature(records_dir: str) -> float:
-    pool = _pool(records_dir)
+def wbon_temperature(cells: dict[str, list[dict]]) -> float:
+    pool = _pool(cells)
     return max(WBON_TEMPERATURES, key=lambda t: (np.mean([wbon_accuracy(pool, t, n) for n in WBON_NS]), -t))
 
 
@@ -142,7 +142,7 @@ def report(records_dir: str) -> str:
     """``tuning.md``: the tables, and the choices the study freezes."""
     from experiments.study.tuning import BASE_LR, CELLS, PROBLEMS, SEEDS, cell_changes
 
-    cells = _cells(records_dir)
+    cells = load_cells(records_dir)
     if "base" not in cells:
         return ""
     base = cells["base"]
@@ -165,10 +165,10 @@ def report(records_dir: str) -> str:
         for name in names:
             methods = [m for m in ("nabla@8", "nabla_no_dto@8", "bon@8") if any(r["method"] == m for r in cells[name])]
             for method in methods:
-                parts.append(_row(name, cell_changes(name, records_dir), cells[name], base, method))
+                parts.append(_row(name, cell_changes(name, cells), cells[name], base, method))
         parts.append("")
     parts += _within_cells(cells) + _work(cells["base"])
-    pool = _pool(records_dir)
+    pool = _pool(cells)
     parts += ["## wBoN's temperature", "",
               "From the base's pool of 32 (the same candidates and rewards as bon@N), weights softmax(reward / T):", "",
               "| T | " + " | ".join(f"wbon@{n} %" for n in WBON_NS) + " | mean |",
@@ -177,11 +177,11 @@ def report(records_dir: str) -> str:
         accuracies = [wbon_accuracy(pool, t, n) for n in WBON_NS]
         parts.append(f"| {t} | " + " | ".join(f"{100 * a:.1f}" for a in accuracies) +
                      f" | {100 * np.mean(accuracies):.1f} |")
-    tuned = tuned_changes(records_dir) if "combined" in cells else None
+    tuned = tuned_changes(cells) if "combined" in cells else None
     parts += ["", "## Chosen for the report split", "",
-              f"- each group's winner, joined (the combined cell): `{chosen_changes(records_dir)}`",
+              f"- each group's winner, joined (the combined cell): `{chosen_changes(cells)}`",
               f"- the tuned ∇-Reasoner (the most accurate of the base, the setting cells and the combined cell; its "
               f"changes from the base): "
               f"`{tuned if tuned is not None else 'the combined cell has not run'}`",
-              f"- wBoN's temperature: {wbon_temperature(records_dir)}", ""]
+              f"- wBoN's temperature: {wbon_temperature(cells)}", ""]
     return "\n".join(parts)

@@ -59,9 +59,10 @@ def test_the_study_ran_the_settings_the_tuning_split_chose():
         with open(os.path.join(STUDY, "records", name, "fingerprint.json"), encoding="utf-8") as handle:
             return json.load(handle)["methods"]
 
-    tuned = tuning.base_config().replace(**tuning_report.tuned_changes(tuning.RECORDS))
+    cells = tuning_report.load_cells(tuning.RECORDS)
+    tuned = tuning.base_config().replace(**tuning_report.tuned_changes(cells))
     expected = {k: v for k, v in tuned.changed_settings().items() if k not in SET_BY_EVAL}
     assert fingerprint("likelihood_tuned")["nabla@8"]["nabla"] == expected
     assert "learning_rate" in expected  # the tuning base's own change is carried, not only the cell's
     temperatures = {m["wbon_temperature"] for m in fingerprint("likelihood_wbon").values()}
-    assert temperatures == {tuning_report.wbon_temperature(tuning.RECORDS)}
+    assert temperatures == {tuning_report.wbon_temperature(cells)}
