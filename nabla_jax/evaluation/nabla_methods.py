@@ -111,11 +111,10 @@ def _run_best(ctx, problems, seed, ns):
             if n > 1:  # a choice to make: each final response scored once (one run alone is nabla's record)
                 cost = cost + total(c.reward_cost or ZERO for c in subset)
             stats = {k: sum(d.stats[k] for d in decoded) for k in STATS}
-            errors = [d.error for d in decoded if d.error] + [nonfinite_error(subset, True) or ""]
+            errors = [d.error for d in decoded] + [nonfinite_error(subset, True)]
             per_n[n] = Outcome(pick.text, pick.answer if chosen is not None else None, subset, cost,
                                sum(d.wall_time_s for d in decoded) + (scoring * n / max(ns) if n > 1 else 0.0),
-                               chosen, stats,
-                               "; ".join(e for e in errors if e) or None)
+                               chosen, stats, "; ".join(e for e in errors if e) or None)
         out.append(per_n)
     return out
 

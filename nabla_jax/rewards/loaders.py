@@ -132,6 +132,12 @@ def process_kind(tokenizer, vocab_size: int, aggregate: str = "min", separator: 
     return RewardKind(PROCESS, aggregate=aggregate, step_end_ids=ends, separator_id=separator_id)
 
 
+def _likelihood_only(named: str, target_gradient) -> None:
+    """Refuse, before anything loads, a context-only gradient for a reward that reads no targets."""
+    if target_gradient is not True and target_gradient is not UNSET:
+        raise ValueError(f"{named}: target_gradient applies to a likelihood reward (likelihood:LM) only")
+
+
 def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UNSET, step_split=UNSET,
                       clip=UNSET, target_gradient=UNSET, dtype=None, allow_nonfinite: bool = False) -> Reward:
     """``judge:PATH``, ``likelihood:PATH`` (PATH loaded as a causal LM, or the given ``policy`` when it has that
@@ -151,6 +157,8 @@ def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UN
             if not name:
                 raise ValueError(f"{prefix[:-1]} reward: name a causal LM after {prefix!r}, e.g. {prefix}PATH")
             source = named[len(prefix):]
+            if prefix == JUDGE_PREFIX:
+                _likelihood_only(named, target_gradient)
             lm = (policy if policy is not None and policy.source in (name, source)
                   else load_policy(name, dtype, **checked))
             if prefix == JUDGE_PREFIX:
@@ -158,8 +166,7 @@ def load_reward(spec: str, policy=None, mesh=None, aggregate=UNSET, separator=UN
             options = reading_options(name, **given)
             return likelihood_reward(lm, options["clip"], options["target_gradient"])
     options = reading_options(spec, **given)
-    if options["target_gradient"] is not True:
-        raise ValueError(f"{named}: target_gradient applies to a likelihood reward (likelihood:LM) only")
+    _likelihood_only(named, options["target_gradient"])
     aggregate, separator, step_split = options["aggregate"], options["separator"], options["step_split"]
     config = None  # a GGUF file, a bundled name or a bad path: checkpoint_reward says what it is
     if os.path.isfile(os.path.join(spec, "config.json")):

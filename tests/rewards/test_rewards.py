@@ -403,3 +403,13 @@ def test_the_mixture_control_needs_a_likelihood_reward(hf_checkpoint, prm_dir):
         NablaReasoner(policy, reward_of_kind(hf_checkpoint, prm_dir, "outcome"), NablaConfig(use_dto=False, mix_beta=1.0))
     with pytest.raises(ValueError, match="set use_dto=False"):
         NablaConfig(mix_beta=1.0)
+
+
+def test_a_context_only_gradient_is_refused_for_rewards_that_read_no_targets(hf_checkpoint, prm_dir):
+    """Only a likelihood reward reads the response's tokens as targets; the others refuse the option by name,
+    before loading anything."""
+    for spec in (f"judge:{hf_checkpoint('llama')[0]}", prm_dir[0], hf_checkpoint("llama_cls")[0]):
+        with pytest.raises(ValueError, match="target_gradient applies to a likelihood reward"):
+            load_reward(spec, target_gradient=False)
+    with pytest.raises(ValueError, match="target_gradient applies to a likelihood reward only, not to a process"):
+        RewardKind("process", separator_id=5, target_gradient=False)
