@@ -5,7 +5,8 @@ off); Python users call :func:`enable`. It lives in ``$NABLA_JAX_CACHE_DIR/xla``
 ``~/.cache/nabla-jax/xla``) beside the checkpoint-hash cache. Every compiled program is kept, however quick its
 compile, so a run whose programs are all cached compiles nothing. Entries are keyed by the program, the compile
 options, the jax version and the device, and written whole under a temporary name, so concurrent processes can
-share one cache. ``nabla-jax cache info`` shows its size, ``nabla-jax cache clear`` removes it.
+share one cache. Its ``exports`` folder keeps the largest programs whole (:mod:`nabla_jax.program_cache`), so a
+second run does not even trace them. ``nabla-jax cache info`` shows its size, ``nabla-jax cache clear`` removes it.
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ def enable(directory: str | None = None) -> str | None:
         return None
     import jax
 
+    import nabla_jax.program_cache as program_cache
+
     if directory is None and jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
-    directory = directory or compile_cache_dir()
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        directory = jax.config.jax_compilation_cache_dir
+    else:
+        directory = directory or compile_cache_dir()
+        os.makedirs(directory, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    program_cache.enable(os.path.join(directory, program_cache.FOLDER))
     return directory
 
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import nabla_jax.program_cache as program_cache
 from nabla_jax.dto.models import dto_models
 from nabla_jax.generation.buckets import bucket_length, chunks, slot_rows
 from nabla_jax.generation.prompts import eos_token_ids, stop_token_sequences
@@ -18,12 +19,19 @@ from nabla_jax.reasoner.config import NablaConfig
 from nabla_jax.reasoner.loop import decode_batch
 from nabla_jax.reasoner.problem import NablaProblem, checked_request, encode_problems, stack_problems
 from nabla_jax.reasoner.queue import decode_queue
-from nabla_jax.reasoner.state import NablaState
+from nabla_jax.reasoner.state import Events, NablaState, Stats
 from nabla_jax.rewards.kinds import LIKELIHOOD
 from nabla_jax.reasoner.stats import Revision, problem_stats, revisions
 from nabla_jax.sharding import params_mesh
 from nabla_jax.seeds import seed_key
 from nabla_jax.templates import pad_token_id, reward_input_template, reward_pad_id, to_reward_ids
+
+
+program_cache.register_results(NablaState, Stats, Events)
+
+
+def _decode_queue(models, problems, count, **static) -> NablaState:
+    return decode_queue(models, problems=problems, count=count, **static)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +126,8 @@ class NablaReasoner:
         if not batch_cond:
             return decode_batch(self.models, config, spec, self.rm_pad, problems, batch_cond=False)
         rows = slot_rows(count, batch_size)
-        return decode_queue(self.models, config, spec, self.rm_pad, problems, jnp.int32(count), rows)
+        static = dict(cfg=config, spec=spec, rm_pad=self.rm_pad, rows=rows)
+        return program_cache.call("decode_queue", _decode_queue, static, self.models, problems, jnp.int32(count))
 
     def _result(self, prompt, prompt_ids, state: NablaState, row: int, share: float, wall: float) -> NablaResult:
         end = int(state.past_len[row])

@@ -310,7 +310,7 @@ def judge(k: Kernel, problems: NablaProblem, state: NablaState, proposal: Propos
         return state, Verdict(zeros, zeros, proposing)
 
     def compare(problems, current_sequence, current_length, sequence, length):
-        score = jax.vmap(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad))
+        score = jax.vmap(lambda p, seq, n: response_reward(k.models, p, seq, n, k.rm_pad, k.cfg.max_new_tokens))
         return score(problems, current_sequence, current_length), score(problems, sequence, length)
 
     current, proposed = when_any_rows(proposing, compare, k.chunk, problems, state.sequence,

@@ -36,6 +36,11 @@ def stream_key(problem: NablaProblem, stream: int, position) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(problem.key, stream), position)
 
 
+def response_slots(state: NablaState) -> int:
+    """The longest response (``max_new_tokens``): the ahead buffer's slots."""
+    return state.latents.shape[0]
+
+
 def response_len(problem: NablaProblem, state: NablaState) -> jax.Array:
     """Committed response tokens."""
     return state.past_len - problem.prompt_len
@@ -112,7 +117,8 @@ def ahead_variables(cfg: NablaConfig, state: NablaState, logits: jax.Array) -> j
 
 def dto_problem(models: ModelPair, problem: NablaProblem, state: NablaState, rm_pad: int) -> DTOProblem:
     """The :class:`DTOProblem` of the current prefix and ahead rollout."""
-    rm_prefix = committed_reward_prefix(models, problem, state.sequence, state.past_len, rm_pad)
+    rm_prefix = committed_reward_prefix(models, problem, state.sequence, state.past_len, rm_pad,
+                                        response_slots(state))
     return DTOProblem(
         lm_prefix_ids=state.sequence,
         lm_prefix_len=state.past_len,
@@ -142,7 +148,8 @@ def extended_reward_prefix(models: ModelPair, problem: NablaProblem, state: Nabl
     only the tokens committed since run. The reward prefix of a response that goes on only grows
     (``reward_input(final=False)``: a separator follows a step-end token at once), so it runs from the old
     prefix's length."""
-    old = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad).length
+    old = committed_reward_prefix(models, problem, state.sequence, state.prefix_len, rm_pad,
+                                  response_slots(state)).length
     window = min(PREFIX_WINDOW, state.latents.shape[0])
     return extend_reward_prefix(models, dto_problem(models, problem, state, rm_pad), state.prefix, old, window)
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nabla_jax.generation.buckets import bucket_length, bucket_rows, pad_ids, queue_length, round_up
 from nabla_jax.rewards import scoring
@@ -80,34 +81,47 @@ def encode_problems(policy, reward, prompts: Sequence[str], max_new_tokens: int,
 def stack_problems(models, encoded, problem_ids, base_key, max_new_tokens: int, queue: bool = True) -> NablaProblem:
     """The problems stacked ``[Q]``, padded to shared sizes; Q is :func:`queue_length` for a queue (repeats of the
     first problem fill it; they are never decoded), else the next power of two (a fixed batch decodes every row).
-    ``encoded`` comes from :func:`encode_problems`; problem i's key is ``fold_in(base_key, problem_ids[i])``."""
+    ``encoded`` comes from :func:`encode_problems`; problem i's key is ``fold_in(base_key, problem_ids[i])``. The
+    buffers are built on the host and sent once (a row at a time through jnp cost milliseconds per call)."""
     sizes = (
         bucket_length(max(len(ids) for ids, _, _ in encoded)) + max_new_tokens,
         round_up(max(len(prefix) for _, prefix, _ in encoded), 32),
         round_up(max(len(postfix) for _, _, postfix in encoded), 8),
     )
-    keys = [jax.random.fold_in(base_key, i) for i in problem_ids]
-    problems = [make_nabla_problem(*e, sizes, key) for e, key in zip(encoded, keys)]
-    length = queue_length(len(problems)) if queue else bucket_rows(len(problems), 1 << 30)
-    problems += [problems[0]] * (length - len(problems))
-    batch = jax.tree.map(lambda *leaves: jnp.stack(leaves), *problems)
-    return shard_batch(batch, params_mesh(models.lm_params))
+    length = queue_length(len(encoded)) if queue else bucket_rows(len(encoded), 1 << 30)
+    rows = list(encoded) + [encoded[0]] * (length - len(encoded))
+    ids = list(problem_ids) + [problem_ids[0]] * (length - len(encoded))
+    names = ("prompt", "reward template prefix", "reward template postfix")
+    columns = [np.stack([pad_ids(row[part], size, names[part]) for row in rows]) for part, size in enumerate(sizes)]
+    lengths = [np.asarray([len(row[part]) for row in rows], np.int32) for part in range(3)]
+    keys = _problem_keys(base_key, jnp.asarray(ids, jnp.int32))
+    batch = NablaProblem(columns[0], lengths[0], columns[1], lengths[1], columns[2], lengths[2], keys)
+    return shard_batch(jax.tree.map(jnp.asarray, batch), params_mesh(models.lm_params))
 
 
-def response_ids(problem: NablaProblem, sequence: jax.Array, reward_index) -> jax.Array:
-    """``[S]`` the response part of ``sequence`` (from ``prompt_len`` on) as reward ids; slots past the buffer
-    repeat its last token (they lie beyond any response length)."""
+@jax.jit
+def _problem_keys(base_key, problem_ids):
+    return jax.vmap(lambda i: jax.random.fold_in(base_key, i))(problem_ids)
+
+
+def response_ids(problem: NablaProblem, sequence: jax.Array, reward_index, slots: int) -> jax.Array:
+    """``[slots]`` the response part of ``sequence`` (from ``prompt_len`` on) as reward ids. ``slots`` is the
+    longest response (``max_new_tokens``): reward inputs built from it hold no slot a response cannot reach, where
+    the whole sequence buffer (prompt bucket included) padded every reward pass. Slots past the buffer repeat its
+    last token (they lie beyond any response length)."""
     n = sequence.shape[0]
-    return reward_index[sequence[jnp.clip(problem.prompt_len + jnp.arange(n), 0, n - 1)]]
+    return reward_index[sequence[jnp.clip(problem.prompt_len + jnp.arange(min(slots, n)), 0, n - 1)]]
 
 
-def response_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int) -> jax.Array:
-    """The reward of the response ``sequence[prompt_len : prompt_len + length]`` (EOS kept) under the reward
-    template: :func:`nabla_jax.rewards.scoring.response_reward`, the function best-of-N scoring batches."""
+def response_reward(models, problem: NablaProblem, sequence: jax.Array, length, rm_pad: int,
+                    slots: int) -> jax.Array:
+    """The reward of the response ``sequence[prompt_len : prompt_len + length]`` (EOS kept, ``length <= slots``)
+    under the reward template: :func:`nabla_jax.rewards.scoring.response_reward`, the function best-of-N scoring
+    batches."""
     return scoring.response_reward(
         models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
-        response_ids(problem, sequence, models.reward_index), length, problem.rm_postfix_ids, problem.rm_postfix_len,
-        rm_pad,
+        response_ids(problem, sequence, models.reward_index, slots), length, problem.rm_postfix_ids,
+        problem.rm_postfix_len, rm_pad,
     )
 
 
@@ -116,16 +130,18 @@ def response_step_reward(models, problem: NablaProblem, sequence: jax.Array, len
     ``slots`` tokens (:func:`nabla_jax.rewards.scoring.response_last_and_reward`)."""
     return scoring.response_last_and_reward(
         models.reward_kind, models.rm_config, models.rm_params, problem.rm_prefix_ids, problem.rm_prefix_len,
-        response_ids(problem, sequence, models.reward_index)[:slots], length, problem.rm_postfix_ids,
+        response_ids(problem, sequence, models.reward_index, slots), length, problem.rm_postfix_ids,
         problem.rm_postfix_len, rm_pad,
     )
 
 
-def committed_reward_prefix(models, problem: NablaProblem, sequence: jax.Array, past_len, rm_pad: int) -> RewardInput:
-    """The reward-side DTO prefix: template prefix + committed response tokens (a response that goes on)."""
+def committed_reward_prefix(models, problem: NablaProblem, sequence: jax.Array, past_len, rm_pad: int,
+                            slots: int) -> RewardInput:
+    """The reward-side DTO prefix: template prefix + committed response tokens (a response that goes on; at most
+    ``slots`` of them, the longest response)."""
     empty = jnp.zeros((0,), jnp.int32)
     committed = past_len - problem.prompt_len
     return reward_input(
         models.reward_kind, problem.rm_prefix_ids, problem.rm_prefix_len,
-        response_ids(problem, sequence, models.reward_index), committed, empty, 0, rm_pad, final=False,
+        response_ids(problem, sequence, models.reward_index, slots), committed, empty, 0, rm_pad, final=False,
     )

@@ -51,7 +51,8 @@ def guided_init(models: ModelPair, problems: NablaProblem) -> GuidedState:
 def candidate_rewards(models, config: GuidedConfig, rm_pad: int, problems, sequence, length, candidates):
     """``[P, k]`` the reward of each response with each candidate token appended."""
     def one(problem, seq, n, token):
-        return response_reward(models, problem, seq.at[problem.prompt_len + n].set(token), n + 1, rm_pad)
+        return response_reward(models, problem, seq.at[problem.prompt_len + n].set(token), n + 1, rm_pad,
+                               config.max_new_tokens)
     per_problem = lambda problem, seq, n, tokens: jax.vmap(lambda t: one(problem, seq, n, t))(tokens)  # noqa: E731
     return jax.vmap(per_problem)(problems, sequence, length, candidates)
 

@@ -52,6 +52,23 @@ def test_a_second_process_compiles_nothing_the_first_compiled(tmp_path):
     assert _run([*EVAL, "--out", str(tmp_path / "d")], _environment(tmp_path / "cache", NABLA_JAX_NO_COMPILE_CACHE="1")) == first
 
 
+def test_a_second_process_reads_the_reasoner_program_instead_of_tracing_it(tmp_path):
+    """The ∇-Reasoner's decode loop is kept whole beside the compilation cache (nabla_jax.program_cache): a second
+    process reads the kept program (the file is not rewritten), compiles nothing and writes the same records."""
+    env = _environment(tmp_path / "cache")
+    args = ["eval", "--benchmark", "testbed", "--limit", "2", "--max-new-tokens", "8", "--no-progress",
+            "--method", "nabla@2", "--policy", "testbed:policy", "--reward", "testbed:outcome"]
+    assert _run([*args, "--out", str(tmp_path / "a")], env) > 0
+    exports = tmp_path / "cache" / "xla" / "exports"
+    stamp = lambda: {name: (os.stat(exports / name).st_ino, os.stat(exports / name).st_mtime_ns)  # noqa: E731
+                     for name in os.listdir(exports)}
+    kept = stamp()
+    assert kept and all(name.endswith(".jaxexport") for name in kept)
+    assert _run([*args, "--out", str(tmp_path / "b")], env) == 0
+    assert stamp() == kept
+    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+
+
 def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     from nabla_jax.cli import main
 

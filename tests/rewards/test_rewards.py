@@ -297,7 +297,7 @@ def test_best_of_n_and_the_reasoner_score_a_response_alike(hf_checkpoint, prm_di
     problem = make_nabla_problem(prompt_ids, prefix, postfix, (64 + 24, 64, 8), jax.random.key(0))
     for ids, candidate in zip(responses, candidates):
         sequence = jnp.asarray(np.pad(prompt_ids + ids, (0, 64 + 24 - len(prompt_ids) - len(ids))), jnp.int32)
-        inside = float(response_reward(reasoner.models, problem, sequence, len(ids), reasoner.rm_pad))
+        inside = float(response_reward(reasoner.models, problem, sequence, len(ids), reasoner.rm_pad, 24))
         assert abs(candidate.reward - inside) <= 1e-5
     assert len({round(c.reward, 5) for c in candidates}) == len(candidates)  # the responses score differently
 

@@ -121,7 +121,7 @@ def reference_guided(decoder_, prompt: str):
     problems = stack_problems(models, encoded, [0], seed_key(0), cfg.max_new_tokens, queue=False)
     problem = jax.tree.map(lambda x: x[0], problems)
     prompt_ids = encoded[0][0]
-    reward = jax.jit(lambda seq, n: response_reward(models, problem, seq, n, decoder_.rm_pad))
+    reward = jax.jit(lambda seq, n: response_reward(models, problem, seq, n, decoder_.rm_pad, cfg.max_new_tokens))
     sequence = np.asarray(problem.prompt_ids).copy()
     tokens: list[int] = []
     costs = dict(flops=float(forward_flops(models.lm_config, len(prompt_ids), 0)), reward_calls=0)

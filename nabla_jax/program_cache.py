@@ -1,0 +1,152 @@
+"""Whole programs kept serialised (``jax.export``) beside the persistent compilation cache, so a later process skips
+tracing them: a cache hit still traces and lowers a program to find its key, seconds for the ∇-Reasoner's loop.
+
+:func:`call` exports a function once into ``<compilation cache>/exports/`` and, in a later process, reads it back
+instead of tracing it. Keys cover the source of every module of the package, the jax version, the backend, the
+static settings and each input's shape, dtype and placement. Files are written whole under a temporary name; an
+unreadable one is traced again. Programs are kept only while :mod:`nabla_jax.compile_cache` is on; inputs on a
+multi-device mesh run the function directly. Details: docs/design-notes.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+
+import jax
+from jax import export
+
+FOLDER = "exports"  # under the compilation cache's folder
+_directory: str | None = None
+_loaded: dict[str, Callable] = {}  # key -> the jitted call of its program, for this process
+_refused: set[str] = set()  # keys whose function could not be exported: called directly
+_source_digest: str | None = None
+_registered: set[type] = set()
+
+
+def enable(directory: str | None) -> None:
+    """Keep programs in ``directory`` (None: stop keeping them)."""
+    global _directory
+    _directory = directory
+    if directory is not None:
+        os.makedirs(directory, exist_ok=True)
+
+
+def directory() -> str | None:
+    return _directory
+
+
+def register_results(*types: type) -> None:
+    """Let programs return these NamedTuple types (their trees are stored with the program)."""
+    for cls in types:
+        if cls not in _registered:
+            export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__qualname__}")
+            _registered.add(cls)
+
+
+def source_digest() -> str:
+    """A digest of every Python file of the package: programs traced from other source never match."""
+    global _source_digest
+    if _source_digest is None:
+        root = os.path.dirname(os.path.abspath(__file__))
+        digest = hashlib.sha256()
+        for folder, subfolders, names in os.walk(root):
+            subfolders.sort()
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    digest.update(os.path.relpath(path, root).encode())
+                    with open(path, "rb") as handle:
+                        digest.update(hashlib.sha256(handle.read()).digest())
+        _source_digest = digest.hexdigest()
+    return _source_digest
+
+
+def _on_one_device(leaves) -> bool:
+    for leaf in leaves:
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is not None and len(sharding.device_set) > 1:
+            return False
+    return True
+
+
+def _key(name: str, static: dict, tree, leaves) -> str:
+    import jaxlib
+
+    parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(), repr(sorted(static.items())),
+             str(tree)]
+    for leaf in leaves:
+        parts.append(f"{jax.typeof(leaf)}|{getattr(leaf, 'sharding', None)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def call(name: str, fn: Callable, static: dict, *args):
+    """``fn(*args, **static)`` through its kept program when :func:`enable` gave a folder (else directly). ``fn`` must
+    be traceable (it is exported under ``jax.jit``); ``static`` holds its hashable settings, ``args`` its arrays (any
+    pytree). The compiled program is named ``name``, as ``jax.jit(fn)`` would name it, so compile counts by name
+    stay the same."""
+    leaves, tree = jax.tree.flatten(args)
+    if _directory is None or not _on_one_device(leaves):
+        return fn(*args, **static)
+    key = _key(name, static, tree, leaves)
+    if key in _refused:
+        return fn(*args, **static)
+    run = _loaded.get(key)
+    if run is None:
+        exported = _read(key) or _export(name, fn, static, tree, leaves, key)
+        if exported is None:
+            return fn(*args, **static)
+        run = _named_call(name, exported)
+        _loaded[key] = run
+    return run(*leaves)
+
+
+def _named_call(name: str, exported) -> Callable:
+    def program(*leaves):
+        return exported.call(*leaves)
+
+    program.__name__ = program.__qualname__ = name
+    return jax.jit(program)
+
+
+def _path(key: str) -> str:
+    return os.path.join(_directory, key + ".jaxexport")
+
+
+def _read(key: str):
+    try:
+        with open(_path(key), "rb") as handle:
+            return export.deserialize(bytearray(handle.read()))
+    except FileNotFoundError:
+        return None
+    except Exception:  # a damaged or foreign file: traced again and rewritten
+        return None
+
+
+def _export(name: str, fn: Callable, static: dict, tree, leaves, key: str):
+    def program(*flat):
+        return fn(*jax.tree.unflatten(tree, flat), **static)
+
+    program.__name__ = program.__qualname__ = name
+    try:
+        exported = export.export(jax.jit(program))(*leaves)
+        blob = exported.serialize()
+    except Exception as err:  # noqa: BLE001 - an unexportable program still runs, only without being kept
+        warnings.warn(f"{name}: not kept in the program cache ({type(err).__name__}: {err}); it runs traced each "
+                      "process", stacklevel=3)
+        _refused.add(key)
+        return None
+    handle = tempfile.NamedTemporaryFile(dir=_directory, prefix=key, suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(blob)
+        os.replace(handle.name, _path(key))
+    except OSError:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass
+    return exported

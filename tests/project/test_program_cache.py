@@ -1,0 +1,122 @@
+"""Whole programs kept serialised beside the compilation cache (nabla_jax.program_cache): a later process reads a
+kept program instead of tracing it, and gets the same results; anything that could change the program (static
+settings, shapes, source) keys it anew; a damaged file is traced again; off, the function is called directly."""
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nabla_jax import program_cache
+
+
+class Pair(NamedTuple):
+    total: jax.Array
+    scaled: jax.Array
+
+
+program_cache.register_results(Pair)
+TRACES = []
+
+
+def toy(x, y, scale=1.0):
+    TRACES.append(scale)  # runs only while tracing
+    return Pair(jnp.sum(x) + y["b"], x * scale)
+
+
+@pytest.fixture
+def kept(tmp_path):
+    program_cache.enable(str(tmp_path))
+    program_cache._loaded.clear()
+    TRACES.clear()
+    yield tmp_path
+    program_cache.enable(None)
+    program_cache._loaded.clear()
+
+
+def _new_process():
+    """What a later process has: the files, none of this process's loaded programs."""
+    program_cache._loaded.clear()
+
+
+def test_a_later_process_reads_the_program_instead_of_tracing(kept):
+    x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
+    first = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert TRACES == [3.0] and len(os.listdir(kept)) == 1
+    assert float(program_cache.call("toy", toy, {"scale": 3.0}, x + 1, y).total) == 10.0 + 2  # same process
+    assert TRACES == [3.0]
+    _new_process()
+    again = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert TRACES == [3.0]  # read, not traced
+    assert isinstance(again, Pair)
+    np.testing.assert_array_equal(again.scaled, first.scaled)
+    assert float(again.total) == float(first.total) == 8.0
+    direct = toy(x, y, scale=3.0)
+    np.testing.assert_array_equal(direct.scaled, first.scaled)
+
+
+def test_settings_shapes_and_source_key_the_program(kept, monkeypatch):
+    x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
+    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    program_cache.call("toy", toy, {"scale": 2.0}, x, y)  # another static setting
+    program_cache.call("toy", toy, {"scale": 2.0}, jnp.arange(5.0), y)  # another shape
+    program_cache.call("toy", toy, {"scale": 2.0}, x.astype(jnp.int32), y)  # another dtype
+    assert TRACES == [3.0, 2.0, 2.0, 2.0] and len(os.listdir(kept)) == 4
+    _new_process()
+    monkeypatch.setattr(program_cache, "_source_digest", "edited source")
+    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert len(TRACES) == 5 and len(os.listdir(kept)) == 5
+
+
+def test_a_damaged_file_is_traced_again_and_rewritten(kept):
+    x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
+    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    (path,) = [os.path.join(kept, name) for name in os.listdir(kept)]
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+    _new_process()
+    result = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert TRACES == [3.0, 3.0] and float(result.total) == 8.0
+    assert os.path.getsize(path) > 100 and not [n for n in os.listdir(kept) if n.endswith(".tmp")]
+    _new_process()
+    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert len(TRACES) == 2  # the rewritten file reads back
+
+
+def test_off_the_function_is_called_directly(tmp_path):
+    program_cache.enable(None)
+    TRACES.clear()
+    result = program_cache.call("toy", toy, {"scale": 3.0}, jnp.arange(4.0), {"b": jnp.float32(2.0)})
+    assert TRACES == [3.0] and float(result.total) == 8.0 and not os.listdir(tmp_path)
+
+
+def test_an_unexportable_function_runs_directly_with_a_warning(kept):
+    def with_callback(x):
+        jax.debug.callback(lambda v: None, x)  # host callbacks cannot be serialised
+        return x + 1
+
+    with pytest.warns(UserWarning, match="not kept in the program cache"):
+        assert float(program_cache.call("callback", with_callback, {}, jnp.float32(1.0))) == 2.0
+    assert not os.listdir(kept)
+    assert float(program_cache.call("callback", with_callback, {}, jnp.float32(2.0))) == 3.0  # no second warning
+
+
+def test_the_compile_cache_switch_turns_programs_on_beside_it(monkeypatch):
+    from nabla_jax import compile_cache
+
+    before = program_cache.directory()
+    try:
+        program_cache.enable(None)
+        monkeypatch.setenv(compile_cache.DISABLE_ENV, "1")
+        assert compile_cache.enable() is None and program_cache.directory() is None
+        monkeypatch.delenv(compile_cache.DISABLE_ENV)
+        if not jax.config.jax_compilation_cache_dir:
+            pytest.skip("this session has no compilation cache folder to keep programs beside")
+        folder = compile_cache.enable()  # the session's folder, kept as it is
+        assert folder == jax.config.jax_compilation_cache_dir
+        assert program_cache.directory() == os.path.join(folder, program_cache.FOLDER)
+    finally:
+        program_cache.enable(before)
