@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+import nabla_jax.program_cache as program_cache
 from nabla_jax.generation.buckets import bucket_length, chunks, pad_prompts, queue_length, slot_rows
 from nabla_jax.generation.rollouts import (
     RolloutSpec,
@@ -164,6 +165,13 @@ def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Pro
     return state.results
 
 
+program_cache.register_results(QueueResult)
+
+
+def _rollout_queue(params, prompts: Prompts, count, layers, **static) -> QueueResult:
+    return rollout_queue(params=params, prompts=prompts, count=count, layers=layers, **static)
+
+
 def _length_buckets(config: DecoderConfig, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]]) -> list[int]:
     """Each prompt's buffer length: its length bucket, within the room ``max_new_tokens`` leaves."""
     longest = config.max_position_embeddings - spec.max_new_tokens
@@ -210,7 +218,9 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
         if place is not None:
             arrays = place(*arrays)
         rows = row_count(min(len(members), batch_size)) if row_count else slot_rows(len(members), batch_size)
-        result = rollout_queue(config, params, spec, Prompts(*arrays), jnp.int32(len(members)), rows, layers)
+        static = dict(config=config, spec=spec, rows=rows)
+        result = program_cache.call("rollout_queue", _rollout_queue, static, params, Prompts(*arrays),
+                                    jnp.int32(len(members)), layers)
         for i, output in zip(members, _outputs(*jax.device_get(result), range(len(members)))):
             out[i] = output
     return out
