@@ -2,10 +2,11 @@
 tracing them: a cache hit still traces and lowers a program to find its key, seconds for the ∇-Reasoner's loop.
 
 :func:`call` (the ∇-Reasoner's decode loop and the rollout queue use it) exports a function once into
-``<compilation cache>/exports/`` and, in a later process, reads it back instead of tracing it. Keys cover the source of every module of the package, the jax version, the backend, the
-static settings and each input's shape, dtype and placement. Files are written whole under a temporary name; an
-unreadable one is traced again. Programs are kept only while :mod:`nabla_jax.compile_cache` is on; inputs on a
-multi-device mesh run the function directly. Details: docs/design-notes.md.
+``<compilation cache>/exports/`` and, in a later process, reads it back instead of tracing it. Keys cover the source of every
+module of the package, the jax version, the backend, the static settings and each input's shape, dtype and
+placement. Files are written whole under a temporary name; an unreadable one is traced again. Programs are kept only
+while :mod:`nabla_jax.compile_cache` is on; inputs on a multi-device mesh run the function directly. Details:
+docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def _on_one_device(leaves) -> bool:
 def _key(name: str, static: dict, tree, leaves) -> str:
     import jaxlib
 
-    parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(), repr(sorted(static.items())),
-             str(tree)]
+    parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
+             repr(sorted(static.items())), str(tree)]
     for leaf in leaves:
         parts.append(f"{jax.typeof(leaf)}|{getattr(leaf, 'sharding', None)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
