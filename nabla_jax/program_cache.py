@@ -1,7 +1,7 @@
 """Whole programs kept serialised (``jax.export``) beside the persistent compilation cache, so a later process skips
 tracing them: a cache hit still traces and lowers a program to find its key, seconds for the ∇-Reasoner's loop.
 
-:func:`call` (the ∇-Reasoner's decode loop and the rollout queue use it) exports a function once into
+:func:`call` (the ∇-Reasoner's loop, the rollout queue and the searches use it) exports a function once into
 ``<compilation cache>/exports/`` and, in a later process, reads it back instead of tracing it. Keys cover the source
 of every module of the package, the jax version, the backend, the static settings and each input's shape, dtype and
 placement. Files are written whole under a temporary name; an unreadable one is traced again. Programs are kept only

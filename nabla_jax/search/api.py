@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+import nabla_jax.program_cache as program_cache
 from nabla_jax.dto.models import dto_models
 from nabla_jax.generation.buckets import bucket_length, chunks
 from nabla_jax.generation.prompts import eos_token_ids
@@ -17,8 +18,9 @@ from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.problem import checked_request, encode_problems, stack_problems
 from nabla_jax.rewards.kinds import PROCESS
 from nabla_jax.search.config import GuidedConfig, SearchConfig
-from nabla_jax.search.guided import guided_batch
-from nabla_jax.search.loop import search_batch
+from nabla_jax.models.kv_cache import KVCache
+from nabla_jax.search.guided import GuidedState, guided_batch
+from nabla_jax.search.loop import Answer, Best, Costs, SearchState, search_batch
 from nabla_jax.seeds import seed_key
 from nabla_jax.templates import pad_token_id, reward_pad_id
 
@@ -31,6 +33,17 @@ class SearchResult:
     text: str
     score: float | None  # its reward (a search's PRM aggregate over its steps; None where none was computed)
     stats: dict  # costs (official_calls, full_calls, flops, generated_tokens, rollouts, reward_calls), steps, ...
+
+
+program_cache.register_results(SearchState, Best, Costs, Answer, GuidedState, KVCache)
+
+
+def _search_batch(models, problems, **static):
+    return search_batch(models, problems=problems, **static)
+
+
+def _guided_batch(models, problems, **static):
+    return guided_batch(models, problems=problems, **static)
 
 
 def step_end_ids(models) -> tuple[int, ...]:
@@ -90,7 +103,8 @@ class StepSearch:
     def generate(self, prompts: str | Sequence[str], seed: int = 0, batch_size: int = 8,
                  problem_ids: Sequence[int] | None = None, system: str | None = None) -> list[SearchResult]:
         def run(problems):
-            return search_batch(self.models, self.config, self.spec, self.end_ids, self.rm_pad, problems)
+            static = dict(config=self.config, spec=self.spec, end_ids=self.end_ids, rm_pad=self.rm_pad)
+            return program_cache.call("search_batch", _search_batch, static, self.models, problems)
         return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
 
     def _result(self, prompt, prompt_ids, output, row: int, wall: float) -> SearchResult:
@@ -125,7 +139,8 @@ class RewardGuidedDecoder:
                  problem_ids: Sequence[int] | None = None, system: str | None = None) -> list[SearchResult]:
         """Deterministic: ``seed`` and ``problem_ids`` are accepted for the common interface and change nothing."""
         def run(problems):
-            return guided_batch(self.models, self.config, self.end_ids, self.rm_pad, problems)
+            static = dict(config=self.config, end_ids=self.end_ids, rm_pad=self.rm_pad)
+            return program_cache.call("guided_batch", _guided_batch, static, self.models, problems)
         return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
 
     def _result(self, prompt, prompt_ids, state, row: int, wall: float) -> SearchResult:

@@ -120,3 +120,31 @@ def test_the_compile_cache_switch_turns_programs_on_beside_it(monkeypatch):
         assert program_cache.directory() == os.path.join(folder, program_cache.FOLDER)
     finally:
         program_cache.enable(before)
+
+
+def test_the_searches_are_kept_and_read_back_with_the_same_results(kept):
+    """The step search and reward-guided decoding return their states through kept programs: every NamedTuple in
+    them is registered (an unregistered one would warn and trace each process), and a read program answers as the
+    traced one did."""
+    import warnings
+
+    import nabla_jax
+    from nabla_jax.generation import SamplingConfig
+    from nabla_jax.search import GuidedConfig, RewardGuidedDecoder, SearchConfig, StepSearch
+
+    policy = nabla_jax.load_policy("testbed:policy")
+    prompts = ["what is 12+30-7?", "what is 5+9+11?"]
+    search = StepSearch(policy, nabla_jax.load_reward("testbed:prm"),
+                        SearchConfig("beam", 2, 2, 1.0, 8, SamplingConfig(0.8, 20, 0.95)))
+    guided = RewardGuidedDecoder(policy, nabla_jax.load_reward("testbed:outcome"), GuidedConfig(2, 1.0, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a program that could not be kept fails the test
+        first = [decoder.generate(prompts, seed=1) for decoder in (search, guided)]
+    assert len(os.listdir(kept)) == 2
+    _new_process()
+    again = [decoder.generate(prompts, seed=1) for decoder in (search, guided)]
+    assert len(os.listdir(kept)) == 2
+    answers = lambda results: [(r.token_ids, r.score, {k: v for k, v in r.stats.items() if k != "wall_time_s"})  # noqa: E731
+                               for r in results]
+    for before, after in zip(first, again):
+        assert answers(before) == answers(after)
