@@ -26,6 +26,7 @@ _loaded: dict[str, Callable] = {}  # key -> the jitted call of its program, for 
 _refused: set[str] = set()  # keys whose function could not be exported: called directly
 _source_digest: str | None = None
 _registered: set[type] = set()
+_key_heads: dict = {}  # (name, input tree, static settings) -> digest of everything but the leaves
 
 
 def enable(directory: str | None) -> None:
@@ -75,13 +76,21 @@ def _on_one_device(leaves) -> bool:
 
 
 def _key(name: str, static: dict, tree, leaves) -> str:
-    import jaxlib
+    settings = (source_digest(), name, tree, tuple(sorted(static.items())))
+    try:
+        head = _key_heads.get(settings)
+    except TypeError:  # an unhashable setting: its digest is computed each call
+        head, settings = None, None
+    if head is None:  # the same for every call of a setting: computed once per process
+        import jaxlib
 
-    parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
-             repr(sorted(static.items())), str(tree)]
-    for leaf in leaves:
-        parts.append(f"{jax.typeof(leaf)}|{getattr(leaf, 'sharding', None)}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
+                 repr(sorted(static.items())), str(tree)]
+        head = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        if settings is not None:
+            _key_heads[settings] = head
+    avals = "\n".join(f"{jax.typeof(leaf)}|{getattr(leaf, 'sharding', None)}" for leaf in leaves)
+    return hashlib.sha256(f"{head}\n{avals}".encode()).hexdigest()
 
 
 def call(name: str, fn: Callable, static: dict, *args):

@@ -148,3 +148,17 @@ def test_the_searches_are_kept_and_read_back_with_the_same_results(kept):
                                for r in results]
     for before, after in zip(first, again):
         assert answers(before) == answers(after)
+
+
+def test_an_unhashable_setting_still_keys_the_program(kept):
+    x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
+
+    def listed(x, y, scales):
+        TRACES.append(tuple(scales))
+        return Pair(jnp.sum(x) + y["b"], x * scales[0])
+
+    assert float(program_cache.call("listed", listed, {"scales": [2.0]}, x, y).scaled[1]) == 2.0
+    assert float(program_cache.call("listed", listed, {"scales": [3.0]}, x, y).scaled[1]) == 3.0
+    _new_process()
+    assert float(program_cache.call("listed", listed, {"scales": [3.0]}, x, y).scaled[1]) == 3.0
+    assert TRACES == [(2.0,), (3.0,)] and len(os.listdir(kept)) == 2
