@@ -26,7 +26,7 @@ _loaded: dict[str, Callable] = {}  # key -> the jitted call of its program, for 
 _refused: set[str] = set()  # keys whose function could not be exported: called directly
 _source_digest: str | None = None
 _registered: set[type] = set()
-_key_heads: dict = {}  # (name, input tree, static settings) -> digest of everything but the leaves
+_key_heads: dict = {}  # (source, jax settings, name, input tree, static settings) -> digest of all but the leaves
 
 
 def enable(directory: str | None) -> None:
@@ -75,8 +75,14 @@ def _on_one_device(leaves) -> bool:
     return True
 
 
+# jax settings that change what a function traces to, beyond its inputs' types
+TRACE_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
+                  "jax_threefry_partitionable", "jax_numpy_rank_promotion", "jax_numpy_dtype_promotion")
+
+
 def _key(name: str, static: dict, tree, leaves) -> str:
-    settings = (source_digest(), name, tree, tuple(sorted(static.items())))
+    flags = tuple(str(getattr(jax.config, flag, None)) for flag in TRACE_SETTINGS)
+    settings = (source_digest(), flags, name, tree, tuple(sorted(static.items())))
     try:
         head = _key_heads.get(settings)
     except TypeError:  # an unhashable setting: its digest is computed each call
@@ -84,7 +90,7 @@ def _key(name: str, static: dict, tree, leaves) -> str:
     if head is None:  # the same for every call of a setting: computed once per process
         import jaxlib
 
-        parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
+        parts = [name, source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(), repr(flags),
                  repr(sorted(static.items())), str(tree)]
         head = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         if settings is not None:

@@ -162,3 +162,11 @@ def test_an_unhashable_setting_still_keys_the_program(kept):
     _new_process()
     assert float(program_cache.call("listed", listed, {"scales": [3.0]}, x, y).scaled[1]) == 3.0
     assert TRACES == [(2.0,), (3.0,)] and len(os.listdir(kept)) == 2
+
+
+def test_jax_settings_that_change_tracing_key_the_program(kept):
+    x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
+    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    with jax.default_matmul_precision("highest"):
+        program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    assert TRACES == [3.0, 3.0] and len(os.listdir(kept)) == 2
