@@ -112,9 +112,15 @@ def call(name: str, fn: Callable, static: dict, *args):
         return fn(*args, **static)
     run = _loaded.get(key)
     if run is None:
-        exported = _read(key) or _export(name, fn, static, tree, leaves, key)
+        exported = _read(key)
         if exported is None:
-            return fn(*args, **static)
+            exported = _export(name, fn, static, tree, leaves, key)
+        if isinstance(exported, Exception):
+            result = fn(*args, **static)  # the function's own errors are raised here, as without the cache
+            _refused.add(key)
+            warnings.warn(f"{name}: not kept in the program cache ({type(exported).__name__}: {exported}); it is "
+                          "traced in each process", stacklevel=2)
+            return result
         run = _named_call(name, exported)
         _loaded[key] = run
     return run(*leaves)
@@ -150,11 +156,8 @@ def _export(name: str, fn: Callable, static: dict, tree, leaves, key: str):
     try:
         exported = export.export(jax.jit(program))(*leaves)
         blob = exported.serialize()
-    except Exception as err:  # noqa: BLE001 - an unexportable program still runs, only without being kept
-        warnings.warn(f"{name}: not kept in the program cache ({type(err).__name__}: {err}); it runs traced each "
-                      "process", stacklevel=3)
-        _refused.add(key)
-        return None
+    except Exception as err:  # noqa: BLE001 - returned: the caller runs the function directly
+        return err
     handle = tempfile.NamedTemporaryFile(dir=_directory, prefix=key, suffix=".tmp", delete=False)
     try:
         with handle:

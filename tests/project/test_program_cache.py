@@ -170,3 +170,16 @@ def test_jax_settings_that_change_tracing_key_the_program(kept):
     with jax.default_matmul_precision("highest"):
         program_cache.call("toy", toy, {"scale": 3.0}, x, y)
     assert TRACES == [3.0, 3.0] and len(os.listdir(kept)) == 2
+
+
+def test_a_function_that_fails_raises_its_own_error_without_a_warning(kept):
+    def broken(x):
+        raise ValueError("the function's own complaint")
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="own complaint"):
+            program_cache.call("broken", broken, {}, jnp.float32(1.0))
+    assert not os.listdir(kept)
