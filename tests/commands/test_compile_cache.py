@@ -73,10 +73,13 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     from nabla_jax.cli import main
 
     monkeypatch.setenv("NABLA_JAX_CACHE_DIR", str(tmp_path))
-    (tmp_path / "xla").mkdir()
+    (tmp_path / "xla" / "exports").mkdir(parents=True)
     (tmp_path / "xla" / "entry").write_bytes(b"x" * 2048)
+    (tmp_path / "xla" / "exports" / "program.jaxexport").write_bytes(b"x" * 1024)
     assert main(["cache", "info"]) == 0
-    assert f"{tmp_path / 'xla'}: 1 files" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'xla'}: 2 files" in out
+    assert "of which exports/ (whole programs, read instead of traced): 1 files" in out
     assert main(["cache", "clear"]) == 0
     assert "removed" in capsys.readouterr().out and not (tmp_path / "xla").exists()
 
