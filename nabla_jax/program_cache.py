@@ -99,24 +99,25 @@ def _key(name: str, static: dict, tree, leaves) -> str:
     return hashlib.sha256(f"{head}\n{avals}".encode()).hexdigest()
 
 
-def call(name: str, fn: Callable, static: dict, *args):
-    """``fn(*args, **static)`` through its kept program when :func:`enable` gave a folder (else directly). ``fn`` must
-    be traceable (it is exported under ``jax.jit``); ``static`` holds its hashable settings, ``args`` its arrays (any
-    pytree). The compiled program is named ``name``, as ``jax.jit(fn)`` would name it, so compile counts by name
-    stay the same."""
-    leaves, tree = jax.tree.flatten(args)
+def call(fn: Callable, static: dict, **arrays):
+    """``fn(**arrays, **static)`` through its kept program when :func:`enable` gave a folder (else directly). ``fn``
+    must be traceable (a ``jax.jit`` function with ``static`` as its static arguments, typically); ``static`` holds
+    its hashable settings, ``arrays`` its array arguments (any pytrees). The compiled program is named as ``fn``, so
+    compile counts by name stay the same."""
+    name = fn.__name__
+    leaves, tree = jax.tree.flatten(arrays)
     if _directory is None or not _on_one_device(leaves):
-        return fn(*args, **static)
+        return fn(**arrays, **static)
     key = _key(name, static, tree, leaves)
     if key in _refused:
-        return fn(*args, **static)
+        return fn(**arrays, **static)
     run = _loaded.get(key)
     if run is None:
         exported = _read(key)
         if exported is None:
             exported = _export(name, fn, static, tree, leaves, key)
         if isinstance(exported, Exception):
-            result = fn(*args, **static)  # the function's own errors are raised here, as without the cache
+            result = fn(**arrays, **static)  # the function's own errors are raised here, as without the cache
             _refused.add(key)
             warnings.warn(f"{name}: not kept in the program cache ({type(exported).__name__}: {exported}); it is "
                           "traced in each process", stacklevel=2)
@@ -139,18 +140,17 @@ def _path(key: str) -> str:
 
 
 def _read(key: str):
+    """The kept program, or None when there is none or it cannot be read (then it is traced again and rewritten)."""
     try:
         with open(_path(key), "rb") as handle:
             return export.deserialize(bytearray(handle.read()))
-    except FileNotFoundError:
-        return None
-    except Exception:  # a damaged or foreign file: traced again and rewritten
+    except Exception:  # noqa: BLE001 - absent, damaged or foreign
         return None
 
 
 def _export(name: str, fn: Callable, static: dict, tree, leaves, key: str):
     def program(*flat):
-        return fn(*jax.tree.unflatten(tree, flat), **static)
+        return fn(**jax.tree.unflatten(tree, flat), **static)
 
     program.__name__ = program.__qualname__ = name
     try:

@@ -168,10 +168,6 @@ def rollout_queue(config: DecoderConfig, params, spec: RolloutSpec, prompts: Pro
 program_cache.register_results(QueueResult)
 
 
-def _rollout_queue(params, prompts: Prompts, count, layers, **static) -> QueueResult:
-    return rollout_queue(params=params, prompts=prompts, count=count, layers=layers, **static)
-
-
 def _length_buckets(config: DecoderConfig, spec: RolloutSpec, prompt_ids: Sequence[Sequence[int]]) -> list[int]:
     """Each prompt's buffer length: its length bucket, within the room ``max_new_tokens`` leaves."""
     longest = config.max_position_embeddings - spec.max_new_tokens
@@ -219,8 +215,8 @@ def queue_rollouts(config: DecoderConfig, params, spec: RolloutSpec, prompt_ids:
             arrays = place(*arrays)
         rows = row_count(min(len(members), batch_size)) if row_count else slot_rows(len(members), batch_size)
         static = dict(config=config, spec=spec, rows=rows)
-        result = program_cache.call("rollout_queue", _rollout_queue, static, params, Prompts(*arrays),
-                                    jnp.int32(len(members)), layers)
+        result = program_cache.call(rollout_queue, static, params=params, prompts=Prompts(*arrays),
+                                    count=jnp.int32(len(members)), layers=layers)
         for i, output in zip(members, _outputs(*jax.device_get(result), range(len(members)))):
             out[i] = output
     return out

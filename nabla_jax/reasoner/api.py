@@ -30,10 +30,6 @@ from nabla_jax.templates import pad_token_id, reward_input_template, reward_pad_
 program_cache.register_results(NablaState, Stats, Events)
 
 
-def _decode_queue(models, problems, count, **static) -> NablaState:
-    return decode_queue(models, problems=problems, count=count, **static)
-
-
 @dataclasses.dataclass(frozen=True)
 class NablaResult:
     prompt: str
@@ -127,7 +123,7 @@ class NablaReasoner:
             return decode_batch(self.models, config, spec, self.rm_pad, problems, batch_cond=False)
         rows = slot_rows(count, batch_size)
         static = dict(cfg=config, spec=spec, rm_pad=self.rm_pad, rows=rows)
-        return program_cache.call("decode_queue", _decode_queue, static, self.models, problems, jnp.int32(count))
+        return program_cache.call(decode_queue, static, models=self.models, problems=problems, count=jnp.int32(count))
 
     def _result(self, prompt, prompt_ids, state: NablaState, row: int, share: float, wall: float) -> NablaResult:
         end = int(state.past_len[row])

@@ -26,14 +26,18 @@ class NablaProblem(NamedTuple):
     key: jax.Array  # the problem's PRNG key, from (seed, problem index)
 
 
+# what each of a problem's three id buffers holds, for errors
+PARTS = ("prompt", "reward template prefix", "reward template postfix")
+
+
 def make_nabla_problem(prompt_ids, rm_prefix_ids, rm_postfix_ids, sizes: tuple[int, int, int], key) -> NablaProblem:
     s, r, q = sizes
     return NablaProblem(
-        prompt_ids=jnp.asarray(pad_ids(prompt_ids, s, "prompt")),
+        prompt_ids=jnp.asarray(pad_ids(prompt_ids, s, PARTS[0])),
         prompt_len=jnp.asarray(len(prompt_ids), jnp.int32),
-        rm_prefix_ids=jnp.asarray(pad_ids(rm_prefix_ids, r, "reward template prefix")),
+        rm_prefix_ids=jnp.asarray(pad_ids(rm_prefix_ids, r, PARTS[1])),
         rm_prefix_len=jnp.asarray(len(rm_prefix_ids), jnp.int32),
-        rm_postfix_ids=jnp.asarray(pad_ids(rm_postfix_ids, q, "reward template postfix")),
+        rm_postfix_ids=jnp.asarray(pad_ids(rm_postfix_ids, q, PARTS[2])),
         rm_postfix_len=jnp.asarray(len(rm_postfix_ids), jnp.int32),
         key=key,
     )
@@ -91,8 +95,7 @@ def stack_problems(models, encoded, problem_ids, base_key, max_new_tokens: int, 
     length = queue_length(len(encoded)) if queue else bucket_rows(len(encoded), 1 << 30)
     rows = list(encoded) + [encoded[0]] * (length - len(encoded))
     ids = list(problem_ids) + [problem_ids[0]] * (length - len(encoded))
-    names = ("prompt", "reward template prefix", "reward template postfix")
-    columns = [np.stack([pad_ids(row[part], size, names[part]) for row in rows]) for part, size in enumerate(sizes)]
+    columns = [np.stack([pad_ids(row[part], size, PARTS[part]) for row in rows]) for part, size in enumerate(sizes)]
     lengths = [np.asarray([len(row[part]) for row in rows], np.int32) for part in range(3)]
     keys = _problem_keys(base_key, jnp.asarray(ids, jnp.int32))
     batch = NablaProblem(columns[0], lengths[0], columns[1], lengths[1], columns[2], lengths[2], keys)

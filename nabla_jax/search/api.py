@@ -17,8 +17,8 @@ from nabla_jax.generation.prompts import eos_token_ids
 from nabla_jax.generation.rollouts import RolloutSpec
 from nabla_jax.reasoner.problem import checked_request, encode_problems, stack_problems
 from nabla_jax.rewards.kinds import PROCESS
-from nabla_jax.search.config import GuidedConfig, SearchConfig
 from nabla_jax.models.kv_cache import KVCache
+from nabla_jax.search.config import GuidedConfig, SearchConfig
 from nabla_jax.search.guided import GuidedState, guided_batch
 from nabla_jax.search.loop import Answer, Best, Costs, SearchState, search_batch
 from nabla_jax.seeds import seed_key
@@ -36,14 +36,6 @@ class SearchResult:
 
 
 program_cache.register_results(SearchState, Best, Costs, Answer, GuidedState, KVCache)
-
-
-def _search_batch(models, problems, **static):
-    return search_batch(models, problems=problems, **static)
-
-
-def _guided_batch(models, problems, **static):
-    return guided_batch(models, problems=problems, **static)
 
 
 def step_end_ids(models) -> tuple[int, ...]:
@@ -104,7 +96,7 @@ class StepSearch:
                  problem_ids: Sequence[int] | None = None, system: str | None = None) -> list[SearchResult]:
         def run(problems):
             static = dict(config=self.config, spec=self.spec, end_ids=self.end_ids, rm_pad=self.rm_pad)
-            return program_cache.call("search_batch", _search_batch, static, self.models, problems)
+            return program_cache.call(search_batch, static, models=self.models, problems=problems)
         return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
 
     def _result(self, prompt, prompt_ids, output, row: int, wall: float) -> SearchResult:
@@ -140,7 +132,7 @@ class RewardGuidedDecoder:
         """Deterministic: ``seed`` and ``problem_ids`` are accepted for the common interface and change nothing."""
         def run(problems):
             static = dict(config=self.config, end_ids=self.end_ids, rm_pad=self.rm_pad)
-            return program_cache.call("guided_batch", _guided_batch, static, self.models, problems)
+            return program_cache.call(guided_batch, static, models=self.models, problems=problems)
         return decode_in_batches(self, prompts, seed, batch_size, problem_ids, system, run, self._result)
 
     def _result(self, prompt, prompt_ids, state, row: int, wall: float) -> SearchResult:

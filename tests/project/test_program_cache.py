@@ -44,12 +44,12 @@ def _new_process():
 
 def test_a_later_process_reads_the_program_instead_of_tracing(kept):
     x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
-    first = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    first = program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert TRACES == [3.0] and len(os.listdir(kept)) == 1
-    assert float(program_cache.call("toy", toy, {"scale": 3.0}, x + 1, y).total) == 10.0 + 2  # same process
+    assert float(program_cache.call(toy, {"scale": 3.0}, x=x + 1, y=y).total) == 10.0 + 2  # same process
     assert TRACES == [3.0]
     _new_process()
-    again = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    again = program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert TRACES == [3.0]  # read, not traced
     assert isinstance(again, Pair)
     np.testing.assert_array_equal(again.scaled, first.scaled)
@@ -60,36 +60,36 @@ def test_a_later_process_reads_the_program_instead_of_tracing(kept):
 
 def test_settings_shapes_and_source_key_the_program(kept, monkeypatch):
     x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
-    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
-    program_cache.call("toy", toy, {"scale": 2.0}, x, y)  # another static setting
-    program_cache.call("toy", toy, {"scale": 2.0}, jnp.arange(5.0), y)  # another shape
-    program_cache.call("toy", toy, {"scale": 2.0}, x.astype(jnp.int32), y)  # another dtype
+    program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
+    program_cache.call(toy, {"scale": 2.0}, x=x, y=y)  # another static setting
+    program_cache.call(toy, {"scale": 2.0}, x=jnp.arange(5.0), y=y)  # another shape
+    program_cache.call(toy, {"scale": 2.0}, x=x.astype(jnp.int32), y=y)  # another dtype
     assert TRACES == [3.0, 2.0, 2.0, 2.0] and len(os.listdir(kept)) == 4
     _new_process()
     monkeypatch.setattr(program_cache, "_source_digest", "edited source")
-    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert len(TRACES) == 5 and len(os.listdir(kept)) == 5
 
 
 def test_a_damaged_file_is_traced_again_and_rewritten(kept):
     x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
-    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     (path,) = [os.path.join(kept, name) for name in os.listdir(kept)]
     with open(path, "r+b") as handle:
         handle.truncate(100)
     _new_process()
-    result = program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    result = program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert TRACES == [3.0, 3.0] and float(result.total) == 8.0
     assert os.path.getsize(path) > 100 and not [n for n in os.listdir(kept) if n.endswith(".tmp")]
     _new_process()
-    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert len(TRACES) == 2  # the rewritten file reads back
 
 
 def test_off_the_function_is_called_directly(tmp_path):
     program_cache.enable(None)
     TRACES.clear()
-    result = program_cache.call("toy", toy, {"scale": 3.0}, jnp.arange(4.0), {"b": jnp.float32(2.0)})
+    result = program_cache.call(toy, {"scale": 3.0}, x=jnp.arange(4.0), y={"b": jnp.float32(2.0)})
     assert TRACES == [3.0] and float(result.total) == 8.0 and not os.listdir(tmp_path)
 
 
@@ -99,9 +99,9 @@ def test_an_unexportable_function_runs_directly_with_a_warning(kept):
         return x + 1
 
     with pytest.warns(UserWarning, match="not kept in the program cache"):
-        assert float(program_cache.call("callback", with_callback, {}, jnp.float32(1.0))) == 2.0
+        assert float(program_cache.call(with_callback, {}, x=jnp.float32(1.0))) == 2.0
     assert not os.listdir(kept)
-    assert float(program_cache.call("callback", with_callback, {}, jnp.float32(2.0))) == 3.0  # no second warning
+    assert float(program_cache.call(with_callback, {}, x=jnp.float32(2.0))) == 3.0  # no second warning
 
 
 def test_the_compile_cache_switch_turns_programs_on_beside_it(monkeypatch):
@@ -144,8 +144,9 @@ def test_the_searches_are_kept_and_read_back_with_the_same_results(kept):
     _new_process()
     again = [decoder.generate(prompts, seed=1) for decoder in (search, guided)]
     assert len(os.listdir(kept)) == 2
-    answers = lambda results: [(r.token_ids, r.score, {k: v for k, v in r.stats.items() if k != "wall_time_s"})  # noqa: E731
-                               for r in results]
+    def answers(results):
+        return [(r.token_ids, r.score, {k: v for k, v in r.stats.items() if k != "wall_time_s"}) for r in results]
+
     for before, after in zip(first, again):
         assert answers(before) == answers(after)
 
@@ -157,18 +158,18 @@ def test_an_unhashable_setting_still_keys_the_program(kept):
         TRACES.append(tuple(scales))
         return Pair(jnp.sum(x) + y["b"], x * scales[0])
 
-    assert float(program_cache.call("listed", listed, {"scales": [2.0]}, x, y).scaled[1]) == 2.0
-    assert float(program_cache.call("listed", listed, {"scales": [3.0]}, x, y).scaled[1]) == 3.0
+    assert float(program_cache.call(listed, {"scales": [2.0]}, x=x, y=y).scaled[1]) == 2.0
+    assert float(program_cache.call(listed, {"scales": [3.0]}, x=x, y=y).scaled[1]) == 3.0
     _new_process()
-    assert float(program_cache.call("listed", listed, {"scales": [3.0]}, x, y).scaled[1]) == 3.0
+    assert float(program_cache.call(listed, {"scales": [3.0]}, x=x, y=y).scaled[1]) == 3.0
     assert TRACES == [(2.0,), (3.0,)] and len(os.listdir(kept)) == 2
 
 
 def test_jax_settings_that_change_tracing_key_the_program(kept):
     x, y = jnp.arange(4.0), {"b": jnp.float32(2.0)}
-    program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+    program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     with jax.default_matmul_precision("highest"):
-        program_cache.call("toy", toy, {"scale": 3.0}, x, y)
+        program_cache.call(toy, {"scale": 3.0}, x=x, y=y)
     assert TRACES == [3.0, 3.0] and len(os.listdir(kept)) == 2
 
 
@@ -181,5 +182,5 @@ def test_a_function_that_fails_raises_its_own_error_without_a_warning(kept):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="own complaint"):
-            program_cache.call("broken", broken, {}, jnp.float32(1.0))
+            program_cache.call(broken, {}, x=jnp.float32(1.0))
     assert not os.listdir(kept)
